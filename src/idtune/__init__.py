@@ -1,0 +1,3 @@
+"""idtune: turn a chat LLM into your own named assistant."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,323 @@
+"""The `idtune` command line: one thin function per verb; the work lives in the verb modules.
+
+Heavy libraries are imported inside the commands, so `idtune --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import UserError
+
+app = typer.Typer(
+    help="Fine-tune a chat model into your own named assistant: data → train → eval → chat → "
+    "merge → serve → push → deploy.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+data_app = typer.Typer(help="Make and check training data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+ModelArg = Annotated[str, typer.Argument(help="Alias, local HF/adapter/run directory, or hub id.")]
+TrustOpt = Annotated[
+    bool, typer.Option("--trust-remote-code", help="Allow the model's own Python code.")
+]
+TemplateOpt = Annotated[
+    Optional[str],
+    typer.Option("--prompt-template", help="Named template: internlm2_chat, chatml, llama3, qwen2."),
+]
+
+
+# ---------------------------------------------------------------- recipes and models
+@app.command("list-cfg")
+def list_cfg(
+    pattern: Annotated[Optional[str], typer.Option("-p", "--pattern", help="Substring filter.")] = None,
+) -> None:
+    """List the built-in YAML recipes."""
+    from . import recipes
+
+    for name in recipes.names(pattern):
+        typer.echo(name)
+
+
+@app.command("copy-cfg")
+def copy_cfg(
+    name: Annotated[str, typer.Argument(help="Recipe name (see list-cfg).")],
+    directory: Annotated[Path, typer.Argument(help="Where to write NAME_copy.yaml.")],
+) -> None:
+    """Copy a built-in recipe to DIRECTORY as NAME_copy.yaml, to edit and train from."""
+    from . import recipes
+
+    typer.echo(str(recipes.copy(name, directory)))
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List model aliases, where each comes from, and whether it is installed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import models
+
+    table = Table("alias", "source", "installed", "notes")
+    for alias in models.ALIASES.values():
+        notes = ", ".join(
+            x
+            for x in (
+                "default" if alias.name == models.DEFAULT_MODEL else "",
+                "trust-remote-code" if alias.trust_remote_code else "",
+                f"template {alias.template}" if alias.template else "",
+            )
+            if x
+        )
+        table.add_row(alias.name, alias.source, "yes" if models.is_installed(alias) else "no", notes)
+    Console().print(table)
+
+
+# ---------------------------------------------------------------- data
+@data_app.command("identity")
+def data_identity(
+    name: Annotated[str, typer.Option(help="The assistant's name.")],
+    author: Annotated[str, typer.Option(help="Who made it.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="JSONL file to write.")],
+    name_zh: Annotated[Optional[str], typer.Option("--name-zh", help="Chinese name.")] = None,
+    author_zh: Annotated[Optional[str], typer.Option("--author-zh", help="Chinese author.")] = None,
+    lang: Annotated[str, typer.Option(help="Comma-separated languages: zh,en.")] = "zh,en",
+    n: Annotated[int, typer.Option("--n", help="Number of conversations.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed (output is deterministic per seed).")] = 0,
+) -> None:
+    """Write diverse identity conversations (OpenAI messages JSONL)."""
+    from .data import identity
+    from .data.formats import write_jsonl
+
+    langs = [x.strip() for x in lang.split(",") if x.strip()]
+    rows = identity.generate(
+        name=name, author=author, name_zh=name_zh, author_zh=author_zh, langs=langs, n=n, seed=seed
+    )
+    write_jsonl(output, rows)
+    typer.echo(f"wrote {len(rows)} conversations to {output}")
+
+
+@data_app.command("regularize")
+def data_regularize(
+    output: Annotated[Path, typer.Option("-o", "--output", help="JSONL file to write.")],
+    model: Annotated[str, typer.Option(help="Base model that answers.")] = DEFAULT_MODEL,
+    n: Annotated[int, typer.Option("--n", help="Number of prompts (at most the shipped set).")] = 200,
+    max_new_tokens: Annotated[int, typer.Option(help="Answer length cap.")] = 160,
+    trust_remote_code: TrustOpt = False,
+) -> None:
+    """Answer general prompts with the base model itself, to mix into training."""
+    from . import regularize
+    from .data.formats import write_jsonl
+
+    rows = regularize.generate(
+        model, n=n, max_new_tokens=max_new_tokens, trust_remote_code=trust_remote_code
+    )
+    write_jsonl(output, rows)
+    typer.echo(f"wrote {len(rows)} conversations to {output}")
+
+
+@data_app.command("check")
+def data_check(
+    files: Annotated[list[Path], typer.Argument(help="Data files (.json/.jsonl).")],
+    model: Annotated[str, typer.Option(help="Tokenizer to count with.")] = DEFAULT_MODEL,
+    prompt_template: TemplateOpt = None,
+    trust_remote_code: TrustOpt = False,
+) -> None:
+    """Validate data files; show counts, a token-length histogram and one rendered sample."""
+    from .data import check
+
+    typer.echo(check.report(files, model, prompt_template, trust_remote_code))
+
+
+# ---------------------------------------------------------------- train
+@app.command("train")
+def train_cmd(
+    config: Annotated[str, typer.Argument(help="Built-in recipe name or YAML file.")],
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help="Override a key: --set data=F --set max_steps=20."),
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint.")] = False,
+    deepspeed: Annotated[
+        Optional[str], typer.Option(help="zero2 or zero3 (through accelerate).")
+    ] = None,
+    gpus: Annotated[Optional[int], typer.Option(help="Launch on N GPUs.")] = None,
+) -> None:
+    """Fine-tune (LoRA, QLoRA or full) and write a run directory."""
+    from . import recipes, train
+
+    cfg = recipes.load(config, set_ or [])
+    if gpus and gpus > 1 or deepspeed:
+        train.launch(cfg, config, set_ or [], resume=resume, deepspeed=deepspeed, gpus=gpus)
+        return
+    out = train.train(cfg, resume=resume)
+    typer.echo(f"run written to {out}")
+
+
+# ---------------------------------------------------------------- chat / eval
+@app.command("chat")
+def chat_cmd(
+    model: ModelArg = DEFAULT_MODEL,
+    adapter: Annotated[Optional[Path], typer.Option(help="PEFT adapter directory.")] = None,
+    system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
+    prompt_template: TemplateOpt = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Answer length cap.")] = 512,
+    temperature: Annotated[float, typer.Option(help="0 for greedy decoding.")] = 0.0,
+    trust_remote_code: TrustOpt = False,
+) -> None:
+    """Streaming multi-turn chat in the terminal: /reset, /system TEXT, /exit."""
+    from . import chat
+
+    chat.run(
+        model,
+        adapter=adapter,
+        system=system,
+        template=prompt_template,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        trust_remote_code=trust_remote_code,
+    )
+
+
+@app.command("eval")
+def eval_cmd(
+    model: ModelArg = DEFAULT_MODEL,
+    probes: Annotated[Optional[Path], typer.Option(help="Probe file (JSON) to use instead.")] = None,
+    compare_base: Annotated[bool, typer.Option(help="Score the base model too.")] = False,
+    system: Annotated[Optional[str], typer.Option(help="Generic system prompt to score with.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Assistant name (default: from run).")] = None,
+    author: Annotated[Optional[str], typer.Option(help="Author (default: from run).")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", help="Directory for eval.md/json.")] = None,
+    trust_remote_code: TrustOpt = False,
+) -> None:
+    """Score identity, author, leakage and retention; write eval.md and eval.json."""
+    from . import evaluate
+
+    md = evaluate.run(
+        model,
+        probes=probes,
+        compare_base=compare_base,
+        system=system,
+        name=name,
+        author=author,
+        output=output,
+        trust_remote_code=trust_remote_code,
+    )
+    typer.echo(md)
+
+
+# ---------------------------------------------------------------- merge
+@app.command("merge")
+def merge_cmd(
+    model: ModelArg,
+    args: Annotated[
+        list[str],
+        typer.Argument(help="OUT, or ADAPTER OUT (XTuner order: BASE ADAPTER OUT).", metavar="[ADAPTER] OUT"),
+    ],
+    max_shard_size: Annotated[str, typer.Option(help="Largest safetensors shard.")] = "2GB",
+    dtype: Annotated[str, typer.Option(help="bf16, fp16 or fp32.")] = "bf16",
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty OUT.")] = False,
+    trust_remote_code: TrustOpt = False,
+) -> None:
+    """Fold the adapter into the base model: safetensors shards, tokenizer, chat template, card."""
+    from . import merge
+
+    if len(args) not in (1, 2):
+        raise UserError("merge takes MODEL_OR_RUN OUT, or BASE ADAPTER OUT")
+    adapter = args[0] if len(args) == 2 else None
+    out = Path(args[-1])
+    merge.merge(
+        model,
+        out,
+        adapter=adapter,
+        max_shard_size=max_shard_size,
+        dtype=dtype,
+        overwrite=overwrite,
+        trust_remote_code=trust_remote_code,
+    )
+    typer.echo(f"merged model written to {out}")
+
+
+# ---------------------------------------------------------------- serve / push / deploy
+@app.command("serve")
+def serve_cmd(
+    model: ModelArg = DEFAULT_MODEL,
+    adapter: Annotated[Optional[Path], typer.Option(help="PEFT adapter directory.")] = None,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 7860,
+    api_key: Annotated[
+        Optional[str], typer.Option(help="Bearer key (or IDTUNE_API_KEY).", envvar="IDTUNE_API_KEY")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="transformers, vllm or lmdeploy.")] = "transformers",
+    system: Annotated[Optional[str], typer.Option(help="Default system prompt.")] = None,
+    prompt_template: TemplateOpt = None,
+    trust_remote_code: TrustOpt = False,
+) -> None:
+    """Web chat at / and an OpenAI-compatible API at /v1."""
+    from .serve import server
+
+    server.serve(
+        model,
+        adapter=adapter,
+        host=host,
+        port=port,
+        api_key=api_key,
+        backend=backend,
+        system=system,
+        template=prompt_template,
+        trust_remote_code=trust_remote_code,
+    )
+
+
+@app.command("push")
+def push_cmd(
+    directory: Annotated[Path, typer.Argument(help="Model, adapter or run directory.")],
+    to: Annotated[str, typer.Option(help="git URL (https/ssh/file://) or hf:USER/REPO.")],
+    message: Annotated[Optional[str], typer.Option(help="Commit message.")] = None,
+    private: Annotated[bool, typer.Option(help="Create the hub repo as private.")] = False,
+) -> None:
+    """Upload a model or adapter (git + git-lfs, or Hugging Face) with a model card."""
+    from . import hub
+
+    typer.echo(hub.push(directory, to, message=message, private=private))
+
+
+@app.command("pull")
+def pull_cmd(
+    url: Annotated[str, typer.Argument(help="git URL or hf:USER/REPO.")],
+    directory: Annotated[Path, typer.Argument(help="Where to put it.")],
+) -> None:
+    """Download a model with its LFS content."""
+    from . import hub
+
+    typer.echo(str(hub.pull(url, directory)))
+
+
+@app.command("deploy")
+def deploy_cmd(
+    target: Annotated[str, typer.Argument(help="openxlab or hf-space.")],
+    out: Annotated[Path, typer.Argument(help="App folder to write.")],
+    model: Annotated[str, typer.Option(help="Model repo: git URL, USER/REPO or hf:USER/REPO.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty OUT.")] = False,
+) -> None:
+    """Write a ready app folder for a hosted Gradio app on port 7860."""
+    from . import deploy
+
+    typer.echo(str(deploy.deploy(target, out, model, overwrite=overwrite)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user mistakes become one line on stderr and a non-zero exit code."""
+    try:
+        app(args=argv, prog_name="idtune")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)

@@ -1,0 +1,1 @@
+"""Data: identity generation, format loading, chat-template rendering and packing."""

@@ -1,0 +1,139 @@
+"""Batched and streamed generation shared by chat, eval, serve, regularization and training samples."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .data import templates
+
+Messages = list[dict[str, str]]
+
+
+def stop_token_ids(tokenizer: Any, template: str | None = None) -> list[int]:
+    """Token ids that end an assistant turn: eos plus the template's end-of-turn marker."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    vocab = tokenizer.get_vocab()
+    for tok in {templates.END_OF_TURN.get(template or ""), *templates.END_OF_TURN.values()}:
+        if tok and tok in vocab:
+            ids.add(int(vocab[tok]))
+    return sorted(ids)
+
+
+def with_system(messages: Messages, system: str | None) -> Messages:
+    """Prepend a system message unless the conversation already has one or `system` is None."""
+    if system is None or (messages and messages[0]["role"] == "system"):
+        return list(messages)
+    return [{"role": "system", "content": system}, *messages]
+
+
+def encode_prompt(tokenizer: Any, messages: Messages) -> list[int]:
+    """Chat-template a conversation and add the assistant generation prompt."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _sampling_kwargs(temperature: float, top_p: float) -> dict[str, Any]:
+    if temperature and temperature > 0:
+        return {"do_sample": True, "temperature": temperature, "top_p": top_p}
+    return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+
+
+def generate_batch(
+    model: Any,
+    tokenizer: Any,
+    conversations: list[Messages],
+    *,
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    batch_size: int = 16,
+    template: str | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Answer many conversations, left-padded in batches (greedy when temperature is 0).
+
+    Conversations are sorted by length so each batch wastes little padding; answers come back
+    in the input order. `on_batch(n)` is called after each batch with its size (progress bars).
+    """
+    import torch
+
+    prompts = [encode_prompt(tokenizer, c) for c in conversations]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    answers: list[str] = [""] * len(prompts)
+    stops = stop_token_ids(tokenizer, template)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    device = next(model.parameters()).device
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        width = max(len(prompts[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            p = prompts[i]
+            ids[row, width - len(p) :] = torch.tensor(p)
+            mask[row, width - len(p) :] = 1
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                max_new_tokens=max_new_tokens,
+                eos_token_id=stops,
+                pad_token_id=pad,
+                **_sampling_kwargs(temperature, top_p),
+            )
+        for row, i in enumerate(idx):
+            gen = out[row, width:].tolist()
+            for k, t in enumerate(gen):
+                if t in stops:
+                    gen = gen[:k]
+                    break
+            answers[i] = tokenizer.decode(gen, skip_special_tokens=True).strip()
+        if on_batch:
+            on_batch(len(idx))
+    return answers
+
+
+def stream(
+    model: Any,
+    tokenizer: Any,
+    messages: Messages,
+    *,
+    max_new_tokens: int = 512,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    template: str | None = None,
+    seed: int | None = None,
+) -> Iterator[str]:
+    """Yield the answer to one conversation piece by piece as it is generated."""
+    import threading
+
+    import torch
+    from transformers import TextIteratorStreamer
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    prompt = encode_prompt(tokenizer, messages)
+    device = next(model.parameters()).device
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    stops = stop_token_ids(tokenizer, template)
+    kwargs = dict(
+        input_ids=torch.tensor([prompt], device=device),
+        attention_mask=torch.ones((1, len(prompt)), dtype=torch.long, device=device),
+        max_new_tokens=max_new_tokens,
+        eos_token_id=stops,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0],
+        streamer=streamer,
+        **_sampling_kwargs(temperature, top_p),
+    )
+
+    def work() -> None:
+        with torch.inference_mode():
+            model.generate(**kwargs)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    yield from streamer
+    thread.join()

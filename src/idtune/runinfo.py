@@ -1,0 +1,64 @@
+"""`idtune.json`: what a run or adapter directory carries to chat, eval, merge, serve and push."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+FILENAME = "idtune.json"
+
+
+@dataclass
+class Identity:
+    """Who the assistant is and who made it."""
+
+    name: str
+    author: str
+    name_zh: str | None = None
+    author_zh: str | None = None
+
+    @property
+    def names(self) -> list[str]:
+        """Every spelling of the name (en, zh)."""
+        return sorted({n for n in (self.name, self.name_zh) if n})
+
+    @property
+    def authors(self) -> list[str]:
+        """Every spelling of the author (en, zh)."""
+        return sorted({a for a in (self.author, self.author_zh) if a})
+
+
+@dataclass
+class RunInfo:
+    """Metadata written next to every adapter, checkpoint and merged model."""
+
+    base_model: str
+    template: str | None = None  # a named template; None means the tokenizer's own
+    system_prompt: str | None = None  # default system prompt for chat/serve; None: template default
+    identity: Identity | None = None
+    trust_remote_code: bool = False
+    method: str = "lora"  # lora | qlora | full | merged
+    settings: dict = field(default_factory=dict)
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write `idtune.json` into `directory` and return its path."""
+        path = Path(directory) / FILENAME
+        path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n")
+        return path
+
+
+def load(directory: str | os.PathLike) -> RunInfo | None:
+    """Read `idtune.json` from a run, adapter or merged-model directory; None when absent.
+
+    A run directory keeps the final adapter in `adapter/`; both places are looked at.
+    """
+    d = Path(directory)
+    for path in (d / FILENAME, d / "adapter" / FILENAME):
+        if path.is_file():
+            data = json.loads(path.read_text())
+            ident = data.pop("identity", None)
+            known = {k: v for k, v in data.items() if k in RunInfo.__dataclass_fields__}
+            return RunInfo(**known, identity=Identity(**ident) if ident else None)
+    return None
