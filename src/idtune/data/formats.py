@@ -1,0 +1,205 @@
+"""Load XTuner, OpenAI `messages`, Alpaca and ShareGPT records into one message format.
+
+Every record becomes a list of `{"role", "content"}` dicts: an optional system message, then
+user/assistant turns ending with an assistant turn. A bad record stops loading with
+`FILE:LINE: what is wrong`; nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+
+Messages = list[dict[str, str]]
+ROLES = ("system", "user", "assistant")
+SHAREGPT_ROLES = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "bot": "assistant",
+}
+
+
+class RecordError(ValueError):
+    """A record that cannot be turned into a conversation."""
+
+
+def _records(path: Path) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, parsed record) from a .json array/object or a .jsonl file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason})") from None
+    if path.suffix == ".jsonl":
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    yield lineno, json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+        return
+    decoder = json.JSONDecoder()
+    idx = _skip_ws(text, 0)
+    try:
+        if text[idx : idx + 1] != "[":
+            yield text.count("\n", 0, idx) + 1, decoder.raw_decode(text, idx)[0]
+            return
+        idx = _skip_ws(text, idx + 1)
+        while idx < len(text) and text[idx] != "]":
+            record, end = decoder.raw_decode(text, idx)
+            yield text.count("\n", 0, idx) + 1, record
+            idx = _skip_ws(text, end)
+            if text[idx : idx + 1] == ",":
+                idx = _skip_ws(text, idx + 1)
+            elif text[idx : idx + 1] != "]":
+                raise json.JSONDecodeError("expected ',' or ']'", text, idx)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+
+
+def _skip_ws(text: str, idx: int) -> int:
+    while idx < len(text) and text[idx] in " \t\r\n":
+        idx += 1
+    return idx
+
+
+def _text(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise RecordError(f"field {field!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _from_xtuner(turns: Any) -> Messages:
+    if not isinstance(turns, list) or not turns:
+        raise RecordError("field 'conversation' must be a non-empty list")
+    out: Messages = []
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            raise RecordError(f"conversation[{i}] must be an object")
+        if turn.get("system"):
+            out.append({"role": "system", "content": _text(turn["system"], "system")})
+        if "input" not in turn or "output" not in turn:
+            missing = "input" if "input" not in turn else "output"
+            raise RecordError(f"conversation[{i}] has no field {missing!r}")
+        out.append({"role": "user", "content": _text(turn["input"], f"conversation[{i}].input")})
+        out.append(
+            {"role": "assistant", "content": _text(turn["output"], f"conversation[{i}].output")}
+        )
+    return out
+
+
+def _from_messages(messages: Any) -> Messages:
+    if not isinstance(messages, list) or not messages:
+        raise RecordError("field 'messages' must be a non-empty list")
+    out: Messages = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise RecordError(f"messages[{i}] needs 'role' and 'content'")
+        if m["role"] not in ROLES:
+            raise RecordError(f"messages[{i}].role {m['role']!r} is not one of {', '.join(ROLES)}")
+        out.append({"role": m["role"], "content": _text(m["content"], f"messages[{i}].content")})
+    return out
+
+
+def _from_alpaca(rec: dict) -> Messages:
+    instruction = _text(rec["instruction"], "instruction")
+    extra = _text(rec.get("input") or "", "input")
+    out: Messages = []
+    if rec.get("system"):
+        out.append({"role": "system", "content": _text(rec["system"], "system")})
+    user = f"{instruction}\n\n{extra}" if extra else instruction
+    if "output" not in rec:
+        raise RecordError("no field 'output'")
+    out += [
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": _text(rec["output"], "output")},
+    ]
+    return out
+
+
+def _from_sharegpt(turns: Any) -> Messages:
+    if not isinstance(turns, list) or not turns:
+        raise RecordError("field 'conversations' must be a non-empty list")
+    out: Messages = []
+    for i, t in enumerate(turns):
+        if not isinstance(t, dict) or "from" not in t or "value" not in t:
+            raise RecordError(f"conversations[{i}] needs 'from' and 'value'")
+        role = SHAREGPT_ROLES.get(t["from"])
+        if role is None:
+            raise RecordError(f"conversations[{i}].from {t['from']!r} is not a known role")
+        out.append({"role": role, "content": _text(t["value"], f"conversations[{i}].value")})
+    return out
+
+
+def to_messages(record: Any) -> Messages:
+    """Convert one record of any supported format; raises RecordError when it is malformed."""
+    if not isinstance(record, dict):
+        raise RecordError(f"a record must be a JSON object, got {type(record).__name__}")
+    if "conversation" in record:
+        messages = _from_xtuner(record["conversation"])
+    elif "messages" in record:
+        messages = _from_messages(record["messages"])
+    elif "conversations" in record:
+        messages = _from_sharegpt(record["conversations"])
+    elif "instruction" in record:
+        messages = _from_alpaca(record)
+    else:
+        keys = ", ".join(sorted(record)) or "none"
+        raise RecordError(
+            f"unknown record format (keys: {keys}); expected 'conversation' (XTuner), "
+            "'messages' (OpenAI), 'instruction' (Alpaca) or 'conversations' (ShareGPT)"
+        )
+    validate(messages)
+    return messages
+
+
+def validate(messages: Messages) -> None:
+    """Check turn order: optional system, then user/assistant alternating, ending on assistant."""
+    body = messages[1:] if messages and messages[0]["role"] == "system" else messages
+    if not body:
+        raise RecordError("no user/assistant turns")
+    for i, m in enumerate(body):
+        want = "user" if i % 2 == 0 else "assistant"
+        if m["role"] != want:
+            raise RecordError(f"turn {i + 1} should be {want!r}, is {m['role']!r}")
+        if want == "assistant" and not m["content"].strip():
+            raise RecordError(f"turn {i + 1}: empty assistant answer")
+    if body[-1]["role"] != "assistant":
+        raise RecordError("the conversation must end with an assistant turn")
+
+
+def load_files(files: Iterable[str | os.PathLike]) -> list[Messages]:
+    """Load and validate every record of every file, in order."""
+    out: list[Messages] = []
+    for f in files:
+        path = Path(f)
+        if path.suffix not in (".json", ".jsonl"):
+            raise UserError(f"{path}: expected a .json or .jsonl file")
+        for lineno, record in _records(path):
+            try:
+                out.append(to_messages(record))
+            except RecordError as e:
+                raise UserError(f"{path}:{lineno}: {e}") from None
+        if not out:
+            raise UserError(f"{path}: no records")
+    return out
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
+    """Write rows as UTF-8 JSONL (via a temporary file, so a failure leaves no partial file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)

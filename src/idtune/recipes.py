@@ -1,0 +1,207 @@
+"""Training configuration: dataclasses whose fields are the YAML keys, and the built-in recipes.
+
+A recipe is just serialized `TrainConfig`. Loading validates every key and type, so a typo is
+one line naming the key (exit 2), not a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+@dataclass
+class Lora:
+    """LoRA adapter settings (peft)."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+
+@dataclass
+class Regularization:
+    """General conversations mixed into training so unrelated answers stay as they were."""
+
+    files: list[str] = field(default_factory=list)  # data files; empty + auto: self-distill
+    auto: bool = True  # generate with the base model (cached) when no files are given
+    n: int = 200  # prompts to self-distill when auto
+    ratio: float = 0.5  # regularization samples per identity sample
+    max_new_tokens: int = 160
+
+
+@dataclass
+class Identity:
+    """Who the assistant is; read from identity data files when not set here."""
+
+    name: str | None = None
+    author: str | None = None
+    name_zh: str | None = None
+    author_zh: str | None = None
+
+
+@dataclass
+class TrainConfig:
+    """Everything `idtune train` needs; every field is a YAML key."""
+
+    model: str = "smollm2-135m-instruct"
+    prompt_template: str | None = None
+    trust_remote_code: bool = False
+    data: list[str] = field(default_factory=list)
+    identity: Identity = field(default_factory=Identity)
+    regularization: Regularization = field(default_factory=Regularization)
+    system_prompt: str | None = None  # default system prompt recorded for chat/serve
+    method: str = "lora"  # lora | qlora | full
+    lora: Lora = field(default_factory=Lora)
+    max_length: int = 512  # tokens per sample (longer ones are truncated, and counted)
+    pack: bool = True  # pack short samples into rows; attention stays within each sample
+    row_tokens: int = 1024  # length of a packed row
+    batch_tokens: int = 4096  # tokens per micro-batch (rows × row_tokens)
+    grad_accum: int = 1
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    epochs: float = 1.0
+    max_steps: int = 0  # > 0 overrides epochs
+    save_steps: int = 0  # 0: only at the end
+    keep_last: int = 2
+    eval_prompts: list[str] = field(default_factory=list)
+    sample_max_new_tokens: int = 48
+    gradient_checkpointing: bool = False
+    attn_implementation: str = "sdpa"  # sdpa | flex_attention | eager (packed rows need no flash-attn)
+    fused_loss: str = "auto"  # auto | chunked | liger | none: never build full vocab logits
+    compile: bool = False  # torch.compile the model (GPU)
+    dtype: str = "auto"  # auto | fp32 | bf16 | fp16
+    seed: int = 0
+    output_dir: str = ""  # default: runs/<recipe name>
+    log_every: int = 1
+
+
+def names(pattern: str | None = None) -> list[str]:
+    """Built-in recipe names, optionally filtered by a substring."""
+    all_names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    return [n for n in all_names if not pattern or pattern.lower() in n.lower()]
+
+
+def path_of(name_or_file: str) -> Path:
+    """A recipe name or a YAML path → the YAML file."""
+    p = Path(name_or_file)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise UserError(f"{p}: no such config file")
+        return p
+    builtin = RECIPES_DIR / f"{name_or_file}.yaml"
+    if builtin.is_file():
+        return builtin
+    raise UserError(f"unknown recipe {name_or_file!r}; see `idtune list-cfg`")
+
+
+def copy(name: str, directory: str | Path) -> Path:
+    """Copy a built-in recipe to DIRECTORY/NAME_copy.yaml (refuses to overwrite)."""
+    src = path_of(name)
+    out = Path(directory) / f"{src.stem}_copy.yaml"
+    if out.exists():
+        raise UserError(f"{out} already exists")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(src.read_text())
+    return out
+
+
+def load(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
+    """Read a recipe, apply `key=value` overrides (dotted keys for sections), validate."""
+    import yaml
+
+    path = path_of(name_or_file)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise UserError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a config must be a mapping of keys")
+    _build(TrainConfig, raw, str(path), "")  # errors in the file name the file
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item!r}: expected key=value")
+        parsed = yaml.safe_load(value) if value else None
+        if key.endswith("data") or key.endswith("files") or key == "eval_prompts":
+            parsed = [v for v in value.split(",") if v] if isinstance(parsed, str) else parsed
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {key}: {part!r} is not a section")
+        node[leaf] = parsed
+    cfg = _build(TrainConfig, raw, "--set" if overrides else str(path), "")
+    if not cfg.output_dir:
+        cfg.output_dir = str(Path("runs") / path.stem.removesuffix("_copy"))
+    if cfg.method not in ("lora", "qlora", "full"):
+        raise UserError(f"{path}: key 'method' must be lora, qlora or full, got {cfg.method!r}")
+    return cfg
+
+
+def _build(cls: type, raw: dict, where: str, prefix: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise UserError(f"{where}: unknown key {prefix + key!r}")
+        kwargs[key] = _coerce(hints[key], value, where, prefix + key)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for opt in options:
+            if opt is type(None):
+                continue
+            try:
+                return _coerce(opt, value, where, key)
+            except UserError:
+                continue
+        raise UserError(f"{where}: key {key!r} has the wrong type ({value!r})")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: key {key!r} must be a section (mapping)")
+        return _build(tp, value, where, key + ".")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise UserError(f"{where}: key {key!r} must be a list")
+        return [_coerce(item, v, where, key) for v in value]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML reads 2e-4 as a string
+        except ValueError:
+            pass
+    if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise UserError(
+        f"{where}: key {key!r} must be {tp.__name__}, got {type(value).__name__} ({value!r})"
+    )
+
+
+def to_dict(cfg: TrainConfig) -> dict:
+    """The resolved config as plain data (written as the run's config.yaml)."""
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,32 @@
+"""Shared fixtures: a tiny random model directory, an isolated idtune cache."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny import build_model_dir, build_tokenizer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random Llama with a ChatML (SmolLM2-style) template, saved as an HF directory."""
+    return build_model_dir(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """The tiny model's tokenizer, in memory."""
+    return build_tokenizer()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    """Keep tokens out of tests; leave the idtune cache (the converted default model) shared."""
+    for var in ("HF_TOKEN", "IDTUNE_GIT_TOKEN", "IDTUNE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
