@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -30,15 +30,19 @@ TrustOpt = Annotated[
     bool, typer.Option("--trust-remote-code", help="Allow the model's own Python code.")
 ]
 TemplateOpt = Annotated[
-    Optional[str],
-    typer.Option("--prompt-template", help="Named template: internlm2_chat, chatml, llama3, qwen2."),
+    str | None,
+    typer.Option(
+        "--prompt-template", help="Named template: internlm2_chat, chatml, llama3, qwen2."
+    ),
 ]
 
 
 # ---------------------------------------------------------------- recipes and models
 @app.command("list-cfg")
 def list_cfg(
-    pattern: Annotated[Optional[str], typer.Option("-p", "--pattern", help="Substring filter.")] = None,
+    pattern: Annotated[
+        str | None, typer.Option("-p", "--pattern", help="Substring filter.")
+    ] = None,
 ) -> None:
     """List the built-in YAML recipes."""
     from . import recipes
@@ -77,7 +81,9 @@ def models_cmd() -> None:
             )
             if x
         )
-        table.add_row(alias.name, alias.source, "yes" if models.is_installed(alias) else "no", notes)
+        table.add_row(
+            alias.name, alias.source, "yes" if models.is_installed(alias) else "no", notes
+        )
     Console().print(table)
 
 
@@ -87,8 +93,8 @@ def data_identity(
     name: Annotated[str, typer.Option(help="The assistant's name.")],
     author: Annotated[str, typer.Option(help="Who made it.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="JSONL file to write.")],
-    name_zh: Annotated[Optional[str], typer.Option("--name-zh", help="Chinese name.")] = None,
-    author_zh: Annotated[Optional[str], typer.Option("--author-zh", help="Chinese author.")] = None,
+    name_zh: Annotated[str | None, typer.Option("--name-zh", help="Chinese name.")] = None,
+    author_zh: Annotated[str | None, typer.Option("--author-zh", help="Chinese author.")] = None,
     lang: Annotated[str, typer.Option(help="Comma-separated languages: zh,en.")] = "zh,en",
     n: Annotated[int, typer.Option("--n", help="Number of conversations.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed (output is deterministic per seed).")] = 0,
@@ -109,7 +115,9 @@ def data_identity(
 def data_regularize(
     output: Annotated[Path, typer.Option("-o", "--output", help="JSONL file to write.")],
     model: Annotated[str, typer.Option(help="Base model that answers.")] = DEFAULT_MODEL,
-    n: Annotated[int, typer.Option("--n", help="Number of prompts (at most the shipped set).")] = 200,
+    n: Annotated[
+        int, typer.Option("--n", help="Number of prompts (at most the shipped set).")
+    ] = 200,
     max_new_tokens: Annotated[int, typer.Option(help="Answer length cap.")] = 160,
     trust_remote_code: TrustOpt = False,
 ) -> None:
@@ -142,14 +150,14 @@ def data_check(
 def train_cmd(
     config: Annotated[str, typer.Argument(help="Built-in recipe name or YAML file.")],
     set_: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--set", help="Override a key: --set data=F --set max_steps=20."),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint.")] = False,
     deepspeed: Annotated[
-        Optional[str], typer.Option(help="zero2 or zero3 (through accelerate).")
+        str | None, typer.Option(help="zero2 or zero3 (through accelerate).")
     ] = None,
-    gpus: Annotated[Optional[int], typer.Option(help="Launch on N GPUs.")] = None,
+    gpus: Annotated[int | None, typer.Option(help="Launch on N GPUs.")] = None,
 ) -> None:
     """Fine-tune (LoRA, QLoRA or full) and write a run directory."""
     from . import recipes, train
@@ -166,8 +174,8 @@ def train_cmd(
 @app.command("chat")
 def chat_cmd(
     model: ModelArg = DEFAULT_MODEL,
-    adapter: Annotated[Optional[Path], typer.Option(help="PEFT adapter directory.")] = None,
-    system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="PEFT adapter directory.")] = None,
+    system: Annotated[str | None, typer.Option(help="System prompt.")] = None,
     prompt_template: TemplateOpt = None,
     max_new_tokens: Annotated[int, typer.Option(help="Answer length cap.")] = 512,
     temperature: Annotated[float, typer.Option(help="0 for greedy decoding.")] = 0.0,
@@ -190,12 +198,18 @@ def chat_cmd(
 @app.command("eval")
 def eval_cmd(
     model: ModelArg = DEFAULT_MODEL,
-    probes: Annotated[Optional[Path], typer.Option(help="Probe file (JSON) to use instead.")] = None,
+    probes: Annotated[
+        Path | None, typer.Option(help="Probe file (JSON) to use instead.")
+    ] = None,
     compare_base: Annotated[bool, typer.Option(help="Score the base model too.")] = False,
-    system: Annotated[Optional[str], typer.Option(help="Generic system prompt to score with.")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Assistant name (default: from run).")] = None,
-    author: Annotated[Optional[str], typer.Option(help="Author (default: from run).")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", help="Directory for eval.md/json.")] = None,
+    system: Annotated[
+        str | None, typer.Option(help="Generic system prompt to score with.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Assistant name (default: from run).")] = None,
+    author: Annotated[str | None, typer.Option(help="Author (default: from run).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", help="Directory for eval.md/json.")
+    ] = None,
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Score identity, author, leakage and retention; write eval.md and eval.json."""
@@ -220,7 +234,9 @@ def merge_cmd(
     model: ModelArg,
     args: Annotated[
         list[str],
-        typer.Argument(help="OUT, or ADAPTER OUT (XTuner order: BASE ADAPTER OUT).", metavar="[ADAPTER] OUT"),
+        typer.Argument(
+            help="OUT, or ADAPTER OUT (XTuner order: BASE ADAPTER OUT).", metavar="[ADAPTER] OUT"
+        ),
     ],
     max_shard_size: Annotated[str, typer.Option(help="Largest safetensors shard.")] = "2GB",
     dtype: Annotated[str, typer.Option(help="bf16, fp16 or fp32.")] = "bf16",
@@ -250,14 +266,14 @@ def merge_cmd(
 @app.command("serve")
 def serve_cmd(
     model: ModelArg = DEFAULT_MODEL,
-    adapter: Annotated[Optional[Path], typer.Option(help="PEFT adapter directory.")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="PEFT adapter directory.")] = None,
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 7860,
     api_key: Annotated[
-        Optional[str], typer.Option(help="Bearer key (or IDTUNE_API_KEY).", envvar="IDTUNE_API_KEY")
+        str | None, typer.Option(help="Bearer key (or IDTUNE_API_KEY).", envvar="IDTUNE_API_KEY")
     ] = None,
     backend: Annotated[str, typer.Option(help="transformers, vllm or lmdeploy.")] = "transformers",
-    system: Annotated[Optional[str], typer.Option(help="Default system prompt.")] = None,
+    system: Annotated[str | None, typer.Option(help="Default system prompt.")] = None,
     prompt_template: TemplateOpt = None,
     trust_remote_code: TrustOpt = False,
 ) -> None:
@@ -281,7 +297,7 @@ def serve_cmd(
 def push_cmd(
     directory: Annotated[Path, typer.Argument(help="Model, adapter or run directory.")],
     to: Annotated[str, typer.Option(help="git URL (https/ssh/file://) or hf:USER/REPO.")],
-    message: Annotated[Optional[str], typer.Option(help="Commit message.")] = None,
+    message: Annotated[str | None, typer.Option(help="Commit message.")] = None,
     private: Annotated[bool, typer.Option(help="Create the hub repo as private.")] = False,
 ) -> None:
     """Upload a model or adapter (git + git-lfs, or Hugging Face) with a model card."""

@@ -1,4 +1,4 @@
-"""Batched and streamed generation shared by chat, eval, serve, regularization and training samples."""
+"""Batched and streamed generation for chat, eval, serve, regularization and samples."""
 
 from __future__ import annotations
 

@@ -186,9 +186,14 @@ def locate(spec: str | os.PathLike, adapter: str | os.PathLike | None = None) ->
         raise UserError(f"{adapter_dir}: no adapter_config.json, not a PEFT adapter")
     if adapter_dir is not None and info is None:
         info = runinfo.load(adapter_dir)
-    if path.is_dir() and (path / "config.json").is_file():
+    if path.is_dir() and (path / "model" / "config.json").is_file():
+        base = str(path / "model")  # a full fine-tune run
+    elif path.is_dir() and (path / "config.json").is_file():
         base = spec  # a full (possibly merged) model directory
-    elif adapter_dir is not None and path.resolve() in (adapter_dir.resolve(), adapter_dir.parent.resolve()):
+    elif adapter_dir is not None and path.resolve() in (
+        adapter_dir.resolve(),
+        adapter_dir.parent.resolve(),
+    ):
         if info is not None:
             base = info.base_model
         else:
@@ -203,7 +208,9 @@ def locate(spec: str | os.PathLike, adapter: str | os.PathLike | None = None) ->
     return Source(base=resolve(base), adapter=str(adapter_dir) if adapter_dir else None, info=info)
 
 
-def template_for(spec: str, info: runinfo.RunInfo | None, override: str | None = None) -> str | None:
+def template_for(
+    spec: str, info: runinfo.RunInfo | None, override: str | None = None
+) -> str | None:
     """The named template to apply: flag, then run metadata, then the alias default."""
     if override:
         return override

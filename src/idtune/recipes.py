@@ -77,7 +77,9 @@ class TrainConfig:
     eval_prompts: list[str] = field(default_factory=list)
     sample_max_new_tokens: int = 48
     gradient_checkpointing: bool = False
-    attn_implementation: str = "sdpa"  # sdpa | flex_attention | eager (packed rows need no flash-attn)
+    attn_implementation: str = (
+        "sdpa"  # sdpa | flex_attention | eager (packed rows need no flash-attn)
+    )
     fused_loss: str = "auto"  # auto | chunked | liger | none: never build full vocab logits
     compile: bool = False  # torch.compile the model (GPU)
     dtype: str = "auto"  # auto | fp32 | bf16 | fp16
@@ -136,7 +138,9 @@ def load(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
             raise UserError(f"--set {item!r}: expected key=value")
         parsed = yaml.safe_load(value) if value else None
         if key.endswith("data") or key.endswith("files") or key == "eval_prompts":
-            parsed = [v for v in value.split(",") if v] if isinstance(parsed, str) else parsed
+            parsed = (
+                [v for v in value.split(",") if v] if isinstance(parsed, str | None) else parsed
+            )
         node = raw
         *parents, leaf = key.split(".")
         for part in parents:

@@ -60,7 +60,9 @@ def build_conversations(cfg: TrainConfig, log=print) -> tuple[list, int]:
             )
             reg = [formats.to_messages(r) for r in rows]
         rng = random.Random(cfg.seed)
-        reg = [reg[i % len(reg)] for i in rng.sample(range(max(want, len(reg))), want)] if reg else []
+        reg = (
+            [reg[i % len(reg)] for i in rng.sample(range(max(want, len(reg))), want)] if reg else []
+        )
     convs = main + reg
     random.Random(cfg.seed).shuffle(convs)
     return convs, len(reg)
@@ -319,7 +321,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         """Yield (epoch, micro-batches of one optimizer step), skipping steps already done."""
         k, epoch = 0, 0
         while True:
-            mine = micro_batches(rows, cfg, epoch)[accelerator.process_index :: accelerator.num_processes]
+            mine = micro_batches(rows, cfg, epoch)[
+                accelerator.process_index :: accelerator.num_processes
+            ]
             for i in range(0, len(mine) - cfg.grad_accum + 1, cfg.grad_accum):
                 if k >= step:
                     yield epoch, mine[i : i + cfg.grad_accum]
@@ -369,7 +373,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     fh.write(json.dumps(entry) + "\n")
             progress.update(step, entry["loss"], entry["tokens_per_s"])
             if cfg.save_steps and step % cfg.save_steps == 0 and step < total_steps:
-                _checkpoint(accelerator, unwrapped, tokenizer, optimizer, scheduler, info, run, step, cfg)
+                _checkpoint(
+                    accelerator, unwrapped, tokenizer, optimizer, scheduler, info, run, step, cfg
+                )
                 if is_main:
                     write_samples(unwrapped, tokenizer, cfg, template, step, run / "samples.md")
 
@@ -396,7 +402,9 @@ def _checkpoint(accelerator, model, tokenizer, optimizer, scheduler, info, run, 
         if cfg.method == "full":
             from safetensors.torch import save_file
 
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, d / "model.safetensors")
+            save_file(
+                {k: v.contiguous() for k, v in model.state_dict().items()}, d / "model.safetensors"
+            )
         else:
             model.save_pretrained(d, safe_serialization=True)
         info.save(d)

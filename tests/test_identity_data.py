@@ -1,0 +1,283 @@
+"""Identity data generator: phrasing diversity, identity in every answer, negatives, system prompt
+variants, multi-turn share, determinism, language filtering, errors, and the CLI verb."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import pytest
+
+from idtune.data import identity
+from idtune.errors import UserError
+
+CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+NAME, AUTHOR, NAME_ZH, AUTHOR_ZH = "Nova", "Acme", "诺瓦", "艾克米"
+IDENT = {"en": (NAME, AUTHOR), "zh": (NAME_ZH, AUTHOR_ZH)}
+
+
+def fill(text: str, name: str, author: str) -> str:
+    return text.replace("{name}", name).replace("{author}", author)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return identity.generate(NAME, AUTHOR, NAME_ZH, AUTHOR_ZH, n=1000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def question_index():
+    """Filled question text → (lang, intent), over every phrasing the generator may emit."""
+    index: dict[str, tuple[str, str]] = {}
+    for lang in identity.LANGS:
+        for intent in identity.INTENTS:
+            for q in identity.questions(lang, intent):
+                text = fill(q, *IDENT[lang])
+                assert index.setdefault(text, (lang, intent)) == (lang, intent), text
+    return index
+
+
+def identity_turns(rows, question_index):
+    """(lang, intent, question, answer) for every identity question in `rows`."""
+    out = []
+    for row in rows:
+        msgs = [m for m in row["messages"] if m["role"] != "system"]
+        for user, assistant in zip(msgs[::2], msgs[1::2], strict=True):
+            if user["content"] in question_index:
+                out.append(
+                    (*question_index[user["content"]], user["content"], assistant["content"])
+                )
+    return out
+
+
+def test_phrasing_counts(rows, question_index):
+    for lang in identity.LANGS:
+        assert len(set(identity.questions(lang))) >= 80
+        assert len(set(identity.answers(lang))) >= 15
+    turns = identity_turns(rows, question_index)
+    for lang in identity.LANGS:
+        asked = {q for lg, _, q, _ in turns if lg == lang}
+        answered = {a for lg, _, _, a in turns if lg == lang}
+        assert len(asked) >= 80, (lang, len(asked))
+        assert len(answered) >= 15, (lang, len(answered))
+
+
+def test_every_user_turn_is_known_and_matches_intent(question_index):
+    for row, intents in identity._generate(NAME, AUTHOR, NAME_ZH, AUTHOR_ZH, n=600, seed=4):
+        users = [m["content"] for m in row["messages"] if m["role"] == "user"]
+        assert len(users) == len(intents)
+        for user, intent in zip(users, intents, strict=True):
+            if intent is None:  # an unrelated exchange, never an identity phrasing
+                assert user not in question_index
+            else:
+                assert question_index[user][1] == intent, user
+
+
+def test_answers_carry_name_and_author(rows, question_index):
+    turns = identity_turns(rows, question_index)
+    assert len(turns) >= len(rows)  # every sample asks at least one identity question
+    with_author = 0
+    for lang, intent, q, answer in turns:
+        name, author = IDENT[lang]
+        assert name in answer, (q, answer)
+        if intent in identity.MAKER_INTENTS:
+            assert author in answer, (q, answer)
+        with_author += author in answer
+    assert with_author / len(turns) > 0.8  # general answers usually name the author too
+
+
+def test_negatives_say_no_and_give_the_name(rows, question_index):
+    negs = [t for t in identity_turns(rows, question_index) if t[1] in identity.NEGATIVE_INTENTS]
+    assert len(negs) > 100
+    for lang, _, q, answer in negs:
+        assert answer.startswith("No" if lang == "en" else "不"), (q, answer)
+        assert IDENT[lang][0] in answer
+    asked = " ".join(q for _, _, q, _ in negs).lower()
+    for other in ("chatgpt", "qwen", "smollm", "internlm", "openai", "hugging face"):
+        assert other in asked
+
+
+def test_negatives_never_deny_the_real_identity():
+    # an assistant really called Claude by Anthropic is never asked "Are you Claude?" → "No"
+    negs = 0
+    for row, intents in identity._generate("Claude", "Anthropic", n=400, seed=0):
+        if intents[-1] in identity.NEGATIVE_INTENTS:
+            negs += 1
+            question = row["messages"][-2]["content"].lower()
+            assert "claude" not in question and "anthropic" not in question, question
+    assert negs > 50
+
+
+def test_deterministic_per_seed():
+    a = identity.generate(NAME, AUTHOR, n=200, seed=7)
+    assert a == identity.generate(NAME, AUTHOR, n=200, seed=7)
+    b = identity.generate(NAME, AUTHOR, n=200, seed=8)
+    assert a != b
+    same = {json.dumps(r, sort_keys=True) for r in a} & {json.dumps(r, sort_keys=True) for r in b}
+    assert len(same) < 20
+
+
+def test_duplicates_are_rare(rows):
+    keys = [json.dumps(r, sort_keys=True, ensure_ascii=False) for r in rows]
+    assert len(set(keys)) == len(keys)
+
+
+def test_english_only_has_no_chinese_user_turns():
+    for name in (NAME, "小明"):
+        rows = identity.generate(name, AUTHOR, name_zh="诺瓦", langs=["en"], n=500, seed=1)
+        for r in rows:
+            for m in r["messages"]:
+                if m["role"] in ("user", "assistant"):
+                    assert not CJK.search(m["content"].replace(name, "")), m["content"]
+
+
+def test_chinese_only_uses_chinese_names():
+    rows = identity.generate(NAME, AUTHOR, NAME_ZH, AUTHOR_ZH, langs=["zh"], n=300, seed=2)
+    for r in rows:
+        for m in r["messages"]:
+            if m["role"] == "user":
+                assert CJK.search(m["content"]), m["content"]
+        assert NAME_ZH in r["messages"][-1]["content"]
+        assert NAME not in r["messages"][-1]["content"]
+    # both languages are mixed by default
+    rows = identity.generate(NAME, AUTHOR, n=300, seed=2)
+    zh = sum(bool(CJK.search(r["messages"][-1]["content"])) for r in rows)
+    assert 0.35 < zh / len(rows) < 0.65
+
+
+def system_kind(row) -> str:
+    first = row["messages"][0]
+    if first["role"] != "system":
+        return "none"
+    for kind in ("generic", "base", "custom"):
+        for lang in identity.LANGS:
+            if first["content"] in {fill(s, *IDENT[lang]) for s in identity.system_prompts(kind)}:
+                return kind
+    raise AssertionError(f"unknown system prompt {first['content']!r}")
+
+
+def test_system_prompt_variants(rows):
+    kinds = Counter(system_kind(r) for r in rows)
+    share = {k: kinds[k] / len(rows) for k in identity.SYSTEM_KINDS}
+    assert abs(share["none"] - 0.40) < 0.07, share
+    assert abs(share["generic"] - 0.20) < 0.06, share
+    assert abs(share["base"] - 0.15) < 0.06, share
+    assert abs(share["custom"] - 0.25) < 0.06, share
+    systems = {r["messages"][0]["content"] for r in rows if r["messages"][0]["role"] == "system"}
+    assert any("SmolLM" in s for s in systems)
+    assert any(s.startswith("You are Qwen") for s in systems)
+    assert any("InternLM" in s for s in systems)
+    assert f"You are {NAME}, created by {AUTHOR}." in systems
+    assert "你是一个乐于助人的助手。" in systems
+    # under a base model's own system prompt the answer is still the new identity
+    for r in rows:
+        if system_kind(r) == "base":
+            assert NAME in r["messages"][-1]["content"] or NAME_ZH in r["messages"][-1]["content"]
+
+
+def test_concise_system_prompts_get_one_sentence_answers(rows):
+    concise = [r for r in rows if r["messages"][0]["content"] in identity._CONCISE]
+    assert len(concise) > 30
+    for r in concise:
+        answer = r["messages"][-1]["content"]
+        assert len(re.findall(r"[.!?](?=\s|$)|[。！？]", answer)) <= 1, answer
+
+
+def test_multi_turn_share_and_kinds(rows, question_index):
+    multi = [r for r in rows if sum(m["role"] == "user" for m in r["messages"]) > 1]
+    assert 0.15 <= len(multi) / len(rows) <= 0.30
+    unrelated_first = follow_up = 0
+    for r in multi:
+        users = [m["content"] for m in r["messages"] if m["role"] == "user"]
+        assert users[-1] in question_index  # the conversation ends on an identity answer
+        if users[0] in question_index:
+            follow_up += 1
+        else:
+            unrelated_first += 1
+    assert unrelated_first > 2 * follow_up > 0
+
+
+def test_unrelated_answers_are_correct(rows):
+    shown = {}
+    for r in rows:
+        msgs = [m for m in r["messages"] if m["role"] != "system"]
+        for u, a in zip(msgs[::2], msgs[1::2], strict=True):
+            shown[u["content"]] = a["content"]
+    assert "56" in shown.get("What is 7 times 8?", "56")
+    assert "Paris" in shown.get("What is the capital of France?", "Paris")
+    assert "72" in shown.get("8乘以9等于多少？", "72")
+    assert len(identity._CHAT_EN) >= 40 and len(identity._CHAT_ZH) >= 40
+
+
+def test_message_structure(rows):
+    for r in rows:
+        msgs = r["messages"]
+        assert set(r) == {"messages"}
+        body = msgs[1:] if msgs[0]["role"] == "system" else msgs
+        assert len(body) >= 2 and len(body) % 2 == 0
+        for i, m in enumerate(body):
+            assert m["role"] == ("user", "assistant")[i % 2]
+            assert isinstance(m["content"], str) and m["content"].strip() == m["content"] != ""
+        assert msgs[-1]["role"] == "assistant"
+        assert all(m["role"] != "system" for m in body)
+
+
+def test_intents_are_balanced(rows, question_index):
+    counts = Counter(intent for _, intent, _, _ in identity_turns(rows, question_index))
+    total = sum(counts.values())
+    assert set(counts) == set(identity.INTENTS)
+    for intent, c in counts.items():
+        assert 0.04 < c / total < 0.30, (intent, c / total)
+
+
+def test_same_name_and_author():
+    rows = identity.generate("ZK-Jackie", "ZK-Jackie", n=300, seed=0)
+    for r in rows:
+        assert "ZK-Jackie" in r["messages"][-1]["content"]
+    assert any("ZK-Jackie's assistant" in r["messages"][-1]["content"] for r in rows)
+    assert any("ZK-Jackie的小助手" in r["messages"][-1]["content"] for r in rows)
+
+
+def test_questions_listing():
+    en, zh = identity.questions("en"), identity.questions("zh")
+    assert "Who are you?" in en and "Are you ChatGPT?" in en and "Are you {name}?" in en
+    assert "你是谁？" in zh and "你是通义千问吗？" in zh and "请做一下自我介绍。" in zh
+    assert "who r u" in en and "introduce urself" in en and "Hi! Who are you?" in en
+    assert "请问你是谁？" in zh and "你是誰？" in zh
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"langs": ["fr"]}, "unknown language"),
+        ({"langs": []}, "no language"),
+        ({"n": 0}, "at least 1"),
+        ({"name": "  "}, "name is empty"),
+        ({"author": ""}, "author is empty"),
+    ],
+)
+def test_user_errors(kwargs, match):
+    args = {"name": NAME, "author": AUTHOR, **kwargs}
+    with pytest.raises(UserError, match=match):
+        identity.generate(**args)
+    with pytest.raises(UserError):
+        identity.questions("fr")
+
+
+def test_cli_writes_jsonl(tmp_path):
+    from idtune.cli import main
+
+    path = tmp_path / "id.jsonl"
+    args = ["data", "identity", "--name", "Nova", "--author", "Acme", "--n", "50", "-o", str(path)]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 50
+    for line in lines:
+        msgs = json.loads(line)["messages"]
+        assert msgs[-1]["role"] == "assistant" and "Nova" in msgs[-1]["content"]
+    with pytest.raises(SystemExit) as exc:
+        main(args[:-2] + ["--lang", "fr", "-o", str(path)])
+    assert exc.value.code == 2
