@@ -21,9 +21,9 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_model_dir(tmp_path_factory.mktemp("tiny") / "model")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def tiny_tokenizer():
-    """The tiny model's tokenizer, in memory."""
+    """The tiny model's tokenizer, in memory (fresh per test: tests may change its template)."""
     return build_tokenizer()
 
 

@@ -1,7 +1,7 @@
 """`idtune chat`: streaming multi-turn chat in the terminal (/reset, /system TEXT, /exit).
 
-With stdin not a terminal, each input line is one user turn; the answers are printed and the
-program ends at end of input.
+With stdin not a terminal, each input line is one user turn; a transcript (`>>> question`, then
+the answer) is printed and the program ends at end of input.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ def run(
         if text.startswith("/"):
             stdout.write(f"unknown command {text.split()[0]}; {HELP}\n")
             continue
+        if not interactive:
+            stdout.write(f">>> {text}\n")  # a transcript, as it would look in a terminal
         history.append({"role": "user", "content": text})
         answer = []
         for piece in generate.stream(

@@ -65,26 +65,20 @@ def copy_cfg(
 @app.command("models")
 def models_cmd() -> None:
     """List model aliases, where each comes from, and whether it is installed."""
-    from rich.console import Console
-    from rich.table import Table
-
     from . import models
 
-    table = Table("alias", "source", "installed", "notes")
+    rows = [("alias", "source", "installed", "notes")]
     for alias in models.ALIASES.values():
-        notes = ", ".join(
-            x
-            for x in (
-                "default" if alias.name == models.DEFAULT_MODEL else "",
-                "trust-remote-code" if alias.trust_remote_code else "",
-                f"template {alias.template}" if alias.template else "",
-            )
-            if x
-        )
-        table.add_row(
-            alias.name, alias.source, "yes" if models.is_installed(alias) else "no", notes
-        )
-    Console().print(table)
+        notes = [
+            "default" if alias.name == models.DEFAULT_MODEL else "",
+            "trust-remote-code" if alias.trust_remote_code else "",
+            f"template {alias.template}" if alias.template else "",
+        ]
+        installed = "yes" if models.is_installed(alias) else "no"
+        rows.append((alias.name, alias.source, installed, ", ".join(n for n in notes if n)))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3])
 
 
 # ---------------------------------------------------------------- data
@@ -107,6 +101,9 @@ def data_identity(
     rows = identity.generate(
         name=name, author=author, name_zh=name_zh, author_zh=author_zh, langs=langs, n=n, seed=seed
     )
+    # the first row records who the assistant is, so `idtune train` can put it in idtune.json
+    rows[0] = {**rows[0], "identity": {"name": name, "author": author, "name_zh": name_zh,
+                                       "author_zh": author_zh}}  # fmt: skip
     write_jsonl(output, rows)
     typer.echo(f"wrote {len(rows)} conversations to {output}")
 
@@ -198,18 +195,12 @@ def chat_cmd(
 @app.command("eval")
 def eval_cmd(
     model: ModelArg = DEFAULT_MODEL,
-    probes: Annotated[
-        Path | None, typer.Option(help="Probe file (JSON) to use instead.")
-    ] = None,
+    probes: Annotated[Path | None, typer.Option(help="Probe file (JSON) to use instead.")] = None,
     compare_base: Annotated[bool, typer.Option(help="Score the base model too.")] = False,
-    system: Annotated[
-        str | None, typer.Option(help="Generic system prompt to score with.")
-    ] = None,
+    system: Annotated[str | None, typer.Option(help="Generic system prompt to score with.")] = None,
     name: Annotated[str | None, typer.Option(help="Assistant name (default: from run).")] = None,
     author: Annotated[str | None, typer.Option(help="Author (default: from run).")] = None,
-    output: Annotated[
-        Path | None, typer.Option("-o", help="Directory for eval.md/json.")
-    ] = None,
+    output: Annotated[Path | None, typer.Option("-o", help="Directory for eval.md/json.")] = None,
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Score identity, author, leakage and retention; write eval.md and eval.json."""

@@ -259,12 +259,24 @@ def pick_device(device: str | None = None) -> str:
 
 
 def default_dtype(device: str):
-    """bf16 on GPUs that support it, fp32 on CPU (fp32 is faster and exact there)."""
+    """bf16 on GPUs that support it, fp32 on CPU (weights stay fp32; see `cpu_autocast`)."""
     import torch
 
     if device.startswith("cuda") and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
+
+
+def cpu_autocast(device: str) -> bool:
+    """True when bf16 autocast pays off on this CPU (native bf16 dot products: AVX512-BF16/AMX)."""
+    import torch
+
+    if not device.startswith("cpu"):
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 @dataclass

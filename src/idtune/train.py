@@ -226,6 +226,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     from accelerate import Accelerator
     from transformers import get_cosine_schedule_with_warmup
 
+    from . import models
     from .loss import causal_lm_loss
     from .progress import TrainProgress
 
@@ -245,12 +246,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     convs, n_reg = build_conversations(cfg, log)
     ident = identity_of(cfg, cfg.data)
     model, tokenizer, template, trc = load_for_training(cfg, str(accelerator.device))
+    max_len = min(cfg.max_length, cfg.row_tokens) if cfg.pack else cfg.max_length
     samples = [render.render(tokenizer, c) for c in convs]
-    n_trunc = sum(1 for c, s in zip(convs, samples) if len(s) > cfg.max_length)
-    samples = [
-        render.Sample(s.input_ids[: cfg.max_length], s.labels[: cfg.max_length]) for s in samples
-    ]
-    samples = [s for s in samples if render.shift_labels(s.labels).count(render.IGNORE) < len(s)]
+    n_trunc = sum(1 for s in samples if len(s) > max_len)
+    samples = [render.Sample(s.input_ids[:max_len], s.labels[:max_len]) for s in samples]
+    kept = [s for s in samples if s.n_trained > 0]
+    n_empty, samples = len(samples) - len(kept), kept
+    if not samples:
+        raise UserError(f"no sample has an assistant token within {max_len} tokens")
     if cfg.pack:
         rows = render.pack(samples, cfg.row_tokens, seed=cfg.seed)
     else:
@@ -258,7 +261,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     n_tokens = sum(len(s) for s in samples)
     log(
         f"data: {len(convs) - n_reg} conversations + {n_reg} regularization, {n_tokens} tokens, "
-        f"{len(rows)} rows" + (f", {n_trunc} truncated to {cfg.max_length}" if n_trunc else "")
+        f"{len(rows)} rows"
+        + (f"; {n_trunc} truncated to {max_len} tokens" if n_trunc else "")
+        + (f", {n_empty} of them left without answer tokens and skipped" if n_empty else "")
     )
 
     batches_per_epoch = len(micro_batches(rows, cfg, 0))
@@ -299,6 +304,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
         scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
         _set_rng_state(torch.load(ckpt / "rng.pt", weights_only=False))
+        log_file = run / "log.jsonl"
+        if is_main and log_file.is_file():  # forget steps done after the checkpoint
+            kept = [x for x in log_file.read_text().splitlines() if json.loads(x)["step"] <= step]
+            log_file.write_text("".join(x + "\n" for x in kept))
         log(f"resumed from {ckpt} at step {step}")
     elif is_main:
         run.mkdir(parents=True, exist_ok=True)
@@ -337,6 +346,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             t = render.collate_padded([r.samples[0] for r in batch], pad_id)
         return {k: v.to(accelerator.device) for k, v in t.items()}
 
+    # fp32 weights with bf16 matmuls on CPUs that have them: ~2x faster, optimizer stays fp32
+    use_autocast = cfg.dtype == "auto" and models.cpu_autocast(str(accelerator.device))
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_autocast)
     with progress:
         for epoch, group in step_batches():
             if step >= total_steps:
@@ -348,7 +360,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             for i, t in enumerate(tensors):
                 sync = i == len(tensors) - 1
                 ctx = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
-                with ctx:
+                with ctx, autocast:
                     loss, _ = causal_lm_loss(model, t, cfg.fused_loss)
                     accelerator.backward(loss / max(step_tokens, 1))
                 loss_sum += float(loss.detach())

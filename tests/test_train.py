@@ -1,0 +1,103 @@
+"""`idtune train` on a tiny model through the real CLI: run directory, checkpoints, resume."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from helpers import cli
+from safetensors.torch import load_file
+
+from idtune import recipes
+
+
+@pytest.fixture
+def identity_data(tmp_path):
+    f = tmp_path / "identity.jsonl"
+    assert cli("data", "identity", "--name", "Nova", "--author", "Acme", "--n", "40",
+               "-o", f) == 0  # fmt: skip
+    return f
+
+
+def train_args(model, data, out, *extra):
+    return ["train", "identity-lora", "--set", f"model={model}", "--set", f"data={data}",
+            "--set", f"output_dir={out}", "--set", "regularization.auto=false",
+            "--set", "row_tokens=256", "--set", "batch_tokens=512",
+            "--set", "sample_max_new_tokens=4", *extra]  # fmt: skip
+
+
+def test_train_writes_the_run_directory(tmp_path, tiny_model, identity_data):
+    run = tmp_path / "run"
+    args = train_args(tiny_model, identity_data, run, "--set", "max_steps=5", "--set", "save_steps=2",
+                      "--set", "keep_last=1")  # fmt: skip
+    assert cli(*args) == 0
+    names = {p.name for p in run.iterdir()}
+    assert {"config.yaml", "idtune.json", "adapter", "log.jsonl", "loss.png", "samples.md",
+            "checkpoints"} <= names  # fmt: skip
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-4"]  # keep_last=1
+    ck = run / "checkpoints" / "step-4"
+    assert {
+        "adapter_model.safetensors",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng.pt",
+        "state.json",
+    } <= {p.name for p in ck.iterdir()}
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5]
+    assert all(r["tokens_per_s"] > 0 and r["loss"] > 0 for r in log)
+    info = json.loads((run / "idtune.json").read_text())
+    assert info["identity"]["name"] == "Nova" and info["base_model"] == str(tiny_model)
+    assert (run / "samples.md").read_text().count("## step") == 3  # steps 2, 4 and the end
+    # LoRA B matrices start at zero; training must have moved them
+    weights = load_file(run / "adapter" / "adapter_model.safetensors")
+    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in weights.items())
+
+
+def test_resume_continues_from_latest_checkpoint(tmp_path, tiny_model, identity_data):
+    straight, broken = tmp_path / "a", tmp_path / "b"
+    assert cli(*train_args(tiny_model, identity_data, straight, "--set", "max_steps=4")) == 0
+    args = train_args(tiny_model, identity_data, broken, "--set", "max_steps=4", "--set",
+                      "save_steps=2")  # fmt: skip
+    assert cli(*args) == 0
+    # pretend the run died after step 3: drop its final adapter and the log past step 2
+    shutil.rmtree(broken / "adapter")
+    lines = (broken / "log.jsonl").read_text().splitlines()
+    (broken / "log.jsonl").write_text("\n".join(lines[:3]) + "\n")
+    assert cli(*args, "--resume") == 0
+    log = [json.loads(x) for x in (broken / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]  # resumed from the step-2 checkpoint
+    a = load_file(straight / "adapter" / "adapter_model.safetensors")
+    b = load_file(broken / "adapter" / "adapter_model.safetensors")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k  # resumed == uninterrupted
+
+
+def test_refuses_to_overwrite_a_run(tmp_path, tiny_model, identity_data, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("mine")
+    assert cli(*train_args(tiny_model, identity_data, run, "--set", "max_steps=1")) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert [p.name for p in run.iterdir()] == ["keep.txt"]
+
+
+def test_config_errors_name_the_key(tmp_path, capsys):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("model: x\nlora:\n  rank: 8\n")
+    assert cli("train", bad) == 2
+    assert capsys.readouterr().err.strip() == f"error: {bad}: unknown key 'lora.rank'"
+    assert cli("train", "identity-lora", "--set", "max_steps=many") == 2
+    assert "key 'max_steps' must be int" in capsys.readouterr().err
+
+
+def test_list_and_copy_cfg(tmp_path, capsys):
+    assert cli("list-cfg", "-p", "qlora") == 0
+    assert capsys.readouterr().out.split() == ["identity-qlora-internlm2-chat-1.8b"]
+    assert cli("copy-cfg", "identity-qlora-internlm2-chat-1.8b", tmp_path) == 0
+    copied = tmp_path / "identity-qlora-internlm2-chat-1.8b_copy.yaml"
+    cfg = recipes.load(str(copied))
+    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lr, cfg.epochs) == (
+        64, 16, 0.1, 2e-4, 3.0)  # fmt: skip
+    assert cfg.prompt_template == "internlm2_chat" and cfg.trust_remote_code
+    assert cfg.output_dir == "runs/identity-qlora-internlm2-chat-1.8b"
