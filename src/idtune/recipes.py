@@ -26,6 +26,7 @@ class Lora:
     alpha: int = 32
     dropout: float = 0.05
     target_modules: str | list[str] = "all-linear"
+    top_layers: int = 0  # > 0: adapt only the last N decoder layers (no backward below them)
 
 
 @dataclass

@@ -116,16 +116,35 @@ def load_for_training(cfg: TrainConfig, device: str):
     if cfg.method in ("lora", "qlora"):
         from peft import LoraConfig, get_peft_model
 
+        targets, layers = cfg.lora.target_modules, None
+        if cfg.lora.top_layers > 0:
+            n_layers = model.config.num_hidden_layers
+            layers = list(range(max(0, n_layers - cfg.lora.top_layers), n_layers))
+            if targets == "all-linear":
+                targets = linear_module_names(model)
         lcfg = LoraConfig(
             r=cfg.lora.r,
             lora_alpha=cfg.lora.alpha,
             lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules,
+            target_modules=targets,
+            layers_to_transform=layers,
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, lcfg)
     model = accel.optimize(model, cfg, device)
     return model, tokenizer, template, trc
+
+
+def linear_module_names(model) -> list[str]:
+    """Names (last component) of the linear layers inside the decoder layers: peft's all-linear."""
+    import torch
+
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and ".layers." in name
+    }
+    return sorted(names)
 
 
 # ---------------------------------------------------------------- checkpoints

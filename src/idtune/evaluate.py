@@ -1,0 +1,495 @@
+"""`idtune eval`: does the assistant know who it is, and has it forgotten nothing else?
+
+Four metrics (DESIGN §5), each a share in [0, 1]:
+
+- identity (per language): identity probes whose answer contains the assistant's name;
+- author (all, and per language): "who made you" probes whose answer names the author;
+- leakage: general prompts whose answer mentions the name or the author (should be ~0);
+- retention: general questions with a known short answer that are answered correctly.
+
+Every model is scored under two conditions: no system prompt (the chat template's own default,
+if it has one) and a generic system prompt. Decoding is greedy.
+
+The scoring is split from generation: `evaluate()` takes any `generate(conversations,
+max_new_tokens) -> answers` callable, so tests drive it with canned answers; `run()` wires it to
+a loaded model, a progress bar, and the eval.md / eval.json files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+Messages = list[dict[str, str]]
+Generate = Callable[[list[Messages], int], list[str]]
+
+GENERIC_SYSTEM = "You are a helpful assistant."
+IDENTITY_TOKENS = 64  # "No, I am Nova, made by Acme." fits easily
+GENERAL_TOKENS = 48  # enough for a short factual answer
+BATCH_SIZE = 24
+CONDITIONS = ("no_system", "system")
+METRICS = ("identity_en", "identity_zh", "author", "author_en", "author_zh", "leakage", "retention")
+LABELS = {
+    "identity_en": "identity (en)",
+    "identity_zh": "identity (zh)",
+    "author": "author",
+    "author_en": "author (en)",
+    "author_zh": "author (zh)",
+    "leakage": "leakage ↓",
+    "retention": "retention",
+}
+CONDITION_LABELS = {"no_system": "no system prompt", "system": "generic system prompt"}
+LANGS = ("en", "zh")
+
+
+# ---------------------------------------------------------------- probes
+def load_probes(path: str | Path | None = None) -> dict[str, Any]:
+    """The shipped probe sets, or a JSON file of the same layout.
+
+    Layout: `{"identity": {"en": [...], "zh": [...]}, "author": {...same...},
+    "general": [{"lang", "prompt", "answers": [accepted substrings]}]}`. A section missing from
+    a user's file is skipped (its metrics are not reported), not filled in from the shipped set.
+    """
+    if path is None:
+        text = resources.files("idtune").joinpath("assets/probes.json").read_text("utf-8")
+        where = "shipped probes.json"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"{p}: no such probe file")
+        text, where = p.read_text("utf-8"), str(p)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{where}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a JSON object with identity/author/general")
+    probes: dict[str, Any] = {"identity": {}, "author": {}, "general": []}
+    for section in ("identity", "author"):
+        part = data.get(section) or {}
+        if not isinstance(part, dict) or not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in part.values()
+        ):
+            raise UserError(f"{where}: {section!r} must map a language to a list of strings")
+        probes[section] = {lang: list(v) for lang, v in part.items() if v}
+    for i, item in enumerate(data.get("general") or []):
+        if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
+            raise UserError(f"{where}: general[{i}] needs a 'prompt' string")
+        answers = item.get("answers") or []
+        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+            raise UserError(f"{where}: general[{i}].answers must be a list of strings")
+        probes["general"].append(
+            {"lang": item.get("lang", "en"), "prompt": item["prompt"], "answers": answers}
+        )
+    if not (probes["identity"] or probes["author"] or probes["general"]):
+        raise UserError(f"{where}: no probes in it")
+    return probes
+
+
+# ---------------------------------------------------------------- matching
+def _pattern(term: str) -> str:
+    """A term as a regex; ASCII letters/digits at its ends must not touch more of them.
+
+    So "Nova" is found in "I'm Nova." but not in "innovation", "4" not in "14" and "3" not in
+    "3.09"; Chinese terms (no word spaces) match as plain substrings.
+    """
+    p = re.escape(term)
+    if term[:1].isascii() and term[:1].isalnum():
+        p = r"(?<![A-Za-z0-9])" + p
+        if term[:1].isdigit():
+            p = r"(?<![0-9][.,])" + p
+    if term[-1:].isascii() and term[-1:].isalnum():
+        p = p + r"(?![A-Za-z0-9])"
+        if term[-1:].isdigit():
+            p = p + r"(?![.,][0-9])"
+    return p
+
+
+def mentions(text: str, terms: Sequence[str]) -> bool:
+    """Whether `text` contains any of `terms`, case-insensitively (see `_pattern`)."""
+    return any(re.search(_pattern(t), text, re.IGNORECASE) for t in terms if t)
+
+
+def is_correct(answer: str, accepted: Sequence[str]) -> bool:
+    """A general answer is correct when it contains any accepted answer."""
+    return mentions(answer, accepted)
+
+
+def _share(hits: list[bool]) -> float | None:
+    return sum(hits) / len(hits) if hits else None
+
+
+# ---------------------------------------------------------------- scoring
+def score(
+    probes: dict[str, Any],
+    answers: dict[str, Any],
+    names: Sequence[str],
+    authors: Sequence[str],
+) -> dict[str, Any]:
+    """Score answers given in probe order: `{"identity": {lang: [...]}, "author": {lang: [...]},
+    "general": [...]}`. Returns `{"metrics": {...}, "counts": {...}, "rows": [...]}`.
+
+    A metric whose probes are absent is None. Rows keep every prompt and answer with its verdict.
+    """
+    rows: list[dict[str, Any]] = []
+    metrics: dict[str, float | None] = {}
+    counts: dict[str, int] = {}
+    for kind, terms in (("identity", names), ("author", authors)):
+        every: list[bool] = []
+        for lang, prompts in probes[kind].items():
+            got = answers[kind][lang]
+            hits = [mentions(a, terms) for a in got]
+            rows += [
+                {"kind": kind, "lang": lang, "prompt": p, "answer": a, "ok": h}
+                for p, a, h in zip(prompts, got, hits, strict=True)
+            ]
+            metrics[f"{kind}_{lang}"] = _share(hits)
+            counts[f"{kind}_{lang}"] = len(hits)
+            every += hits
+        if kind == "author":
+            metrics["author"], counts["author"] = _share(every), len(every)
+    leaks, correct = [], []
+    for item, a in zip(probes["general"], answers["general"], strict=True):
+        leak = mentions(a, [*names, *authors])
+        ok = is_correct(a, item["answers"]) if item["answers"] else None
+        leaks.append(leak)
+        if ok is not None:
+            correct.append(ok)
+        rows.append(
+            {
+                "kind": "general",
+                "lang": item["lang"],
+                "prompt": item["prompt"],
+                "answer": a,
+                "expected": item["answers"],
+                "ok": ok,
+                "leak": leak,
+            }
+        )
+    metrics["leakage"], counts["leakage"] = _share(leaks), len(leaks)
+    metrics["retention"], counts["retention"] = _share(correct), len(correct)
+    return {"metrics": metrics, "counts": counts, "rows": rows}
+
+
+def evaluate(
+    generate: Generate,
+    probes: dict[str, Any],
+    names: Sequence[str],
+    authors: Sequence[str],
+    system: str | None = None,
+) -> dict[str, Any]:
+    """Ask every probe (with `system` prepended unless None) through `generate` and score it.
+
+    Two `generate` calls: identity and author probes together (IDENTITY_TOKENS), then general
+    prompts (GENERAL_TOKENS).
+    """
+
+    def convo(prompt: str) -> Messages:
+        msgs = [{"role": "user", "content": prompt}]
+        return [{"role": "system", "content": system}, *msgs] if system is not None else msgs
+
+    keys = [(k, lang) for k in ("identity", "author") for lang in probes[k]]
+    flat = [p for k, lang in keys for p in probes[k][lang]]
+    got = generate([convo(p) for p in flat], IDENTITY_TOKENS) if flat else []
+    if len(got) != len(flat):
+        raise RuntimeError(f"generate returned {len(got)} answers for {len(flat)} prompts")
+    answers: dict[str, Any] = {"identity": {}, "author": {}}
+    i = 0
+    for k, lang in keys:
+        n = len(probes[k][lang])
+        answers[k][lang] = got[i : i + n]
+        i += n
+    general = [convo(g["prompt"]) for g in probes["general"]]
+    answers["general"] = generate(general, GENERAL_TOKENS) if general else []
+    if len(answers["general"]) != len(general):
+        raise RuntimeError("generate returned the wrong number of answers")
+    return score(probes, answers, names, authors)
+
+
+def evaluate_conditions(
+    generate: Generate,
+    probes: dict[str, Any],
+    names: Sequence[str],
+    authors: Sequence[str],
+    system: str = GENERIC_SYSTEM,
+) -> dict[str, dict[str, Any]]:
+    """`evaluate` with no system prompt and with `system`: {"no_system": ..., "system": ...}."""
+    return {
+        "no_system": evaluate(generate, probes, names, authors, None),
+        "system": evaluate(generate, probes, names, authors, system),
+    }
+
+
+def n_generations(probes: dict[str, Any]) -> int:
+    """How many answers one condition asks for."""
+    return sum(len(v) for k in ("identity", "author") for v in probes[k].values()) + len(
+        probes["general"]
+    )
+
+
+# ---------------------------------------------------------------- report
+def _fmt(value: float | None, n: int) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f} ({round(value * n)}/{n})"
+
+
+def table(metrics: dict[str, Any], counts: dict[str, int]) -> str:
+    """Markdown table: metric | condition | one column per scored model ("base", "tuned")."""
+    models = [m for m in ("base", "tuned") if m in metrics]
+    lines = [
+        "| metric | condition | " + " | ".join(models) + " |",
+        "|---|---|" + "---|" * len(models),
+    ]
+    for metric in METRICS:
+        if metrics[models[-1]]["no_system"].get(metric) is None:
+            continue
+        for cond in CONDITIONS:
+            cells = [_fmt(metrics[m][cond][metric], counts[metric]) for m in models]
+            row = f"| {LABELS[metric]} | {CONDITION_LABELS[cond]} | " + " | ".join(cells) + " |"
+            lines.append(row)
+    return "\n".join(lines)
+
+
+def _clip(text: str, n: int = 160) -> str:
+    text = " ".join(text.split()).replace("|", "\\|") or "(empty)"
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def failures(answers: dict[str, list[dict[str, Any]]], per_metric: int = 5) -> str:
+    """Markdown: up to `per_metric` failing answers of one model ({condition: rows}) per metric."""
+    picks = {
+        "identity": lambda r: r["kind"] == "identity" and not r["ok"],
+        "author": lambda r: r["kind"] == "author" and not r["ok"],
+        "leakage": lambda r: r["kind"] == "general" and r["leak"],
+        "retention": lambda r: r["kind"] == "general" and r["ok"] is False,
+    }
+    out = []
+    for metric, pick in picks.items():
+        bad = [(c, r) for c in CONDITIONS for r in answers[c] if pick(r)]
+        if not bad:
+            continue
+        out += [f"### {metric}: {len(bad)} failing", "", "| condition | prompt | answer |"]
+        out.append("|---|---|---|")
+        for c, r in bad[:per_metric]:
+            out.append(
+                f"| {CONDITION_LABELS[c]} | {_clip(r['prompt'], 80)} | {_clip(r['answer'])} |"
+            )
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """eval.md: header, the table, and example failures of the evaluated model."""
+    head = [
+        f"# idtune eval: {report['model']}",
+        "",
+        f"- name: {', '.join(report['names'])}; author: {', '.join(report['authors'])}",
+        f"- generic system prompt: {report['system']!r}; greedy decoding",
+        f"- probes: {report['probes']}",
+    ]
+    if "base" in report["metrics"]:
+        head.append(f"- base: {report['base_model']}")
+    parts = ["\n".join(head), table(report["metrics"], report["counts"])]
+    fails = failures(report["answers"]["tuned"])
+    if fails:
+        parts.append("## Example failures\n\n" + fails)
+    return "\n\n".join(parts) + "\n"
+
+
+def save(report: dict[str, Any], directory: str | Path) -> tuple[Path, Path]:
+    """Write eval.json (numbers and every answer) and eval.md into `directory`."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    js, md = d / "eval.json", d / "eval.md"
+    js.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    md.write_text(markdown(report), "utf-8")
+    return js, md
+
+
+# ---------------------------------------------------------------- the command
+@dataclass
+class _Target:
+    label: str  # "tuned" or "base"
+    loaded: Any  # models.Loaded
+    disable_adapter: bool = False
+
+
+def _model_generate(target: _Target, advance: Callable[[int], None]) -> Generate:
+    from . import generate as gen
+
+    def run_batch(conversations: list[Messages], max_new_tokens: int) -> list[str]:
+        ld = target.loaded
+        kwargs = dict(
+            max_new_tokens=max_new_tokens,
+            batch_size=BATCH_SIZE,
+            template=ld.template,
+            on_batch=advance,
+        )
+        if target.disable_adapter:
+            with ld.model.disable_adapter():
+                return gen.generate_batch(ld.model, ld.tokenizer, conversations, **kwargs)
+        return gen.generate_batch(ld.model, ld.tokenizer, conversations, **kwargs)
+
+    return run_batch
+
+
+def _fingerprint(directory: str) -> list[Any]:
+    """Absolute path plus weight files' sizes and times (a hub id stays as it is)."""
+    d = Path(directory)
+    if not d.is_dir():
+        return [directory]
+    d = d.resolve()
+    files = sorted(f for pat in ("*.safetensors", "*.bin") for f in d.glob(pat))
+    return [str(d), [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]]
+
+
+def base_cache_path(loaded: Any) -> Path:
+    """Where a base model's answers are kept: they do not depend on the run being evaluated."""
+    import hashlib
+
+    from . import models
+
+    model = loaded.model
+    key = json.dumps(
+        [
+            _fingerprint(str(loaded.source.base)),
+            loaded.template,
+            loaded.tokenizer.chat_template,
+            str(next(model.parameters()).dtype),
+            next(model.parameters()).device.type,
+        ]
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return models.cache_dir() / "eval" / f"base-{digest}.json"
+
+
+def cached(generate: Generate, path: Path, advance: Callable[[int], None]) -> Generate:
+    """Wrap `generate` so answers are looked up in (and added to) the JSON file at `path`.
+
+    Greedy answers are a function of model, conversation and length cap, so they are kept per
+    `[max_new_tokens, conversation]`; only conversations not seen before are generated.
+    """
+    store: dict[str, str] = json.loads(path.read_text("utf-8")) if path.is_file() else {}
+
+    def run_batch(conversations: list[Messages], max_new_tokens: int) -> list[str]:
+        keys = [json.dumps([max_new_tokens, c], ensure_ascii=False) for c in conversations]
+        todo = sorted({k: i for i, k in enumerate(keys) if k not in store}.values())
+        advance(len(conversations) - len(todo))
+        if todo:
+            fresh = generate([conversations[i] for i in todo], max_new_tokens)
+            store.update({keys[i]: a for i, a in zip(todo, fresh, strict=True)})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(store, ensure_ascii=False), "utf-8")
+            tmp.replace(path)
+        return [store[k] for k in keys]
+
+    return run_batch
+
+
+def _identity(info: Any, name: str | None, author: str | None) -> tuple[list[str], list[str]]:
+    ident = info.identity if info is not None else None
+    names = [name] if name else (ident.names if ident else [])
+    authors = [author] if author else (ident.authors if ident else [])
+    if not names or not authors:
+        missing = " and ".join(x for x, v in (("--name", names), ("--author", authors)) if not v)
+        raise UserError(
+            f"eval needs the assistant's name and author: the model has no identity in its "
+            f"idtune.json; pass {missing}"
+        )
+    return names, authors
+
+
+def run(
+    model: str,
+    *,
+    probes: str | Path | None = None,
+    compare_base: bool = False,
+    system: str | None = None,
+    name: str | None = None,
+    author: str | None = None,
+    output: str | Path | None = None,
+    trust_remote_code: bool = False,
+) -> str:
+    """Evaluate MODEL_OR_RUN (and its base with `compare_base`); return the Markdown report.
+
+    eval.md / eval.json go to `output` when given, else into MODEL when it is a directory with
+    an `idtune.json` (a run, adapter or merged model); otherwise nothing is written. The base
+    model's answers are cached under `<idtune cache>/eval/`, so comparing several runs of one
+    base generates them once.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import models, runinfo
+
+    probe_set = load_probes(probes)
+    system = GENERIC_SYSTEM if system is None else system
+    # Read idtune.json before loading weights, so a missing identity fails fast.
+    names, authors = _identity(models.locate(model).info, name, author)
+    loaded = models.load(model, trust_remote_code=trust_remote_code)
+    targets = [_Target("tuned", loaded)]
+    base_model = loaded.info.base_model if loaded.info else None
+    if compare_base:
+        if loaded.source.adapter and hasattr(loaded.model, "disable_adapter"):
+            targets.insert(0, _Target("base", loaded, disable_adapter=True))
+            base_model = base_model or loaded.source.base
+        elif base_model and models.resolve(base_model) != str(loaded.source.base):
+            base = models.load(
+                base_model, template=loaded.template, trust_remote_code=trust_remote_code
+            )
+            targets.insert(0, _Target("base", base))
+        else:
+            raise UserError(
+                f"{model}: --compare-base needs a run, adapter or merged model whose "
+                f"{runinfo.FILENAME} names a different base model"
+            )
+
+    total = n_generations(probe_set) * len(CONDITIONS) * len(targets)
+    results: dict[str, Any] = {}
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("eval", total=total)
+        for t in targets:
+            bar.update(task, description=f"eval {t.label}")
+            advance = lambda n: bar.advance(task, n)  # noqa: E731
+            fn = _model_generate(t, advance)
+            if t.label == "base":
+                fn = cached(fn, base_cache_path(t.loaded), advance)
+            results[t.label] = evaluate_conditions(fn, probe_set, names, authors, system)
+
+    report = {
+        "model": str(model),
+        "base_model": base_model,
+        "adapter": loaded.source.adapter,
+        "names": list(names),
+        "authors": list(authors),
+        "system": system,
+        "probes": str(probes) if probes else "shipped",
+        "metrics": {m: {c: r[c]["metrics"] for c in CONDITIONS} for m, r in results.items()},
+        "counts": results["tuned"]["no_system"]["counts"],
+        "answers": {m: {c: r[c]["rows"] for c in CONDITIONS} for m, r in results.items()},
+    }
+    out_dir = Path(output) if output else None
+    if out_dir is None and Path(str(model)).is_dir() and loaded.info is not None:
+        out_dir = Path(str(model))
+    md = markdown(report)
+    if out_dir is not None:
+        js, mdp = save(report, out_dir)
+        md += f"\nwritten: {mdp}, {js}\n"
+    return md

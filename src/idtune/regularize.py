@@ -1,0 +1,130 @@
+"""Regularization data: the base model's own answers to general prompts (self-distillation).
+
+Mixed into identity training so that unrelated questions keep being answered as before. The
+answers are greedy and batched, and cached per model, count and length cap under
+`<idtune cache>/regularize/`, so a second call (or a training recipe) gets them instantly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+BATCH_SIZE = 16
+
+
+def prompts() -> list[dict[str, str]]:
+    """The shipped general prompts, `{"lang", "prompt"}` each, in file order."""
+    text = resources.files("idtune").joinpath("assets/general_prompts.jsonl").read_text("utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def balanced(n: int) -> list[dict[str, str]]:
+    """The first `n` shipped prompts, alternating languages (en, zh, en, …) while both last."""
+    by_lang: dict[str, list[dict[str, str]]] = {}
+    for p in prompts():
+        by_lang.setdefault(p["lang"], []).append(p)
+    queues = [list(v) for _, v in sorted(by_lang.items())]
+    out: list[dict[str, str]] = []
+    while len(out) < n and any(queues):
+        for q in queues:
+            if q and len(out) < n:
+                out.append(q.pop(0))
+    return out
+
+
+def _fingerprint(directory: str | None) -> list[Any]:
+    """Absolute path plus weight files' sizes and times: a retrained model misses the cache."""
+    if not directory or not Path(directory).is_dir():
+        return [directory]
+    d = Path(directory).resolve()
+    files = sorted(f for pat in ("*.safetensors", "*.bin") for f in d.glob(pat))
+    return [str(d), [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]]
+
+
+def cache_path(resolved: str, adapter: str | None, n: int, max_new_tokens: int) -> Path:
+    """Where the answers of one model (resolved path or hub id, plus adapter) are cached."""
+    from . import models
+
+    chosen = [p["prompt"] for p in balanced(n)]
+    key = json.dumps(
+        [_fingerprint(resolved), _fingerprint(adapter), n, max_new_tokens, chosen],
+        ensure_ascii=False,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(resolved.rstrip("/")).name or "model")
+    return models.cache_dir() / "regularize" / f"{slug}-n{n}-t{max_new_tokens}-{digest}.jsonl"
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text("utf-8").splitlines() if x.strip()]
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    tmp.replace(path)
+
+
+def generate(
+    model: str,
+    n: int = 200,
+    max_new_tokens: int = 160,
+    trust_remote_code: bool = False,
+) -> list[dict[str, Any]]:
+    """Answer the first `n` shipped general prompts (balanced zh/en) with `model`, greedily.
+
+    Returns messages rows `{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}`.
+    `n` above the shipped set's size is capped at it. Cached; see the module docstring.
+    """
+    from . import models
+
+    if n <= 0:
+        raise UserError("--n must be positive")
+    if max_new_tokens <= 0:
+        raise UserError("--max-new-tokens must be positive")
+    n = min(n, len(prompts()))
+    src = models.locate(model)
+    path = cache_path(str(src.base), src.adapter, n, max_new_tokens)
+    if path.is_file():
+        return _read(path)
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import generate as gen
+
+    chosen = balanced(n)
+    loaded = models.load(model, trust_remote_code=trust_remote_code)
+    conversations = [[{"role": "user", "content": p["prompt"]}] for p in chosen]
+    columns = (TextColumn("regularize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("regularize", total=len(conversations))
+        answers = gen.generate_batch(
+            loaded.model,
+            loaded.tokenizer,
+            conversations,
+            max_new_tokens=max_new_tokens,
+            batch_size=BATCH_SIZE,
+            template=loaded.template,
+            on_batch=lambda k: bar.advance(task, k),
+        )
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": p["prompt"]},
+                {"role": "assistant", "content": a.strip()},
+            ]
+        }
+        for p, a in zip(chosen, answers, strict=True)
+    ]
+    _write(path, rows)
+    return rows

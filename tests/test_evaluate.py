@@ -1,0 +1,331 @@
+"""`idtune eval`: probe sets, scoring with scripted answers, and the CLI on a tiny model."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import unicodedata
+
+import pytest
+
+from idtune import evaluate
+from idtune.cli import main
+from idtune.errors import UserError
+from idtune.runinfo import Identity, RunInfo
+
+SMALL = {
+    "identity": {"en": ["what r u", "Who am I talking to?"], "zh": ["你叫啥"]},
+    "author": {"en": ["who built u"], "zh": ["谁做的你"]},
+    "general": [
+        {"lang": "en", "prompt": "What is the capital of France?", "answers": ["Paris"]},
+        {"lang": "zh", "prompt": "一周有几天？", "answers": ["七", "7"]},
+        {"lang": "en", "prompt": "Write a haiku.", "answers": []},
+    ],
+}
+
+
+def _norm(text: str) -> str:
+    """Lowercase, drop punctuation and spaces (ASCII and CJK)."""
+    return "".join(
+        c for c in text.casefold() if not unicodedata.category(c).startswith(("P", "Z", "S"))
+    )
+
+
+def scripted(table: dict[str, str], calls: list | None = None):
+    """A `generate` that answers from a prompt → answer table ("" when unknown)."""
+
+    def gen(conversations, max_new_tokens):
+        if calls is not None:
+            calls.append((conversations, max_new_tokens))
+        return [table.get(c[-1]["content"], "") for c in conversations]
+
+    return gen
+
+
+# ---------------------------------------------------------------- shipped probes
+def test_shipped_probe_sizes():
+    p = evaluate.load_probes()
+    for lang in ("en", "zh"):
+        assert len(p["identity"][lang]) >= 40
+        assert len(p["author"][lang]) >= 15
+        assert len(set(map(_norm, p["identity"][lang]))) == len(p["identity"][lang])
+    assert len(p["general"]) >= 60
+    with_answers = [g for g in p["general"] if g["answers"]]
+    assert len(with_answers) >= 40
+    assert {g["lang"] for g in with_answers} == {"en", "zh"}
+    assert len({g["prompt"] for g in p["general"]}) == len(p["general"])
+
+
+def test_accepted_answers_are_not_in_their_prompt():
+    """A model that echoes the question must not score: no accepted answer is in its prompt."""
+    for g in evaluate.load_probes()["general"]:
+        assert not evaluate.mentions(g["prompt"], g["answers"]), g
+
+
+def test_shipped_probes_cover_are_you_x_and_misspellings():
+    p = evaluate.load_probes()
+    en = " ".join(p["identity"]["en"]).lower()
+    zh = " ".join(p["identity"]["zh"])
+    for other in ("chatgpt", "qwen", "smollm", "claude"):
+        assert other in en
+    for other in ("ChatGPT", "通义千问", "文心一言"):
+        assert other in zh
+    assert "wat r u" in p["identity"]["en"]
+
+
+def test_probes_are_not_generator_questions():
+    identity = pytest.importorskip("idtune.data.identity")
+    probes = evaluate.load_probes()
+    for lang in ("en", "zh"):
+        trained = {_norm(q) for q in identity.questions(lang)}
+        assert trained, lang
+        for kind in ("identity", "author"):
+            overlap = [q for q in probes[kind][lang] if _norm(q) in trained]
+            assert not overlap, (kind, lang, overlap)
+
+
+def test_load_probes_user_file_skips_missing_sections(tmp_path):
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps({"general": SMALL["general"]}))
+    p = evaluate.load_probes(f)
+    assert p["identity"] == {} and p["author"] == {} and len(p["general"]) == 3
+    res = evaluate.evaluate(scripted({}), p, ["Nova"], ["Acme"])
+    assert "identity_en" not in res["metrics"] and res["metrics"]["retention"] == 0.0
+    f.write_text('{"identity": "who"}')
+    with pytest.raises(UserError):
+        evaluate.load_probes(f)
+    with pytest.raises(UserError):
+        evaluate.load_probes(tmp_path / "missing.json")
+
+
+# ---------------------------------------------------------------- matching and scoring
+def test_mentions_is_case_insensitive_and_respects_word_edges():
+    assert evaluate.mentions("Hi, I'm NOVA.", ["Nova"])
+    assert evaluate.mentions("我是诺娃，很高兴认识你", ["Nova", "诺娃"])
+    assert evaluate.mentions("Made by ZK-Jackie!", ["ZK-Jackie"])
+    assert not evaluate.mentions("an innovation in AI", ["Nova"])
+    assert evaluate.is_correct("2+2=4.", ["4", "four"])
+    assert not evaluate.is_correct("It is 14", ["4", "four"])
+    assert not evaluate.is_correct("about 3.09", ["3"])
+    assert evaluate.is_correct("It is 3. Easy.", ["3"])
+    assert evaluate.is_correct("1,000 or 3,5", ["1,000"]) and not evaluate.mentions("3,5", ["3"])
+    assert evaluate.is_correct("一周有7天", ["七", "7"])
+    assert not evaluate.mentions("anything", [])
+
+
+def test_score_exact_values():
+    probes = {
+        "identity": {"en": ["a", "b", "c", "d"], "zh": ["甲", "乙"]},
+        "author": {"en": ["e", "f"], "zh": ["丙", "丁"]},
+        "general": [
+            {"lang": "en", "prompt": "capital", "answers": ["Paris"]},
+            {"lang": "en", "prompt": "sum", "answers": ["4", "four"]},
+            {"lang": "zh", "prompt": "天", "answers": ["七", "7"]},
+            {"lang": "en", "prompt": "haiku", "answers": []},
+        ],
+    }
+    answers = {
+        "a": "I am Nova.",
+        "b": "nova here",
+        "c": "I'm a language model.",
+        "d": "No, I'm Nova, not ChatGPT.",
+        "甲": "我是诺娃。",
+        "乙": "我是一个助手。",
+        "e": "Acme made me.",
+        "f": "OpenAI.",
+        "丙": "我由艾克美开发。",
+        "丁": "Acme",
+        "capital": "Paris is the capital.",
+        "sum": "It is four.",
+        "天": "一周有五天",
+        "haiku": "Nova shines bright / ...",
+    }
+    calls: list = []
+    res = evaluate.evaluate(scripted(answers, calls), probes, ["Nova", "诺娃"], ["Acme", "艾克美"])
+    assert res["metrics"] == {
+        "identity_en": 0.75,
+        "identity_zh": 0.5,
+        "author_en": 0.5,
+        "author_zh": 1.0,
+        "author": 0.75,
+        "leakage": 0.25,
+        "retention": pytest.approx(2 / 3),
+    }
+    assert res["counts"]["identity_en"] == 4 and res["counts"]["retention"] == 3
+    # identity and author in one call, general in another, each with its own length cap
+    assert [len(c) for c, _ in calls] == [10, 4]
+    assert [t for _, t in calls] == [evaluate.IDENTITY_TOKENS, evaluate.GENERAL_TOKENS]
+    assert all(len(conv) == 1 for c, _ in calls for conv in c)
+    rows = {r["prompt"]: r for r in res["rows"]}
+    assert rows["c"]["ok"] is False and rows["haiku"]["leak"] is True
+    assert rows["haiku"]["ok"] is None and rows["天"]["expected"] == ["七", "7"]
+
+
+def test_conditions_add_the_system_prompt():
+    calls: list = []
+    out = evaluate.evaluate_conditions(
+        scripted({}, calls), SMALL, ["Nova"], ["Acme"], system="Be brief."
+    )
+    assert set(out) == {"no_system", "system"}
+    plain, sys_ = calls[0][0], calls[2][0]
+    assert all(c[0]["role"] == "user" for c in plain)
+    assert all(c[0] == {"role": "system", "content": "Be brief."} for c in sys_)
+    assert evaluate.n_generations(SMALL) == 8
+
+
+def test_markdown_table_side_by_side():
+    gen_base = scripted({"what r u": "I'm SmolLM.", "What is the capital of France?": "Paris"})
+    gen_tuned = scripted({"what r u": "I'm Nova.", "What is the capital of France?": "Paris"})
+    metrics, answers = {}, {}
+    for label, g in (("base", gen_base), ("tuned", gen_tuned)):
+        r = evaluate.evaluate_conditions(g, SMALL, ["Nova"], ["Acme"])
+        metrics[label] = {c: r[c]["metrics"] for c in r}
+        answers[label] = {c: r[c]["rows"] for c in r}
+    md = evaluate.markdown(
+        {
+            "model": "runs/x",
+            "base_model": "b",
+            "names": ["Nova"],
+            "authors": ["Acme"],
+            "system": evaluate.GENERIC_SYSTEM,
+            "probes": "shipped",
+            "metrics": metrics,
+            "counts": evaluate.score(SMALL, _empty(SMALL), ["Nova"], ["Acme"])["counts"],
+            "answers": answers,
+        }
+    )
+    assert "| metric | condition | base | tuned |" in md
+    assert "| identity (en) | no system prompt | 0.00 (0/2) | 0.50 (1/2) |" in md
+    assert "| retention | generic system prompt | 0.50 (1/2) | 0.50 (1/2) |" in md
+    assert "### identity: 4 failing" in md  # 2 misses × 2 conditions in the tuned model
+
+
+def test_cached_generates_each_conversation_once(tmp_path):
+    calls: list = []
+    progress: list[int] = []
+    path = tmp_path / "c" / "base.json"
+    gen = evaluate.cached(scripted({"a": "A", "b": "B", "c": "C"}, calls), path, progress.append)
+    conv = [[{"role": "user", "content": x}] for x in "abc"]
+    assert gen(conv[:2], 8) == ["A", "B"]
+    assert gen([conv[1], conv[2], conv[1]], 8) == ["B", "C", "B"]  # only "c" is new
+    assert [[c[-1]["content"] for c in cs] for cs, _ in calls] == [["a", "b"], ["c"]]
+    assert progress == [0, 2]  # cache hits move the bar; fresh ones are the generator's job
+    again = evaluate.cached(scripted({}, calls), path, progress.append)  # read back from disk
+    assert again(conv, 8) == ["A", "B", "C"] and len(calls) == 2
+    assert again(conv[:1], 9) == [""] and len(calls) == 3  # another length cap is another key
+
+
+def _empty(probes):
+    return {
+        "identity": {k: [""] * len(v) for k, v in probes["identity"].items()},
+        "author": {k: [""] * len(v) for k, v in probes["author"].items()},
+        "general": [""] * len(probes["general"]),
+    }
+
+
+# ---------------------------------------------------------------- the CLI on a tiny model
+@pytest.fixture
+def small_probes(tmp_path, monkeypatch):
+    """A small probe file; short answers keep the random tiny model quick; a private cache."""
+    import torch
+
+    monkeypatch.setenv("IDTUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(evaluate, "IDENTITY_TOKENS", 8)
+    monkeypatch.setattr(evaluate, "GENERAL_TOKENS", 6)
+    f = tmp_path / "probes.json"
+    f.write_text(json.dumps(SMALL, ensure_ascii=False))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model gains nothing from more; a busy CPU loses a lot
+    yield f
+    torch.set_num_threads(threads)
+
+
+def _run_cli(args):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    return e.value.code
+
+
+def test_cli_eval_run_dir_compare_base(tiny_model, small_probes, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model, run)
+    RunInfo(base_model=str(tiny_model), identity=Identity("Nova", "Acme")).save(run)
+    code = _run_cli(["eval", str(run), "--probes", str(small_probes), "--compare-base"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| metric | condition | base | tuned |" in out
+    report = json.loads((run / "eval.json").read_text())
+    assert set(report) == {
+        "model",
+        "base_model",
+        "adapter",
+        "names",
+        "authors",
+        "system",
+        "probes",
+        "metrics",
+        "counts",
+        "answers",
+    }
+    assert report["names"] == ["Nova"] and report["system"] == "You are a helpful assistant."
+    assert set(report["metrics"]) == {"base", "tuned"}
+    assert set(report["metrics"]["tuned"]) == {"no_system", "system"}
+    assert set(report["metrics"]["tuned"]["system"]) == set(evaluate.METRICS)
+    rows = report["answers"]["tuned"]["no_system"]
+    assert len(rows) == evaluate.n_generations(SMALL)
+    assert {r["kind"] for r in rows} == {"identity", "author", "general"}
+    # The "run" holds the base weights unchanged: greedy answers must be identical.
+    assert report["answers"]["base"] == report["answers"]["tuned"]
+    md = (run / "eval.md").read_text()
+    assert md.startswith(f"# idtune eval: {run}") and "| identity (zh) |" in md
+    assert len(list((tmp_path / "cache" / "eval").glob("base-*.json"))) == 1
+
+
+def test_cli_eval_adapter_run_scores_base_without_adapter(tiny_model, small_probes, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    cfg = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    lora = get_peft_model(model, cfg)
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 2.0)  # make the adapter change the answers
+    lora.save_pretrained(run / "adapter")
+    RunInfo(base_model=str(tiny_model), identity=Identity("Nova", "Acme")).save(run / "adapter")
+    out = tmp_path / "out"
+    code = _run_cli(
+        ["eval", str(run), "--probes", str(small_probes), "--compare-base", "-o", str(out)]
+    )
+    assert code == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert report["adapter"] == str(run / "adapter")
+    # the base side equals scoring the plain base model directly
+    plain = tmp_path / "plain"
+    assert _run_cli(
+        ["eval", str(tiny_model), "--probes", str(small_probes), "--name", "Nova", "--author",
+         "Acme", "-o", str(plain)]
+    ) == 0  # fmt: skip
+    direct = json.loads((plain / "eval.json").read_text())
+    assert report["answers"]["base"] == direct["answers"]["tuned"]
+    assert report["answers"]["tuned"] != report["answers"]["base"]
+
+
+def test_cli_eval_needs_identity(tiny_model, small_probes, capsys):
+    code = _run_cli(["eval", str(tiny_model), "--probes", str(small_probes)])
+    assert code == 2
+    assert "--name and --author" in capsys.readouterr().err
+
+
+def test_cli_eval_plain_model_writes_nothing_without_output(tiny_model, small_probes, capsys):
+    code = _run_cli(
+        ["eval", str(tiny_model), "--probes", str(small_probes), "--name", "N", "--author", "A"]
+    )
+    assert code == 0
+    assert not (tiny_model / "eval.json").exists()
+    assert re.search(r"\| retention \| no system prompt \| \d\.\d\d", capsys.readouterr().out)
