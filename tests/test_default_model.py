@@ -35,11 +35,14 @@ def test_gguf_is_converted_to_a_plain_hf_directory(tmp_path, monkeypatch):
 
 def test_default_model_trains_a_few_steps(tmp_path):
     data, run = tmp_path / "id.jsonl", tmp_path / "run"
-    assert cli("data", "identity", "--name", "Nova", "--author", "Acme", "--n", "16", "-o", data) == 0
+    assert (
+        cli("data", "identity", "--name", "Nova", "--author", "Acme", "--n", "16", "-o", data) == 0
+    )
     assert cli("train", "identity-lora", "--set", f"data={data}", "--set", f"output_dir={run}",
                "--set", "regularization.auto=false", "--set", "max_steps=2",
                "--set", "row_tokens=512", "--set", "batch_tokens=512",
-               "--set", "eval_prompts=Who are you?", "--set", "sample_max_new_tokens=8") == 0  # fmt: skip
+               "--set", "eval_prompts=Who are you?",
+               "--set", "sample_max_new_tokens=8") == 0  # fmt: skip
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and log[1]["loss"] < 10
     assert (run / "adapter" / "adapter_model.safetensors").is_file()

@@ -28,8 +28,8 @@ def train_args(model, data, out, *extra):
 
 def test_train_writes_the_run_directory(tmp_path, tiny_model, identity_data):
     run = tmp_path / "run"
-    args = train_args(tiny_model, identity_data, run, "--set", "max_steps=5", "--set", "save_steps=2",
-                      "--set", "keep_last=1")  # fmt: skip
+    extra = ["--set", "max_steps=5", "--set", "save_steps=2", "--set", "keep_last=1"]
+    args = train_args(tiny_model, identity_data, run, *extra)
     assert cli(*args) == 0
     names = {p.name for p in run.iterdir()}
     assert {"config.yaml", "idtune.json", "adapter", "log.jsonl", "loss.png", "samples.md",

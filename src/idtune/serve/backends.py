@@ -1,0 +1,224 @@
+"""Scale engines for GPU machines: start vLLM's or LMDeploy's OpenAI server for the base model
+with the adapter, wait for it, and let idtune's web chat and API talk to it (`RemoteEngine`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from .engine import Delta, Done, Failed, Messages, Params, RequestError, Stream
+
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+# idtune's named templates → LMDeploy's built-in chat template names.
+LMDEPLOY_TEMPLATES = {"internlm2_chat": "internlm2", "qwen2": "qwen", "llama3": "llama3"}
+PACKAGES = {"vllm": "vllm", "lmdeploy": "lmdeploy"}
+
+
+def adapter_rank(adapter: str | Path) -> int:
+    """The largest LoRA rank in an adapter's `adapter_config.json` (`r` and `rank_pattern`)."""
+    cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
+    ranks = [int(cfg.get("r") or 8), *(int(v) for v in (cfg.get("rank_pattern") or {}).values())]
+    return max(ranks)
+
+
+def vllm_max_lora_rank(rank: int) -> int:
+    """The smallest `--max-lora-rank` vLLM accepts that holds `rank`."""
+    for allowed in VLLM_LORA_RANKS:
+        if rank <= allowed:
+            return allowed
+    raise UserError(f"LoRA rank {rank} is above vLLM's largest --max-lora-rank (512); merge first")
+
+
+def vllm_argv(
+    base: str,
+    *,
+    name: str,
+    port: int,
+    adapter: str | None = None,
+    rank: int | None = None,
+    host: str = "127.0.0.1",
+    chat_template: str | None = None,
+    trust_remote_code: bool = False,
+) -> list[str]:
+    """`vllm serve` for the base model, the adapter as LoRA module NAME (else the model as NAME)."""
+    argv = ["vllm", "serve", base, "--host", host, "--port", str(port)]
+    if adapter:
+        r = rank if rank is not None else adapter_rank(adapter)
+        argv += ["--enable-lora", "--lora-modules", f"{name}={adapter}"]
+        argv += ["--max-lora-rank", str(vllm_max_lora_rank(r))]
+    else:
+        argv += ["--served-model-name", name]
+    if chat_template:
+        argv += ["--chat-template", chat_template]
+    if trust_remote_code:
+        argv.append("--trust-remote-code")
+    return argv
+
+
+def lmdeploy_argv(
+    base: str,
+    *,
+    name: str,
+    port: int,
+    adapter: str | None = None,
+    host: str = "127.0.0.1",
+    template: str | None = None,
+) -> list[str]:
+    """`lmdeploy serve api_server` on the PyTorch engine, the adapter registered as NAME."""
+    argv = ["lmdeploy", "serve", "api_server", base, "--backend", "pytorch"]
+    argv += ["--server-name", host, "--server-port", str(port)]
+    if adapter:
+        argv += ["--adapters", f"{name}={adapter}"]
+    else:
+        argv += ["--model-name", name]
+    if template in LMDEPLOY_TEMPLATES:
+        argv += ["--chat-template", LMDEPLOY_TEMPLATES[template]]
+    return argv
+
+
+def require(backend: str) -> list[str]:
+    """The backend's command prefix, or a one-line UserError when it is not installed."""
+    if backend not in PACKAGES:
+        raise UserError(f"unknown backend {backend!r}: transformers, vllm or lmdeploy")
+    exe = Path(sys.executable).parent / backend
+    if exe.is_file():
+        return [str(exe)]
+    if shutil.which(backend):
+        return [backend]
+    if importlib.util.find_spec(PACKAGES[backend]) is None:
+        raise UserError(
+            f"--backend {backend}: {backend} is not installed (`pip install {backend}`, on a GPU "
+            "machine); or use --backend transformers"
+        )
+    raise UserError(f"--backend {backend}: the `{backend}` command is not on PATH")
+
+
+def wait_ready(url: str, proc: subprocess.Popen | None, timeout: float, log: Path | None = None):
+    """Poll `url` (the backend's /v1/models) until it answers 200; fail if the process dies."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace").splitlines()[-5:] if log and log.exists() else []
+            raise UserError(f"the backend exited with code {proc.returncode}: " + " | ".join(tail))
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise UserError(f"the backend did not answer {url} within {timeout:.0f} s")
+
+
+def start(
+    backend: str,
+    argv: Sequence[str],
+    port: int,
+    log: Path,
+    timeout: float = 900,
+) -> subprocess.Popen:
+    """Launch the backend's server (output to `log`) and wait until it lists its models."""
+    cmd = require(backend) + list(argv[1:])
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"starting {backend}: {' '.join(cmd)} (log: {log})", file=sys.stderr)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/v1/models", proc, timeout, log)
+    except BaseException:
+        proc.terminate()
+        raise
+    return proc
+
+
+class RemoteEngine:
+    """An engine that forwards each conversation to an OpenAI-compatible server, streaming."""
+
+    def __init__(
+        self,
+        base_url: str,
+        served_name: str,
+        *,
+        model_id: str,
+        title: str | None = None,
+        system: str | None = None,
+        proc: subprocess.Popen | None = None,
+    ):
+        self.base_url, self.served_name = base_url.rstrip("/"), served_name
+        self.model_id, self.title, self.system = model_id, title or model_id, system
+        self.proc = proc
+
+    def health(self) -> dict[str, Any]:
+        """ok while the backend process is alive."""
+        alive = self.proc is None or self.proc.poll() is None
+        return {
+            "status": "ok" if alive else "stopped",
+            "model": self.model_id,
+            "backend": self.base_url,
+        }
+
+    def submit(self, messages: Messages, params: Params) -> Stream:
+        """Start streaming from the backend in the caller's event loop."""
+        import asyncio
+
+        from ..generate import with_system
+
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RequestError("the backend has stopped", 503, "engine_unavailable")
+        body: dict[str, Any] = {
+            "model": self.served_name,
+            "messages": with_system(messages, self.system),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        for key in ("max_tokens", "temperature", "top_p", "seed"):
+            if getattr(params, key) is not None:
+                body[key] = getattr(params, key)
+        if params.stop:
+            body["stop"] = params.stop
+        if params.min_tokens:
+            body["min_tokens"] = params.min_tokens
+        stream = Stream()
+        task = asyncio.get_running_loop().create_task(self._pump(body, stream))
+        stream.on_cancel = task.cancel  # closing the connection aborts the backend's request
+        return stream
+
+    async def _pump(self, body: dict[str, Any], stream: Stream) -> None:
+        import httpx
+
+        reason, usage = "stop", {}
+        try:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(600, connect=10)) as client:
+                url = f"{self.base_url}/v1/chat/completions"
+                async with client.stream("POST", url, json=body) as resp:
+                    if resp.status_code != 200:
+                        text = (await resp.aread()).decode(errors="replace")
+                        stream.put(
+                            Failed(f"backend answered {resp.status_code}: {text[:300]}", 502)
+                        )
+                        return
+                    async for line in resp.aiter_lines():
+                        if not line.startswith("data:") or line.strip() == "data: [DONE]":
+                            continue
+                        chunk = json.loads(line[5:])
+                        usage = chunk.get("usage") or usage
+                        for choice in chunk.get("choices") or []:
+                            text = (choice.get("delta") or {}).get("content")
+                            if text:
+                                stream.put(Delta(text))
+                            reason = choice.get("finish_reason") or reason
+        except httpx.HTTPError as e:
+            stream.put(Failed(f"backend unreachable: {e}", 503))
+            return
+        prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+        stream.put(Done(reason, prompt, completion))
