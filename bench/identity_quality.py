@@ -1,0 +1,113 @@
+"""Identity quality on the default model, CPU: idtune's recipe vs the seed tutorial's dataset.
+
+Both runs get the same training budget (same recipe, steps and token budget per step); the seed's
+dataset is its three Chinese questions with one answer, copied 2,000 times as its
+`build_dataset.py` does, with no regularization (the old workflow has none). Both are scored by
+`idtune eval --compare-base`. Writes bench/results/identity_quality.{json,md}.
+
+    python bench/identity_quality.py [--n 400] [--work /tmp/idq]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+NAME = AUTHOR = "ZK-Jackie"
+SEED_ANSWER = "我是ZK-Jackie的小助手，内在是上海AI实验室书生·浦语的7B大模型哦"
+SEED_QUESTIONS = ("请做一下自我介绍", "请介绍一下你自己", "说说你自己")
+METRICS = ("identity_en", "identity_zh", "author", "leakage", "retention")
+
+
+def idtune(*args: str) -> None:
+    """Run the real CLI; stop on failure."""
+    print("$ idtune", " ".join(args), flush=True)
+    subprocess.run([sys.executable, "-m", "idtune.cli", *args], check=True)
+
+
+def seed_dataset(path: Path, scale: int = 2000) -> Path:
+    """myDataset.json exactly as the course note builds it (3 + 3 × scale records)."""
+    data = [{"conversation": [{"input": q, "output": SEED_ANSWER}]} for q in SEED_QUESTIONS]
+    for _ in range(scale):
+        for j in range(3):
+            data.append(data[j])
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=4))
+    return path
+
+
+def timed_train(run: Path, *sets: str) -> dict:
+    """Train one run; return steps, tokens and seconds from its log."""
+    t = time.perf_counter()
+    idtune("train", "identity-lora", "--set", f"output_dir={run}", *sets)
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    return {
+        "steps": len(log),
+        "tokens": sum(r["tokens"] for r in log),
+        "train_s": round(log[-1]["elapsed_s"], 1),
+        "wall_s": round(time.perf_counter() - t, 1),
+    }
+
+
+def main() -> None:
+    """Run both recipes, score them, write the table."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", default="400", help="identity conversations for idtune's run")
+    ap.add_argument("--work", default="/tmp/idtune-identity-quality")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = ap.parse_args()
+    work, out = Path(args.work), Path(args.out)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+    data = work / "identity.jsonl"
+    idtune("data", "identity", "--name", NAME, "--author", AUTHOR, "--n", args.n, "-o", str(data))
+    rows = {"idtune identity-lora": timed_train(work / "idtune", "--set", f"data={data}")}
+    steps = rows["idtune identity-lora"]["steps"]
+    seed = seed_dataset(work / "myDataset.json")
+    rows["seed tutorial dataset, same budget"] = timed_train(
+        work / "seed",
+        "--set",
+        f"data={seed}",
+        "--set",
+        "regularization.auto=false",
+        "--set",
+        f"max_steps={steps}",
+        "--set",
+        f"identity.name={NAME}",
+        "--set",
+        f"identity.author={AUTHOR}",
+    )
+    scores = {}
+    for label, run in zip(rows, ("idtune", "seed")):
+        idtune("eval", str(work / run), "--compare-base")
+        scores[label] = json.loads((work / run / "eval.json").read_text())["metrics"]
+    base = scores["idtune identity-lora"]["base"]
+    result = {"runs": rows, "scores": scores, "base": base, "n_identity": int(args.n)}
+    (out / "identity_quality.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    md = table(result)
+    (out / "identity_quality.md").write_text(md)
+    print(md)
+
+
+def table(result: dict) -> str:
+    """Markdown: one row per model and condition, the metrics as columns."""
+    head = "| model | system prompt | " + " | ".join(METRICS) + " |"
+    lines = [head, "|" + "---|" * (len(METRICS) + 2)]
+    entries = [("base model", result["base"])] + [
+        (label, s["tuned"]) for label, s in result["scores"].items()
+    ]
+    for label, metrics in entries:
+        for cond, values in metrics.items():
+            cells = [f"{values[m]:.2f}" if m in values else "-" for m in METRICS]
+            lines.append(f"| {label} | {cond} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
