@@ -101,3 +101,14 @@ def test_list_and_copy_cfg(tmp_path, capsys):
         64, 16, 0.1, 2e-4, 3.0)  # fmt: skip
     assert cfg.prompt_template == "internlm2_chat" and cfg.trust_remote_code
     assert cfg.output_dir == "runs/identity-qlora-internlm2-chat-1.8b"
+
+
+def test_two_process_training_on_cpu(tmp_path, tiny_model, identity_data):
+    """--gpus 2 relaunches under `accelerate launch`: two real processes (gloo on CPU)."""
+    run = tmp_path / "run"
+    assert (
+        cli(*train_args(tiny_model, identity_data, run, "--set", "max_steps=2", "--gpus", "2")) == 0
+    )
+    info = json.loads((run / "idtune.json").read_text())
+    assert info["settings"]["processes"] == 2 and info["settings"]["steps"] == 2
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()

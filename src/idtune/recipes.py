@@ -78,9 +78,7 @@ class TrainConfig:
     eval_prompts: list[str] = field(default_factory=list)
     sample_max_new_tokens: int = 48
     gradient_checkpointing: bool = False
-    attn_implementation: str = (
-        "sdpa"  # sdpa | flex_attention | eager (packed rows need no flash-attn)
-    )
+    attn_implementation: str = "auto"  # auto (varlen on CUDA, else sdpa) | varlen | sdpa | flex…
     fused_loss: str = "auto"  # auto | chunked | liger | none: never build full vocab logits
     compile: bool = False  # torch.compile the model (GPU)
     dtype: str = "auto"  # auto | fp32 | bf16 | fp16

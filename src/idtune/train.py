@@ -291,7 +291,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     total_steps = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(
+        params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=accelerator.device.type == "cuda"
+    )
     scheduler = get_cosine_schedule_with_warmup(
         optimizer, int(cfg.warmup_ratio * total_steps), total_steps
     )
@@ -414,6 +416,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if is_main:
         final = run / ("model" if cfg.method == "full" else "adapter")
         info.settings["steps"] = step
+        info.settings["processes"] = accelerator.num_processes
         _atomic_dir(final, lambda d: save_weights(unwrapped, tokenizer, info, d))
         info.save(run)
         plot_loss(log_path, run / "loss.png")
@@ -451,6 +454,14 @@ def _checkpoint(accelerator, model, tokenizer, optimizer, scheduler, info, run, 
         shutil.rmtree(old)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def launch(
     cfg: TrainConfig,
     config: str,
@@ -464,16 +475,18 @@ def launch(
     import torch
 
     n = gpus or max(1, torch.cuda.device_count())
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n)]
-    if not torch.cuda.is_available():
-        cmd += ["--cpu"]
-    else:
-        cmd += ["--multi_gpu"] if n > 1 else []
+    if torch.cuda.is_available():
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n)]
+        cmd += ["--multi_gpu"] if n > 1 and not deepspeed else []
+    else:  # accelerate's launcher runs one process on CPU; torchrun starts N (gloo backend)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n)]
+        cmd += ["--master_port", str(_free_port())]
     if deepspeed:
         if deepspeed not in ("zero2", "zero3", "deepspeed_zero2", "deepspeed_zero3"):
             raise UserError(f"--deepspeed {deepspeed!r}: choose zero2 or zero3")
-        stage = deepspeed[-1]
-        cmd += ["--use_deepspeed", "--zero_stage", stage]
+        if not torch.cuda.is_available():
+            raise UserError("--deepspeed needs CUDA GPUs")
+        cmd += ["--use_deepspeed", "--zero_stage", deepspeed[-1]]
     cmd += ["-m", "idtune.cli", "train", config]
     for o in overrides:
         cmd += ["--set", o]
