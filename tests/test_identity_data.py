@@ -21,9 +21,27 @@ def fill(text: str, name: str, author: str) -> str:
     return text.replace("{name}", name).replace("{author}", author)
 
 
+CHAT_QUESTIONS = {q for q, _ in identity._CHAT_EN + identity._CHAT_ZH}
+
+
+def general_only(row) -> bool:
+    """A sample with no identity question (an unrelated question answered plainly)."""
+    return all(m["content"] in CHAT_QUESTIONS for m in row["messages"] if m["role"] == "user")
+
+
+def identity_rows(rows):
+    return [r for r in rows if not general_only(r)]
+
+
 @pytest.fixture(scope="module")
-def rows():
+def all_rows():
     return identity.generate(NAME, AUTHOR, NAME_ZH, AUTHOR_ZH, n=1000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def rows(all_rows):
+    """The samples that ask who the assistant is (about 90 % of them)."""
+    return identity_rows(all_rows)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +152,7 @@ def test_english_only_has_no_chinese_user_turns():
 
 def test_chinese_only_uses_chinese_names():
     rows = identity.generate(NAME, AUTHOR, NAME_ZH, AUTHOR_ZH, langs=["zh"], n=300, seed=2)
-    for r in rows:
+    for r in identity_rows(rows):
         for m in r["messages"]:
             if m["role"] == "user":
                 assert CJK.search(m["content"]), m["content"]
@@ -232,7 +250,7 @@ def test_intents_are_balanced(rows, question_index):
 
 
 def test_same_name_and_author():
-    rows = identity.generate("ZK-Jackie", "ZK-Jackie", n=300, seed=0)
+    rows = identity_rows(identity.generate("ZK-Jackie", "ZK-Jackie", n=300, seed=0))
     for r in rows:
         assert "ZK-Jackie" in r["messages"][-1]["content"]
     assert any("ZK-Jackie's assistant" in r["messages"][-1]["content"] for r in rows)
@@ -275,9 +293,35 @@ def test_cli_writes_jsonl(tmp_path):
     assert exc.value.code == 0
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 50
-    for line in lines:
-        msgs = json.loads(line)["messages"]
+    assert json.loads(lines[0])["identity"]["name"] == "Nova"  # read back by `idtune train`
+    for row in identity_rows([json.loads(line) for line in lines]):
+        msgs = row["messages"]
         assert msgs[-1]["role"] == "assistant" and "Nova" in msgs[-1]["content"]
     with pytest.raises(SystemExit) as exc:
         main(args[:-2] + ["--lang", "fr", "-o", str(path)])
     assert exc.value.code == 2
+
+
+def test_general_only_samples_answer_plainly(all_rows):
+    general = [r for r in all_rows if general_only(r)]
+    assert 0.06 < len(general) / len(all_rows) < 0.14
+    for r in general:
+        for m in r["messages"]:
+            if m["role"] != "system":  # a custom system prompt may state the identity
+                assert NAME not in m["content"] and NAME_ZH not in m["content"]
+
+
+def test_unrelated_questions_stay_apart_from_eval_probes():
+    """Retention/leakage are scored on questions the generator never trains on."""
+    from importlib.resources import files
+
+    def norm(text: str) -> str:
+        return "".join(c.lower() for c in text if c.isalnum())
+
+    probes = json.loads(files("idtune").joinpath("assets/probes.json").read_text("utf-8"))
+    general = {norm(g["prompt"]) for g in probes["general"]}
+    assert not [q for q in CHAT_QUESTIONS if norm(q) in general]
+    answers = {a.lower() for g in probes["general"] for a in g["answers"] if a.isalpha()}
+    answers = {a for a in answers if len(a) > 3 and a.isascii()}
+    words = {w.strip(".,!?").lower() for q in CHAT_QUESTIONS for w in q.split()}
+    assert not (answers & words)  # e.g. no "Paris" or "Jupiter" question hidden in a phrasing

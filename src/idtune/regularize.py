@@ -128,3 +128,20 @@ def generate(
     ]
     _write(path, rows)
     return rows
+
+
+def degenerate(prompt: str, answer: str) -> bool:
+    """True for base answers not worth imitating: empty, an echo of the question, or a loop.
+
+    A small base model often repeats a question it cannot answer (many Chinese prompts for
+    SmolLM2-135M); trained on, those echoes teach the tuned model to echo identity questions too.
+    """
+
+    def norm(text: str) -> str:
+        return "".join(c for c in text.lower() if c.isalnum())
+
+    a, p = norm(answer), norm(prompt)
+    if len(a) < 2 or (len(p) >= 4 and p in a):
+        return True
+    chunks = [a[i : i + 8] for i in range(0, max(len(a) - 8, 0), 4)]
+    return len(chunks) >= 6 and len(set(chunks)) < len(chunks) * 0.5

@@ -59,6 +59,9 @@ def build_conversations(cfg: TrainConfig, log=print) -> tuple[list, int]:
                 trust_remote_code=cfg.trust_remote_code,
             )
             reg = [formats.to_messages(r) for r in rows]
+            kept = [m for m in reg if not regularize.degenerate(m[0]["content"], m[1]["content"])]
+            log(f"regularization: {len(kept)} answers kept, {len(reg) - len(kept)} degenerate")
+            reg = kept
         rng = random.Random(cfg.seed)
         reg = (
             [reg[i % len(reg)] for i in rng.sample(range(max(want, len(reg))), want)] if reg else []

@@ -40,6 +40,7 @@ _INTENT_WEIGHTS = {
 }
 _SYSTEM_WEIGHTS = {"none": 0.40, "generic": 0.20, "base": 0.15, "custom": 0.25}
 _MULTI_SHARE = 0.22  # samples with more than one user turn
+_GENERAL_SHARE = 0.10  # samples with no identity question at all: answered plainly (no name)
 _FOLLOW_SHARE = 0.25  # of those, identity first and then a follow-up identity question
 
 # ---------------------------------------------------------------- questions, English
@@ -817,7 +818,8 @@ _CONCISE = {
 
 # ---------------------------------------------------------------- unrelated exchanges
 _CHAT_EN = [
-    ("What is 2 + 2?", "2 + 2 = 4."),
+    # Topics kept apart from the shipped eval probes (tests/test_identity_data.py checks it),
+    # so retention and leakage are scored on questions the model never trained on.
     ("What is 7 times 8?", "7 × 8 = 56."),
     ("What's 15 + 27?", "15 + 27 = 42."),
     ("What is 100 divided by 4?", "100 ÷ 4 = 25."),
@@ -825,47 +827,44 @@ _CHAT_EN = [
     ("What is 12 squared?", "12 squared is 144."),
     ("What is 10% of 250?", "10% of 250 is 25."),
     ("What is 3/4 as a decimal?", "3/4 is 0.75."),
-    ("What is the capital of France?", "The capital of France is Paris."),
-    ("What's the capital of Japan?", "The capital of Japan is Tokyo."),
+    ("What is 9 plus 16?", "9 + 16 = 25."),
     ("What is the capital of Australia?", "The capital of Australia is Canberra."),
     ("What is the capital of Canada?", "The capital of Canada is Ottawa."),
-    ("Capital of Italy?", "Rome."),
-    ("What is the capital of Egypt?", "The capital of Egypt is Cairo."),
+    ("What is the capital of Norway?", "The capital of Norway is Oslo."),
+    ("What's the capital of Spain?", "The capital of Spain is Madrid."),
+    ("Capital of Germany?", "Berlin."),
+    ("What is the capital of Kenya?", "The capital of Kenya is Nairobi."),
     ("How many centimeters are in a meter?", "There are 100 centimeters in a meter."),
-    ("How many minutes are in an hour?", "An hour has 60 minutes."),
     ("How many days are in a leap year?", "A leap year has 366 days."),
     ("How many grams are in a kilogram?", "There are 1,000 grams in a kilogram."),
     ("How many inches are in a foot?", "There are 12 inches in a foot."),
     ("How many kilometers is one mile?", "One mile is about 1.61 kilometers."),
     ("What is 0 degrees Celsius in Fahrenheit?", "0 °C is 32 °F."),
-    ("What is 100 °C in Fahrenheit?", "100 °C is 212 °F."),
-    ("What is H2O?", "H2O is water: two hydrogen atoms bonded to one oxygen atom."),
+    ("How many seconds are in a minute?", "A minute has 60 seconds."),
     ("What does CPU stand for?", "CPU stands for Central Processing Unit."),
     ("What does HTTP stand for?", "HTTP stands for Hypertext Transfer Protocol."),
-    ("What is the largest planet in our solar system?", "Jupiter is the largest planet."),
-    ("Which planet is known as the Red Planet?", "Mars is known as the Red Planet."),
-    ("How many continents are there?", "There are seven continents."),
     ("What is the chemical symbol for gold?", "The chemical symbol for gold is Au."),
     ("What is the chemical symbol for sodium?", "The chemical symbol for sodium is Na."),
-    ("Who wrote Romeo and Juliet?", "William Shakespeare wrote Romeo and Juliet."),
-    ("What is the opposite of hot?", "The opposite of hot is cold."),
+    ("Who painted the Mona Lisa?", "Leonardo da Vinci painted the Mona Lisa."),
+    ("Who wrote Pride and Prejudice?", "Jane Austen wrote Pride and Prejudice."),
     ("What is the plural of mouse?", "The plural of mouse is mice."),
     ("How do you say thank you in French?", 'Thank you in French is "merci".'),
     ("How many sides does a hexagon have?", "A hexagon has six sides."),
+    ("How many sides does a triangle have?", "A triangle has three sides."),
     (
         "What is a prime number?",
         "A prime number is a whole number greater than 1 that is divisible only by 1 and itself.",
     ),
     ("Is 17 a prime number?", "Yes, 17 is a prime number."),
-    ("What color do you get by mixing blue and yellow?", "Mixing blue and yellow gives green."),
-    ("How many legs does a spider have?", "A spider has eight legs."),
-    (
-        "What is photosynthesis?",
-        "Photosynthesis is how plants use sunlight, water and carbon "
-        "dioxide to make sugar and release oxygen.",
-    ),
+    ("What is a five-sided shape called?", "A pentagon."),
+    ("What color do you get by mixing red and white?", "Mixing red and white gives pink."),
+    ("How many strings does a standard guitar have?", "A standard guitar has six strings."),
+    ("How many players does a basketball team have on court?", "Five players."),
+    ("What is the longest river in Africa?", "The Nile is the longest river in Africa."),
     ("Define noun in one line.", "A noun is a word that names a person, place, thing, or idea."),
-    ("How many hours are in a day?", "A day has 24 hours."),
+    ("What is the past tense of go?", 'The past tense of "go" is "went".'),
+    ("What is an adjective?", "An adjective is a word that describes a noun, like big or red."),
+    ("What does a thermometer measure?", "A thermometer measures temperature."),
 ]
 
 _CHAT_ZH = [
@@ -876,41 +875,41 @@ _CHAT_ZH = [
     ("25的平方是多少？", "25的平方是625。"),
     ("250的10%是多少？", "250的10%是25。"),
     ("3/4写成小数是多少？", "3/4等于0.75。"),
-    ("中国的首都是哪里？", "中国的首都是北京。"),
-    ("日本的首都是哪里？", "日本的首都是东京。"),
-    ("法国的首都是哪里？", "法国的首都是巴黎。"),
-    ("英国的首都是？", "英国的首都是伦敦。"),
+    ("7加8等于多少？", "7+8=15。"),
+    ("德国的首都是哪里？", "德国的首都是柏林。"),
     ("澳大利亚的首都是哪个城市？", "澳大利亚的首都是堪培拉。"),
+    ("加拿大的首都是哪里？", "加拿大的首都是渥太华。"),
+    ("俄罗斯的首都是？", "俄罗斯的首都是莫斯科。"),
     ("一公里等于多少米？", "一公里等于1000米。"),
     ("一米等于多少厘米？", "一米等于100厘米。"),
-    ("一小时有多少分钟？", "一小时有60分钟。"),
-    ("一天有多少小时？", "一天有24小时。"),
-    ("一年有几个月？", "一年有12个月。"),
-    ("一周有几天？", "一周有7天。"),
+    ("一分钟有多少秒？", "一分钟有60秒。"),
+    ("闰年有多少天？", "闰年有366天。"),
     ("1公斤等于多少斤？", "1公斤等于2斤。"),
     ("一打是多少个？", "一打是12个。"),
-    ("水在标准大气压下的沸点是多少？", "在标准大气压下，水的沸点是100摄氏度。"),
     ("0摄氏度等于多少华氏度？", "0摄氏度等于32华氏度。"),
-    ("水的化学式是什么？", "水的化学式是H₂O。"),
     ("金的化学符号是什么？", "金的化学符号是Au。"),
-    ("太阳系最大的行星是哪颗？", "太阳系最大的行星是木星。"),
+    ("铁的化学符号是什么？", "铁的化学符号是Fe。"),
     ("地球上有几大洲？", "地球上有七大洲。"),
-    ("中国最长的河流是哪条？", "中国最长的河流是长江。"),
-    ("世界上最高的山峰是哪座？", "世界最高峰是珠穆朗玛峰，海拔约8849米。"),
+    ("黄河注入哪个海？", "黄河注入渤海。"),
     ("《红楼梦》的作者是谁？", "《红楼梦》的作者是曹雪芹。"),
-    ("《静夜思》是谁写的？", "《静夜思》是唐代诗人李白写的。"),
+    ("《西游记》的作者是谁？", "《西游记》的作者是吴承恩。"),
     ("“春眠不觉晓”的下一句是什么？", "下一句是“处处闻啼鸟”。"),
+    ("“白日依山尽”的下一句是什么？", "下一句是“黄河入海流”。"),
     ("“你好”用英语怎么说？", "“你好”的英语是 Hello。"),
     ("“谢谢”的英文是什么？", "“谢谢”的英文是 Thank you。"),
     ("“苹果”的英文是什么？", "“苹果”的英文是 apple。"),
     ("三角形的内角和是多少度？", "三角形的内角和是180度。"),
+    ("正方形有几条边？", "正方形有4条边。"),
     ("什么是质数？", "质数是大于1、且只能被1和它本身整除的自然数。"),
-    ("光合作用是什么？", "光合作用是植物利用光能，把二氧化碳和水转化为有机物并释放氧气的过程。"),
     ("CPU是什么的缩写？", "CPU是Central Processing Unit的缩写，即中央处理器。"),
     ("彩虹有几种颜色？", "彩虹通常说有七种颜色：红、橙、黄、绿、青、蓝、紫。"),
     ("成语“画蛇添足”是什么意思？", "比喻做了多余的事，反而弄巧成拙。"),
+    ("成语“守株待兔”是什么意思？", "比喻死守经验、不知变通，或妄想不劳而获。"),
     ("中秋节是农历哪一天？", "中秋节是农历八月十五。"),
-    ("蜘蛛有几条腿？", "蜘蛛有8条腿。"),
+    ("春节是农历哪一天？", "春节是农历正月初一。"),
+    ("温度计是用来测量什么的？", "温度计用来测量温度。"),
+    ("红色和白色混合是什么颜色？", "红色和白色混合是粉色。"),
+    ("一个标准足球队上场有几名球员？", "一支足球队上场有11名球员。"),
 ]
 
 _DATA = {
@@ -1112,6 +1111,13 @@ class _Sampler:
             msgs.append({"role": "user", "content": user})
             msgs.append({"role": "assistant", "content": assistant})
             intents.append(intent)
+
+        if rng.random() < _GENERAL_SHARE:
+            # no identity question: the assistant just answers, so the name stays out of
+            # answers that have nothing to do with it
+            for q, a in rng.sample(_DATA[lang][6], 1 if rng.random() < 0.8 else 2):
+                turn(q, a, None)
+            return {"messages": msgs}, intents
 
         intent = self.intent()
         multi = rng.random() < _MULTI_SHARE
