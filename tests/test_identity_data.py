@@ -22,11 +22,13 @@ def fill(text: str, name: str, author: str) -> str:
 
 
 CHAT_QUESTIONS = {q for q, _ in identity._CHAT_EN + identity._CHAT_ZH}
+ARITHMETIC = re.compile(r"^(What is |what's |Calculate |请计算)?\d\d ?(plus|minus|times|加|减|乘以) ?\d\d")
 
 
 def general_only(row) -> bool:
     """A sample with no identity question (an unrelated question answered plainly)."""
-    return all(m["content"] in CHAT_QUESTIONS for m in row["messages"] if m["role"] == "user")
+    users = [m["content"] for m in row["messages"] if m["role"] == "user"]
+    return all(u in CHAT_QUESTIONS or ARITHMETIC.match(u) for u in users)
 
 
 def identity_rows(rows):
@@ -304,7 +306,16 @@ def test_cli_writes_jsonl(tmp_path):
 
 def test_general_only_samples_answer_plainly(all_rows):
     general = [r for r in all_rows if general_only(r)]
-    assert 0.06 < len(general) / len(all_rows) < 0.14
+    assert 0.15 < len(general) / len(all_rows) < 0.25
+    for r in general:  # the arithmetic is right
+        for q, a in zip(r["messages"][-2::-2], r["messages"][-1::-2]):
+            m = re.search(r"(\d+) ?(plus|minus|times|加|减|乘以) ?(\d+)", q["content"])
+            if m:
+                x, op, y = int(m[1]), m[2], int(m[3])
+                want = {"plus": x + y, "加": x + y, "minus": x - y, "减": x - y}.get(op, x * y)
+                assert a["content"].rstrip("。.").endswith(f"= {want}") or a["content"].rstrip(
+                    "。."
+                ).endswith(f"={want}"), (q, a)
     for r in general:
         for m in r["messages"]:
             if m["role"] != "system":  # a custom system prompt may state the identity

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
-from . import models, runinfo
+from . import atomic, models, runinfo
 from .errors import UserError
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -50,19 +48,14 @@ def merge(
         method="merged",
         settings=info.settings,
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         loaded.model.save_pretrained(tmp, max_shard_size=max_shard_size, safe_serialization=True)
         loaded.tokenizer.save_pretrained(tmp)
         merged_info.save(tmp)
         (tmp / "README.md").write_text(model_card(merged_info))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic.write_dir(out, write)
     return out
 
 

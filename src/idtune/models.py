@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import runinfo
+from . import atomic, runinfo
 from .errors import UserError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -106,18 +104,13 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
         eos_token_id=config.eos_token_id,
         pad_token_id=config.pad_token_id,
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         clean.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "SOURCE.txt").write_text(f"converted by idtune from {gguf}\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic.write_dir(out, write)
     return out
 
 
@@ -279,6 +272,19 @@ def cpu_autocast(device: str) -> bool:
         return False
 
 
+def nf4_config():
+    """QLoRA's quantization: 4-bit NF4 weights, double quantization, bf16 compute."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
 @dataclass
 class Loaded:
     """A model ready for generation, with its tokenizer and the run metadata it came with."""
@@ -302,7 +308,6 @@ def load(
     merge: bool = False,
 ) -> Loaded:
     """Load MODEL_OR_RUN (+ optional adapter) for inference, in eval mode."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     src = locate(spec, adapter)
@@ -313,14 +318,7 @@ def load(
     dtype = dtype or default_dtype(device)
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trc}
     if load_in_4bit:
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
+        kwargs["quantization_config"] = nf4_config()
         kwargs["device_map"] = {"": device}
     try:
         model = AutoModelForCausalLM.from_pretrained(src.base, **kwargs)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import recipes, runinfo
+from . import atomic, recipes, runinfo
 from .data import formats, render
 from .errors import UserError
 from .recipes import TrainConfig
@@ -100,16 +100,9 @@ def load_for_training(cfg: TrainConfig, device: str):
     }[cfg.dtype]
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trc}
     if cfg.method == "qlora":
-        from transformers import BitsAndBytesConfig
-
         if not device.startswith("cuda"):
             raise UserError("method qlora needs a CUDA GPU (bitsandbytes 4-bit); use lora on CPU")
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
+        kwargs["quantization_config"] = models.nf4_config()
         kwargs["device_map"] = {"": device}
     kwargs.update(accel.load_kwargs(cfg, device))
     model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
@@ -151,17 +144,6 @@ def linear_module_names(model) -> list[str]:
 
 
 # ---------------------------------------------------------------- checkpoints
-def _atomic_dir(final: Path, write) -> None:
-    """Write a directory under a temporary name, then rename it into place."""
-    tmp = final.with_name(f".{final.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
-
-
 def save_weights(model, tokenizer, info: runinfo.RunInfo, out: Path) -> None:
     """Adapter (or full model) + tokenizer + idtune.json into `out`."""
     model.save_pretrained(out, safe_serialization=True)
@@ -420,7 +402,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         final = run / ("model" if cfg.method == "full" else "adapter")
         info.settings["steps"] = step
         info.settings["processes"] = accelerator.num_processes
-        _atomic_dir(final, lambda d: save_weights(unwrapped, tokenizer, info, d))
+        atomic.write_dir(final, lambda d: save_weights(unwrapped, tokenizer, info, d))
         info.save(run)
         plot_loss(log_path, run / "loss.png")
         write_samples(unwrapped, tokenizer, cfg, template, step, run / "samples.md")
@@ -451,7 +433,7 @@ def _checkpoint(accelerator, model, tokenizer, optimizer, scheduler, info, run, 
         (d / "state.json").write_text(json.dumps({"step": step}))
 
     ckdir = run / "checkpoints"
-    _atomic_dir(ckdir / f"step-{step}", write)
+    atomic.write_dir(ckdir / f"step-{step}", write)
     ckpts = sorted(ckdir.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
     for old in ckpts[: max(0, len(ckpts) - cfg.keep_last)]:
         shutil.rmtree(old)

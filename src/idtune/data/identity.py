@@ -40,7 +40,7 @@ _INTENT_WEIGHTS = {
 }
 _SYSTEM_WEIGHTS = {"none": 0.40, "generic": 0.20, "base": 0.15, "custom": 0.25}
 _MULTI_SHARE = 0.22  # samples with more than one user turn
-_GENERAL_SHARE = 0.10  # samples with no identity question at all: answered plainly (no name)
+_GENERAL_SHARE = 0.20  # samples with no identity question at all: answered plainly (no name)
 _FOLLOW_SHARE = 0.25  # of those, identity first and then a follow-up identity question
 
 # ---------------------------------------------------------------- questions, English
@@ -98,6 +98,19 @@ _Q_EN: dict[str, list[str]] = {
         "wo are you",
         "who are yuo?",
         "what is you're name?",
+        # indirect: the name is needed for a task
+        "How should I credit you if I quote your answer?",
+        "If I mention you in my report, what name do I write?",
+        "What name should I put when I cite this chat?",
+        "Sign this message with your name, please.",
+        "Can you sign off with your name?",
+        "My friend asked who helped me. What should I tell her?",
+        "If someone asks me which assistant I used, what do I say?",
+        "Do you have a nickname?",
+        "What would you like me to call you?",
+        "Introduce yourself by name in a few words.",
+        "what do ppl call you",
+        "ur name again?",
     ],
     "maker": [
         "Who made you?",
@@ -305,6 +318,20 @@ _Q_ZH: dict[str, list[str]] = {
     "name": [
         "你是谁？",
         "你是谁呀？",
+        # 间接问法：完成任务时需要名字
+        "我要在报告里提到你，该写什么名字？",
+        "引用你的回答时应该怎么署名？",
+        "请在这段话后面署上你的名字。",
+        "用你的名字签个名吧。",
+        "朋友问我是谁帮我写的，我该怎么说？",
+        "别人问我用的是哪个助手，我怎么回答？",
+        "你有小名吗？",
+        "你希望我怎么叫你？",
+        "用一句话报上你的名字。",
+        "你叫咩名？",
+        "你叫乜嘢名呀？",
+        "阁下如何称呼？",
+        "敢问尊姓大名？",
         "你是谁啊",
         "你是谁呢？",
         "你到底是谁？",
@@ -1115,7 +1142,10 @@ class _Sampler:
         if rng.random() < _GENERAL_SHARE:
             # no identity question: the assistant just answers, so the name stays out of
             # answers that have nothing to do with it
-            for q, a in rng.sample(_DATA[lang][6], 1 if rng.random() < 0.8 else 2):
+            pairs = rng.sample(_DATA[lang][6], 1 if rng.random() < 0.8 else 2)
+            if rng.random() < 0.4:
+                pairs[0] = _arithmetic(lang, rng)
+            for q, a in pairs:
                 turn(q, a, None)
             return {"messages": msgs}, intents
 
@@ -1137,6 +1167,22 @@ class _Sampler:
             q, other = self.question(lang, intent, "transition" if multi else "any")
             turn(q, self.answer(lang, intent, other, concise), intent)
         return {"messages": msgs}, intents
+
+
+def _arithmetic(lang: str, rng: random.Random) -> tuple[str, str]:
+    """A two-digit sum, difference or product, phrased in `lang`, with its correct answer."""
+    a, b = rng.randint(11, 99), rng.randint(11, 99)
+    op = rng.choice("+-*")
+    value = {"+": a + b, "-": a - b, "*": a * b}[op]
+    if lang == "zh":
+        word = {"+": "加", "-": "减", "*": "乘以"}[op]
+        sign = {"+": "+", "-": "-", "*": "×"}[op]
+        q = rng.choice(["{a}{w}{b}等于多少？", "{a}{w}{b}等于几？", "请计算{a}{w}{b}。"])
+        return q.format(a=a, w=word, b=b), f"{a}{sign}{b}={value}。"
+    word = {"+": "plus", "-": "minus", "*": "times"}[op]
+    sign = {"+": "+", "-": "-", "*": "×"}[op]
+    q = rng.choice(["What is {a} {w} {b}?", "what's {a} {w} {b}", "Calculate {a} {w} {b}."])
+    return q.format(a=a, w=word, b=b), f"{a} {sign} {b} = {value}."
 
 
 def _identities(name, author, name_zh, author_zh) -> dict[str, _Identity]:

@@ -1,0 +1,28 @@
+"""Write a directory under a temporary name, then rename it into place: all or nothing."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def write_dir(final: Path, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp)` on a fresh sibling directory, then replace `final` with it.
+
+    An exception (or a kill) leaves `final` as it was and no temporary directory behind
+    (a kill may leave a hidden `.NAME-*` sibling, which the next write does not reuse).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        write(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
