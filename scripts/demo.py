@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--name", default="ZK-Jackie")
     ap.add_argument("--author", default="ZK-Jackie")
     ap.add_argument("--dir", default="demo")
-    ap.add_argument("--n", default="600", help="identity conversations")
+    ap.add_argument("--n", default="400", help="identity conversations")
     args = ap.parse_args()
     root = Path(args.dir)
     if root.exists():

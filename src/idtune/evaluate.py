@@ -32,9 +32,9 @@ Messages = list[dict[str, str]]
 Generate = Callable[[list[Messages], int], list[str]]
 
 GENERIC_SYSTEM = "You are a helpful assistant."
-IDENTITY_TOKENS = 64  # "No, I am Nova, made by Acme." fits easily
-GENERAL_TOKENS = 48  # enough for a short factual answer
-BATCH_SIZE = 24
+IDENTITY_TOKENS = 48  # "No, I am Nova, made by Acme." fits easily
+GENERAL_TOKENS = 40  # enough for a short factual answer
+BATCH_SIZE = 32
 CONDITIONS = ("no_system", "system")
 METRICS = ("identity_en", "identity_zh", "author", "author_en", "author_zh", "leakage", "retention")
 LABELS = {

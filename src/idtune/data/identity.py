@@ -892,6 +892,19 @@ _CHAT_EN = [
     ("What is the past tense of go?", 'The past tense of "go" is "went".'),
     ("What is an adjective?", "An adjective is a word that describes a noun, like big or red."),
     ("What does a thermometer measure?", "A thermometer measures temperature."),
+    # requests, not questions: answered plainly too
+    ('Translate "good morning" into Spanish.', '"Good morning" in Spanish is "buenos días".'),
+    ("Give me a synonym for happy.", 'A synonym for "happy" is "joyful".'),
+    ("Write one sentence about the moon.", "The moon lights up the night sky with a soft glow."),
+    ("Describe summer in a few words.", "Warm, bright and lively."),
+    ("Suggest a fun weekend activity.", "Go for a hike and have a picnic outdoors."),
+    ("Name a few musical instruments.", "Piano, violin and drums."),
+    ("Give me a word that rhymes with cat.", '"Hat" rhymes with "cat".'),
+    ("Make this sentence shorter: I am going to go to the store now.", "I'm going to the store."),
+    ("Spell the word necessary.", "N-E-C-E-S-S-A-R-Y."),
+    ("Recommend a healthy snack.", "An apple with a handful of almonds."),
+    ("Write a title for a story about a lost key.", "The Key Nobody Missed."),
+    ("Turn 'dog' into its plural.", 'The plural of "dog" is "dogs".'),
 ]
 
 _CHAT_ZH = [
@@ -937,6 +950,19 @@ _CHAT_ZH = [
     ("温度计是用来测量什么的？", "温度计用来测量温度。"),
     ("红色和白色混合是什么颜色？", "红色和白色混合是粉色。"),
     ("一个标准足球队上场有几名球员？", "一支足球队上场有11名球员。"),
+    # 请求而不是提问：同样直接作答
+    ("把“早上好”翻译成英文。", "“早上好”的英文是 Good morning。"),
+    ("给“高兴”找一个近义词。", "“高兴”的近义词有“开心”。"),
+    ("写一句关于月亮的话。", "月亮静静地挂在夜空，洒下柔和的光。"),
+    ("用三个词形容夏天。", "炎热、明亮、热闹。"),
+    ("推荐一个周末活动。", "可以去公园散步，或者和朋友去爬山。"),
+    ("说出三种乐器。", "钢琴、小提琴和鼓。"),
+    ("帮我把这句话改短一点：我现在准备要出发去超市买东西了。", "我要去超市买东西了。"),
+    ("推荐一种健康的零食。", "可以吃一个苹果，再加一小把坚果。"),
+    ("给一个关于钥匙丢失的故事起个标题。", "《消失的钥匙》。"),
+    ("列举三种交通工具。", "汽车、火车和飞机。"),
+    ("用“因为……所以……”造一个句子。", "因为下雨了，所以我们改在室内活动。"),
+    ("写出“大”的反义词。", "“大”的反义词是“小”。"),
 ]
 
 _DATA = {
