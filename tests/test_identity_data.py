@@ -22,7 +22,9 @@ def fill(text: str, name: str, author: str) -> str:
 
 
 CHAT_QUESTIONS = {q for q, _ in identity._CHAT_EN + identity._CHAT_ZH}
-ARITHMETIC = re.compile(r"^(What is |what's |Calculate |请计算)?\d\d ?(plus|minus|times|加|减|乘以) ?\d\d")
+ARITHMETIC = re.compile(
+    r"^(What is |what's |Calculate |请计算)?\d\d ?(plus|minus|times|加|减|乘以) ?\d\d"
+)
 
 
 def general_only(row) -> bool:
