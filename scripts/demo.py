@@ -50,12 +50,12 @@ def main() -> None:
 
     t = time.perf_counter()
     idtune("models")
-    times["convert default model (first time only)"] = time.perf_counter() - t
+    times["idtune models"] = time.perf_counter() - t
     t = time.perf_counter()
     idtune("data", "identity", "--name", args.name, "--author", args.author, "--n", args.n,
            "-o", str(data))  # fmt: skip
     idtune("train", "identity-lora", "--set", f"data={data}", "--set", f"output_dir={run}")
-    times["data + train (incl. regularization data)"] = time.perf_counter() - t
+    times["data + train (1st run: conversion, regularization)"] = time.perf_counter() - t
     t = time.perf_counter()
     idtune("eval", str(run), "--compare-base")
     times["eval before/after"] = time.perf_counter() - t
@@ -68,8 +68,8 @@ def main() -> None:
 
     print("\nwall time (install excluded):")
     for stage, seconds in times.items():
-        print(f"  {stage:<45} {seconds:7.1f} s")
-    print(f"  {'total':<45} {sum(times.values()):7.1f} s")
+        print(f"  {stage:<52} {seconds:7.1f} s")
+    print(f"  {'total':<52} {sum(times.values()):7.1f} s")
     print(f"\nrun directory: {run}  (loss.png, samples.md, eval.md)   merged model: {merged}")
 
 

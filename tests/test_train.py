@@ -112,3 +112,17 @@ def test_two_process_training_on_cpu(tmp_path, tiny_model, identity_data):
     info = json.loads((run / "idtune.json").read_text())
     assert info["settings"]["processes"] == 2 and info["settings"]["steps"] == 2
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_full_fine_tune_writes_a_model_that_chat_loads(tmp_path, tiny_model, identity_data):
+    run = tmp_path / "run"
+    assert cli(*train_args(tiny_model, identity_data, run, "--set", "method=full",
+                           "--set", "max_steps=2", "--set", "lr=1e-3")) == 0  # fmt: skip
+    assert (run / "model" / "config.json").is_file() and not (run / "adapter").exists()
+    tuned = load_file(run / "model" / "model.safetensors")
+    base = load_file(tiny_model / "model.safetensors")
+    assert any(not torch.equal(tuned[k], base[k]) for k in base)  # the weights moved
+    from idtune import models
+
+    loaded = models.load(run, device="cpu")
+    assert loaded.source.adapter is None and loaded.info.method == "full"

@@ -96,7 +96,9 @@ def load_for_training(cfg: TrainConfig, device: str):
         "fp32": torch.float32,
         "bf16": torch.bfloat16,
         "fp16": torch.float16,
-        "auto": models.default_dtype(device),
+        # full fine-tunes keep fp32 weights (bf16 compute comes from autocast): AdamW updates
+        # of bf16 weights would round away most small steps
+        "auto": torch.float32 if cfg.method == "full" else models.default_dtype(device),
     }[cfg.dtype]
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trc}
     if cfg.method == "qlora":
@@ -241,7 +243,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if not resume and run.exists() and any(run.iterdir()):
         raise UserError(f"{run} exists and is not empty; use --resume or --set output_dir=NEW")
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    # full fine-tuning on a GPU: fp32 master weights and optimizer state, bf16 autocast compute
+    full_mixed = cfg.method == "full" and cfg.dtype == "auto" and torch.cuda.is_available()
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(), mixed_precision="bf16" if full_mixed else "no"
+    )
     is_main = accelerator.is_main_process
     log = print if is_main else (lambda *a, **k: None)
     torch.manual_seed(cfg.seed)
