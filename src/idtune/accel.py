@@ -132,8 +132,13 @@ def varlen_attention(
     v = value.transpose(1, 2).reshape(b * n, value.shape[1], d)
     if scaling is not None and abs(scaling - d**-0.5) > 1e-6:
         q = q * (scaling * d**0.5)  # the kernel's own scale is 1/sqrt(d)
+    dtype = q.dtype
+    if dtype not in (torch.bfloat16, torch.float16) and q.is_cuda:
+        # fp32 weights under autocast (full fine-tuning): rotary embeddings hand over fp32
+        # q/k/v, and the flash kernel takes only 16-bit inputs
+        q, k, v = (t.to(torch.bfloat16) for t in (q, k, v))
     out = varlen_kernel(q, k, v, cu_seqlens, int(kwargs["max_length_q"]))
-    return out.view(b, n, h, d), None
+    return out.view(b, n, h, d).to(dtype), None
 
 
 def varlen_kernel(q, k, v, cu_seqlens, max_len: int) -> torch.Tensor:
