@@ -104,3 +104,13 @@ def test_invalid_json_is_reported_with_line(tmp_path):
     )
     with pytest.raises(UserError, match=r"d.jsonl:2: invalid JSON"):
         formats.load_files([f])
+
+
+def test_data_check_reports_counts_histogram_and_marked_sample(tmp_path, tiny_model, capsys):
+    f = seed_dataset(tmp_path / "myDataset.json")
+    assert cli("data", "check", f, "--model", tiny_model) == 0
+    out = capsys.readouterr().out
+    assert f"{f}: 12 conversations" in out
+    assert "conversations: 12 (0 with a system prompt; 1 assistant turn: 12)" in out
+    assert "token lengths:" in out
+    assert f"[[{SEED_ANSWER}<|im_end|>]]" in out  # exactly the answer and its end-of-turn token

@@ -27,18 +27,23 @@ def histogram(lengths: list[int], bins: int = 8, width: int = 40) -> str:
 
 
 def marked(tokenizer, sample: render.Sample) -> str:
-    """The rendered sample with trained tokens wrapped in [[...]]."""
-    out, inside = [], False
-    for tok, lab in zip(sample.input_ids, sample.labels):
-        trained = lab != render.IGNORE
-        if trained and not inside:
-            out.append("[[")
-        if not trained and inside:
-            out.append("]]")
-        inside = trained
-        out.append(tokenizer.decode([tok]))
-    if inside:
-        out.append("]]")
+    """The rendered sample with trained tokens wrapped in [[...]].
+
+    Runs of tokens are decoded together, so characters split across byte-level tokens (most
+    Chinese characters) come out whole.
+    """
+    out: list[str] = []
+    run: list[int] = []
+    trained = False
+    for tok, lab in [*zip(sample.input_ids, sample.labels), (None, None)]:
+        now = lab is not None and lab != render.IGNORE
+        if (tok is None or now != trained) and run:
+            text = tokenizer.decode(run)
+            out.append(f"[[{text}]]" if trained else text)
+            run = []
+        trained = now
+        if tok is not None:
+            run.append(tok)
     return "".join(out)
 
 
