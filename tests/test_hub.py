@@ -121,7 +121,7 @@ def cli(argv: list[str]) -> int:
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
-    assert shutil.which("git-lfs"), "git-lfs missing: run scripts/ensure_git_lfs.sh"
+    assert shutil.which("git-lfs"), "git-lfs missing: run scripts/ensure_debian.sh"
     monkeypatch.setenv("IDTUNE_CACHE", str(tmp_path / "cache"))
 
 

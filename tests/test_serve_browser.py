@@ -1,6 +1,6 @@
 """The web chat in headless Debian chromium via Playwright: streaming, multi-turn, system box.
 
-Needs /usr/bin/chromium (`scripts/ensure_chromium.sh`); skipped with a reason when it is missing.
+Needs /usr/bin/chromium (`scripts/ensure_debian.sh`); skipped with a reason when it is missing.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ ARGS = [
 ]
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="run scripts/ensure_chromium.sh"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="run scripts/ensure_debian.sh"),
 ]
 
 

@@ -262,10 +262,7 @@ def _require_git_lfs() -> None:
     if shutil.which("git") is None:
         raise UserError("git is not installed (Debian: apt-get install git git-lfs)")
     if subprocess.run(["git", "lfs", "version"], capture_output=True).returncode:
-        raise UserError(
-            "git-lfs is not installed: run scripts/ensure_git_lfs.sh "
-            "(Debian: apt-get install git-lfs)"
-        )
+        raise UserError("git-lfs is not installed (Debian: apt-get install git-lfs)")
 
 
 def _hf_repo(url: str) -> str:

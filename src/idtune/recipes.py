@@ -84,7 +84,6 @@ class TrainConfig:
     dtype: str = "auto"  # auto | fp32 | bf16 | fp16
     seed: int = 0
     output_dir: str = ""  # default: runs/<recipe name>
-    log_every: int = 1
 
 
 def names(pattern: str | None = None) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import shutil
 import subprocess
@@ -484,7 +483,6 @@ def launch(
         cmd += ["--set", o]
     if resume:
         cmd += ["--resume"]
-    env = dict(os.environ, IDTUNE_LAUNCHED="1")
-    rc = subprocess.call(cmd, env=env)
+    rc = subprocess.call(cmd)
     if rc != 0:
         raise UserError(f"distributed training failed (exit code {rc})", exit_code=rc)
