@@ -4,12 +4,13 @@ variants, multi-turn share, determinism, language filtering, errors, and the CLI
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections import Counter
 
 import pytest
 
-from idtune.data import identity
+from idtune.data import identity, near_miss
 from idtune.errors import UserError
 
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -22,6 +23,7 @@ def fill(text: str, name: str, author: str) -> str:
 
 
 CHAT_QUESTIONS = {q for q, _ in identity._CHAT_EN + identity._CHAT_ZH}
+CHAT_QUESTIONS |= {q for lang in ("en", "zh") for q in near_miss.questions(lang)}
 ARITHMETIC = re.compile(
     r"^(What is |what's |Calculate |请计算)?\d\d ?(plus|minus|times|加|减|乘以) ?\d\d"
 )
@@ -123,7 +125,7 @@ def test_negatives_say_no_and_give_the_name(rows, question_index):
 def test_negatives_never_deny_the_real_identity():
     # an assistant really called Claude by Anthropic is never asked "Are you Claude?" → "No"
     negs = 0
-    for row, intents in identity._generate("Claude", "Anthropic", n=400, seed=0):
+    for row, intents in identity._generate("Claude", "Anthropic", n=600, seed=0):
         if intents[-1] in identity.NEGATIVE_INTENTS:
             negs += 1
             question = row["messages"][-2]["content"].lower()
@@ -308,7 +310,7 @@ def test_cli_writes_jsonl(tmp_path):
 
 def test_general_only_samples_answer_plainly(all_rows):
     general = [r for r in all_rows if general_only(r)]
-    assert 0.15 < len(general) / len(all_rows) < 0.25
+    assert 0.25 < len(general) / len(all_rows) < 0.35
     for r in general:  # the arithmetic is right
         for q, a in zip(r["messages"][-2::-2], r["messages"][-1::-2]):
             m = re.search(r"(\d+) ?(plus|minus|times|加|减|乘以) ?(\d+)", q["content"])
@@ -338,3 +340,21 @@ def test_unrelated_questions_stay_apart_from_eval_probes():
     answers = {a for a in answers if len(a) > 3 and a.isascii()}
     words = {w.strip(".,!?").lower() for q in CHAT_QUESTIONS for w in q.split()}
     assert not (answers & words)  # e.g. no "Paris" or "Jupiter" question hidden in a phrasing
+
+
+def test_near_misses_are_not_identity_questions_and_answer_correctly():
+    from idtune.data import near_miss
+
+    for lang in ("en", "zh"):
+        near = near_miss.questions(lang)
+        assert len(near) > 200, lang
+        assert not set(near) & set(identity.questions(lang))
+        for q in near:
+            assert "{" not in q and "yourself" not in q and "你自己" not in q, q
+    rng = random.Random(0)
+    pairs = [near_miss.sample("en", rng) for _ in range(400)]
+    facts = {q: a for q, a in pairs if q.startswith("Who wrote")}
+    assert facts and all(a for a in facts.values())
+    assert any("Orwell" in a for q, a in pairs if "1984" in q)
+    for q, a in pairs:
+        assert "{" not in q + a and "}" not in q + a, (q, a)

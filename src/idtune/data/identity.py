@@ -5,8 +5,10 @@ several *intents*: name, maker, intro, what-are-you, confirm, and negatives such
 ChatGPT?"), sometimes after one or two unrelated exchanges or followed by a second identity
 question, under one of four kinds of system prompt: none, generic, a base model's default, or a
 custom one. Question phrasings are handwritten stems combined with prefixes ("Hi! ", "请问") and
-light styles (lower case without punctuation, half-width punctuation); `questions()` lists every
-phrasing the generator can emit, so evaluation probes can be checked against it.
+light styles (lower case without punctuation, half-width punctuation, chat-speak and homophone
+typos); `questions()` lists every phrasing the generator can emit, so evaluation probes can be
+checked against it. About 30 % of samples ask no identity question: facts, sums and near misses
+(`near_miss.py`), answered without the name.
 
 Pure Python: no third-party imports.
 """
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from ..errors import UserError
+from . import near_miss
 
 LANGS = ("zh", "en")
 INTENTS = ("name", "maker", "intro", "what", "confirm", "neg_model", "neg_maker")
@@ -40,7 +43,8 @@ _INTENT_WEIGHTS = {
 }
 _SYSTEM_WEIGHTS = {"none": 0.40, "generic": 0.20, "base": 0.15, "custom": 0.25}
 _MULTI_SHARE = 0.22  # samples with more than one user turn
-_GENERAL_SHARE = 0.20  # samples with no identity question at all: answered plainly (no name)
+_GENERAL_SHARE = 0.30  # samples with no identity question at all: answered plainly (no name)
+_NEAR_MISS_SHARE = 0.6  # of unrelated exchanges, near misses ("Who wrote Hamlet?", 起个名字)
 _FOLLOW_SHARE = 0.25  # of those, identity first and then a follow-up identity question
 
 # ---------------------------------------------------------------- questions, English
@@ -609,8 +613,24 @@ _PREFIX_ZH = {
     ],
 }
 _PREFIXES = {"en": _PREFIX_EN, "zh": _PREFIX_ZH}
-_STYLES = {"en": ("plain", "casual"), "zh": ("plain", "bare", "halfwidth")}
-_STYLE_WEIGHTS = {"en": (0.88, 0.12), "zh": (0.80, 0.10, 0.10)}
+_STYLES = {"en": ("plain", "casual", "typo"), "zh": ("plain", "bare", "halfwidth", "typo", "typo2")}
+_STYLE_WEIGHTS = {"en": (0.80, 0.10, 0.10), "zh": (0.72, 0.10, 0.08, 0.05, 0.05)}
+# chat-speak and homophone typos, so "r u …", "ur name", "尼叫啥", "神马" still read as questions
+_TYPOS = {
+    "typo": {
+        "en": [
+            (r"\byou're\b", "ur"),
+            (r"\byourself\b", "urself"),
+            (r"\byour\b", "ur"),
+            (r"\byou\b", "ya"),
+            (r"\bare\b", "r"),
+            (r"\bplease\b", "pls"),
+            (r"\bwhat's\b", "whats"),
+        ],
+        "zh": [("你", "尼"), ("什么", "啥"), ("名字", "名子")],
+    },
+    "typo2": {"zh": [("你", "泥"), ("什么", "神马"), ("怎么", "咋")]},
+}
 _PREFIX_SHARE = 0.30  # single-turn questions with a prefix
 _TRANSITION_SHARE = 0.5  # identity questions after an unrelated exchange that open with "Thanks!"
 
@@ -1005,6 +1025,15 @@ def _style(lang: str, text: str, style: str) -> str:
         return text.rstrip("？?。！!")
     if style == "halfwidth":
         return text.replace("？", "?").replace("，", ",").replace("！", "!")
+    if style in _TYPOS and lang == "en":
+        text = text.lower().rstrip(" .?!")
+        for pattern, repl in _TYPOS[style]["en"]:
+            text = re.sub(pattern, repl, text)
+        return text
+    if style in _TYPOS:
+        for old, new in _TYPOS[style]["zh"]:
+            text = text.replace(old, new)
+        return text.rstrip("？?。！!")
     return text
 
 
@@ -1149,6 +1178,17 @@ class _Sampler:
             pool = short
         return ident.fill(self.rng.choice(pool), other)
 
+    def unrelated(self, lang: str, k: int, arithmetic: bool = False) -> list[tuple[str, str]]:
+        """`k` distinct unrelated exchanges: facts, requests, near misses, sums."""
+        rng = self.rng
+        pairs = rng.sample(_DATA[lang][6], k)
+        for i in range(k):
+            if rng.random() < _NEAR_MISS_SHARE:
+                pairs[i] = near_miss.sample(lang, rng)
+        if arithmetic and rng.random() < 0.2:
+            pairs[0] = _arithmetic(lang, rng)
+        return pairs
+
     def intent(self) -> str:
         return _pick_weighted(self.rng, _INTENT_WEIGHTS)
 
@@ -1168,10 +1208,7 @@ class _Sampler:
         if rng.random() < _GENERAL_SHARE:
             # no identity question: the assistant just answers, so the name stays out of
             # answers that have nothing to do with it
-            pairs = rng.sample(_DATA[lang][6], 1 if rng.random() < 0.8 else 2)
-            if rng.random() < 0.4:
-                pairs[0] = _arithmetic(lang, rng)
-            for q, a in pairs:
+            for q, a in self.unrelated(lang, 1 if rng.random() < 0.8 else 2, arithmetic=True):
                 turn(q, a, None)
             return {"messages": msgs}, intents
 
@@ -1187,8 +1224,7 @@ class _Sampler:
             turn(q, self.answer(lang, second, other, concise), second)
         else:
             if multi:
-                chat = _DATA[lang][6]
-                for q, a in rng.sample(chat, 1 if rng.random() < 0.7 else 2):
+                for q, a in self.unrelated(lang, 1 if rng.random() < 0.7 else 2):
                     turn(q, a, None)
             q, other = self.question(lang, intent, "transition" if multi else "any")
             turn(q, self.answer(lang, intent, other, concise), intent)
