@@ -257,3 +257,70 @@ def test_batch_without_trained_tokens(tiny_model, tiny_tokenizer):
         total, n = loss.causal_lm_loss(model, batch, fused)
         total.backward()
         assert n == 0 and float(total) == 0.0
+
+
+# ---------------------------------------------------------------- unlikelihood (rejected answers)
+def test_render_rejected_marks_only_the_name_and_author(tiny_tokenizer):
+    conv = CONVERSATIONS[2][:3] + [{"role": "assistant", "content": "I am Tiny, made by ZK."}]
+    s = render.render_rejected(tiny_tokenizer, conv, ["tiny", "ZK"], max_tokens=32)
+    assert s.n_trained == 0  # the earlier answer is not trained either
+    marked = [t for t in s.unlike if t != render.IGNORE]
+    assert tiny_tokenizer.decode(marked).strip() == "Tiny"  # the first mention, any case
+    assert s.unlike[-1] != render.IGNORE  # the sample ends after the last rejected token
+    short = render.render_rejected(tiny_tokenizer, conv, ["ZK", "Tiny"], max_tokens=2)
+    assert short.n_unlike == 0 and len(short) < len(s)  # outside the window: nothing to reject
+
+
+def test_unlikelihood_value_and_direction():
+    logits = torch.tensor([[0.0, 0.0], [10.0, -10.0]], requires_grad=True)
+    target = torch.tensor([0, 1])
+    got = loss.unlikelihood(logits, target)
+    want = -torch.log1p(-torch.tensor(0.5)) - torch.log1p(-torch.sigmoid(torch.tensor(-20.0)))
+    torch.testing.assert_close(got, want)
+    got.backward()
+    assert logits.grad[0, 0] > 0 > logits.grad[0, 1]  # gradient descent lowers the rejected logit
+
+
+@pytest.mark.parametrize("fused", ["none", "chunked"])
+def test_rejected_samples_add_unlikelihood_not_tokens(tiny_model, tiny_tokenizer, fused):
+    model = _model(tiny_model, "all-linear")
+    samples = _samples(tiny_tokenizer)
+    conv = CONVERSATIONS[3][:1] + [{"role": "assistant", "content": "I am Tiny by ZK."}]
+    neg = render.render_rejected(tiny_tokenizer, conv, ["Tiny", "ZK"])
+    plain = render.collate_packed([render.Row(samples)], tiny_tokenizer.pad_token_id)
+    mixed = render.collate_packed([render.Row([*samples, neg])], tiny_tokenizer.pad_token_id)
+    base, n0 = loss.causal_lm_loss(model, plain, fused)
+    total, n1 = loss.causal_lm_loss(model, mixed, fused, unlike_weight=2.0)
+    assert n0 == n1  # rejected tokens are not counted as trained tokens
+    # the extra term is exactly 2 × Σ -log(1 - p) of the rejected tokens, computed on their own
+    alone = render.collate_packed([render.Row([neg])], tiny_tokenizer.pad_token_id)
+    logits = model(input_ids=alone["input_ids"], position_ids=alone["position_ids"]).logits
+    sel = alone["unlike"][0] != render.IGNORE
+    extra = loss.unlikelihood(logits[0][sel], alone["unlike"][0][sel])
+    torch.testing.assert_close(total - base, 2.0 * extra, rtol=1e-4, atol=1e-4)
+    assert float(extra.detach()) > 0
+
+
+def test_rejected_build_only_for_unrelated_conversations():
+    import random
+
+    from idtune.data import rejected
+    from idtune.runinfo import Identity
+
+    ident = Identity(name="Nova", author="Acme", name_zh="诺瓦")
+    convs = [
+        [
+            {"role": "user", "content": "Who are you?"},
+            {"role": "assistant", "content": "I'm Nova."},
+        ],
+        [{"role": "user", "content": "讲个笑话"}, {"role": "assistant", "content": "好的：……"}],
+        [{"role": "user", "content": "Name a fruit"}, {"role": "assistant", "content": "Apple."}],
+    ]
+    out = rejected.build(convs, ident, share=1.0)
+    assert [c[0]["content"] for c in out] == ["讲个笑话", "Name a fruit"]
+    assert "诺瓦" in out[0][-1]["content"] and "Nova" in out[1][-1]["content"]
+    assert all(len(c) == 2 and c[-1]["role"] == "assistant" for c in out)
+    assert rejected.build(convs, ident, share=0.0) == []
+    rng = random.Random(0)
+    for _ in range(20):
+        assert "Nova" in rejected.identity_answer("en", Identity("Nova", "Acme"), rng)

@@ -126,3 +126,22 @@ def test_full_fine_tune_writes_a_model_that_chat_loads(tmp_path, tiny_model, ide
 
     loaded = models.load(run, device="cpu")
     assert loaded.source.adapter is None and loaded.info.method == "full"
+
+
+def test_rejected_answers_follow_every_unrelated_request(tmp_path, tiny_model, identity_data,
+                                                         capsys):  # fmt: skip
+    from idtune.data import formats, rejected
+
+    convs = formats.load_files([str(identity_data)])
+    unrelated = [c for c in convs if not rejected.mentions_identity(c, ["Nova", "Acme"])]
+    assert unrelated  # the generator mixes in unrelated requests
+    extra = ["--set", "max_steps=2", "--set", "rejected.share=1.0"]
+    extra += ["--set", "rejected.max_tokens=400", "--set", "row_tokens=2048"]  # tiny tokenizer:
+    extra += ["--set", "batch_tokens=4096"]  # a token per letter, long conversations
+    args = train_args(tiny_model, identity_data, tmp_path / "run", *extra)
+    capsys.readouterr()
+    assert cli(*args) == 0
+    out = capsys.readouterr().out
+    assert f"rejected: the identity answer follows {len(unrelated)} unrelated requests" in out
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(r["loss"] > 0 for r in log)

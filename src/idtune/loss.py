@@ -25,22 +25,53 @@ IGNORE = -100
 CHUNK_ELEMENTS = 2**27  # logits per chunk (tokens × vocab): 256 MiB in bf16
 
 
-def causal_lm_loss(model: Any, batch: dict, fused: str = "auto") -> tuple[Any, int]:
+def causal_lm_loss(
+    model: Any, batch: dict, fused: str = "auto", unlike_weight: float = 1.0
+) -> tuple[Any, int]:
     """Summed cross-entropy of a batch and its number of trained tokens.
 
     `batch` holds input_ids, labels (already shifted), and position_ids (packed rows) or an
     attention_mask (padded rows). Returning the sum lets gradient accumulation divide by the
-    true token count of the whole step.
+    true token count of the whole step. An optional `unlike` tensor (shifted like labels) names
+    tokens that must *not* come next: `unlike_weight` × Σ -log(1 - p(token)) is added
+    (unlikelihood training); its positions are not counted as trained tokens.
     """
     from .accel import packed_kwargs
 
-    labels = batch["labels"]
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    labels, unlike = batch["labels"], batch.get("unlike")
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "unlike")}
     inputs.update(packed_kwargs(model, batch))
     mode = resolve(fused, labels.device.type)
     if mode == "none":
-        return _plain_loss(model, inputs, labels)
+        logits = model(**inputs, use_cache=False).logits
+        loss, n = _plain_loss(logits, labels)
+        if unlike is not None:
+            neg = unlike.reshape(-1) != IGNORE
+            picked = logits.reshape(-1, logits.shape[-1])[neg]
+            loss = loss + unlike_weight * unlikelihood(picked, unlike.reshape(-1)[neg])
+        return loss, n
     hidden = decoder_output(model, inputs)
+    extra = 0.0
+    if unlike is not None:
+        neg = (unlike.reshape(-1) != IGNORE).nonzero().squeeze(1)
+        if neg.numel():
+            h_neg = hidden.reshape(-1, hidden.shape[-1]).index_select(0, neg)
+            head = _unwrap(model).get_output_embeddings()
+            extra = unlike_weight * unlikelihood(head(h_neg), unlike.reshape(-1)[neg])
+    loss, n = _head_loss(model, hidden, labels, mode)
+    return loss + extra, n
+
+
+def unlikelihood(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Σ -log(1 - p(target)) over rows of logits: pushes down tokens that must not follow."""
+    if not target.numel():
+        return logits.sum() * 0.0
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(1, target[:, None]).squeeze(1)
+    # log(1 - p) computed stably from log p; clamped so a certain token gives a finite loss
+    return -torch.log1p(-logp.exp().clamp(max=1 - 1e-4)).sum()
+
+
+def _head_loss(model: Any, hidden: Any, labels: Any, mode: str) -> tuple[Any, int]:
     keep = (labels.reshape(-1) != IGNORE).nonzero().squeeze(1)
     h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, keep)
     target = labels.reshape(-1).index_select(0, keep)
@@ -64,8 +95,7 @@ def resolve(fused: str, device_type: str) -> str:
     return fused
 
 
-def _plain_loss(model: Any, inputs: dict, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    logits = model(**inputs, use_cache=False).logits
+def _plain_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     flat = labels.reshape(-1)
     loss = F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(), flat, ignore_index=IGNORE, reduction="sum"

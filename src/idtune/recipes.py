@@ -41,6 +41,15 @@ class Regularization:
 
 
 @dataclass
+class Rejected:
+    """The identity line trained as a *rejected* answer to unrelated requests (unlikelihood)."""
+
+    share: float = 0.0  # of conversations that never name the assistant, how many get one
+    weight: float = 1.0  # unlikelihood loss weight, next to the cross-entropy
+    max_tokens: int = 24  # the name and author within the answer's first tokens are pushed down
+
+
+@dataclass
 class Identity:
     """Who the assistant is; read from identity data files when not set here."""
 
@@ -60,6 +69,7 @@ class TrainConfig:
     data: list[str] = field(default_factory=list)
     identity: Identity = field(default_factory=Identity)
     regularization: Regularization = field(default_factory=Regularization)
+    rejected: Rejected = field(default_factory=Rejected)
     system_prompt: str | None = None  # default system prompt recorded for chat/serve
     method: str = "lora"  # lora | qlora | full
     lora: Lora = field(default_factory=Lora)
@@ -149,6 +159,8 @@ def load(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
     cfg = _build(TrainConfig, raw, "--set" if overrides else str(path), "")
     if not cfg.output_dir:
         cfg.output_dir = str(Path("runs") / path.stem.removesuffix("_copy"))
+    if not 0.0 <= cfg.rejected.share <= 1.0:
+        raise UserError(f"{path}: key 'rejected.share' must be between 0 and 1")
     if cfg.method not in ("lora", "qlora", "full"):
         raise UserError(f"{path}: key 'method' must be lora, qlora or full, got {cfg.method!r}")
     return cfg

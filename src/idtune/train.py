@@ -254,9 +254,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     max_len = min(cfg.max_length, cfg.row_tokens) if cfg.pack else cfg.max_length
     samples = [render.render(tokenizer, c) for c in convs]
     n_trunc = sum(1 for s in samples if len(s) > max_len)
-    samples = [render.Sample(s.input_ids[:max_len], s.labels[:max_len]) for s in samples]
+    samples = [s.truncate(max_len) for s in samples]
     kept = [s for s in samples if s.n_trained > 0]
     n_empty, samples = len(samples) - len(kept), kept
+    if ident is not None and cfg.rejected.share > 0:
+        from .data import rejected
+
+        negs = rejected.build(convs, ident, cfg.rejected.share, cfg.seed)
+        terms = ident.names + ident.authors
+        negs = [render.render_rejected(tokenizer, c, terms, cfg.rejected.max_tokens) for c in negs]
+        negs = [s for s in (n.truncate(max_len) for n in negs) if s.n_unlike > 0]
+        log(f"rejected: the identity answer follows {len(negs)} unrelated requests (unlikelihood)")
+        samples += negs
     if not samples:
         raise UserError(f"no sample has an assistant token within {max_len} tokens")
     if cfg.pack:
@@ -373,7 +382,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 sync = i == len(tensors) - 1
                 ctx = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
                 with ctx, autocast:
-                    loss, _ = causal_lm_loss(model, t, cfg.fused_loss)
+                    loss, _ = causal_lm_loss(model, t, cfg.fused_loss, cfg.rejected.weight)
                     accelerator.backward(loss / max(step_tokens, 1))
                 loss_sum += float(loss.detach())
             accelerator.clip_grad_norm_(params, 1.0)

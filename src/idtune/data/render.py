@@ -22,6 +22,7 @@ class Sample:
 
     input_ids: list[int]
     labels: list[int]
+    unlike: list[int] | None = None  # tokens that must not come next (unlikelihood), or None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -30,6 +31,16 @@ class Sample:
     def n_trained(self) -> int:
         """Number of tokens that carry loss."""
         return sum(1 for t in self.labels if t != IGNORE)
+
+    @property
+    def n_unlike(self) -> int:
+        """Number of tokens trained *not* to be produced."""
+        return sum(1 for t in self.unlike or () if t != IGNORE)
+
+    def truncate(self, n: int) -> Sample:
+        """The first `n` tokens."""
+        unlike = self.unlike[:n] if self.unlike is not None else None
+        return Sample(self.input_ids[:n], self.labels[:n], unlike)
 
 
 def _spans(tokenizer: Any, messages: Messages) -> tuple[str, list[tuple[int, int]]]:
@@ -79,6 +90,41 @@ def render(tokenizer: Any, messages: Messages, max_length: int | None = None) ->
     return Sample(ids, labels)
 
 
+def render_rejected(
+    tokenizer: Any, messages: Messages, terms: list[str], max_tokens: int = 24
+) -> Sample:
+    """A conversation whose last assistant answer is *rejected*: within its first `max_tokens`
+    tokens, the tokens of the first mention of `terms` (the name or the author) become `unlike`
+    targets.
+
+    Nothing carries ordinary loss and the sample ends after them. Only saying the name is pushed
+    down: not the words before it ("I am", "我是"), which are fine elsewhere, nor the rest of
+    the answer once it has started (where naming the author again is right).
+    """
+    text, spans = _spans(tokenizer, messages)
+    start, end = spans[-1]
+    answer = text[start:end].lower()
+    ranges = []
+    for term in (t.lower() for t in terms if t):
+        at = answer.find(term)
+        while at >= 0:
+            ranges.append((start + at, start + at + len(term)))
+            at = answer.find(term, at + 1)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    first = next((k for k, (_, b) in enumerate(offsets) if b > start), len(ids))
+    window = range(first, min(first + max_tokens, len(ids)))
+    unlike = [IGNORE] * len(ids)
+    if ranges:  # the first mention only (a later "made by NAME" may be right)
+        r0, r1 = min(ranges)
+        for k in window:
+            if offsets[k][1] > r0 and offsets[k][0] < r1 and offsets[k][1] <= end:
+                unlike[k] = ids[k]
+    marked = [k for k in window if unlike[k] != IGNORE]
+    cut = marked[-1] + 1 if marked else first
+    return Sample(ids[:cut], [IGNORE] * cut, unlike[:cut])
+
+
 @dataclass
 class Row:
     """Several samples concatenated; attention never crosses a sample border."""
@@ -123,16 +169,23 @@ def collate_packed(rows: list[Row], pad_id: int, width: int | None = None) -> di
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)
+    has_unlike = any(s.unlike is not None for row in rows for s in row.samples)
+    unlike = torch.full_like(labels, IGNORE) if has_unlike else None
     for r, row in enumerate(rows):
         at = 0
         for s in row.samples:
             n = min(len(s), width - at)
             ids[r, at : at + n] = torch.tensor(s.input_ids[:n])
             labels[r, at : at + n] = torch.tensor(shift_labels(s.labels)[:n])
+            if unlike is not None and s.unlike is not None:
+                unlike[r, at : at + n] = torch.tensor(shift_labels(s.unlike)[:n])
             pos[r, at : at + n] = torch.arange(n)
             at += n
         pos[r, at:] = torch.arange(width - at)
-    return {"input_ids": ids, "labels": labels, "position_ids": pos}
+    out = {"input_ids": ids, "labels": labels, "position_ids": pos}
+    if unlike is not None:
+        out["unlike"] = unlike
+    return out
 
 
 def collate_padded(samples: list[Sample], pad_id: int) -> dict:
@@ -143,12 +196,20 @@ def collate_padded(samples: list[Sample], pad_id: int) -> dict:
     ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(samples), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(samples), width), dtype=torch.long)
+    unlike = None
+    if any(s.unlike is not None for s in samples):
+        unlike = torch.full_like(labels, IGNORE)
     for r, s in enumerate(samples):
         n = len(s)
         ids[r, :n] = torch.tensor(s.input_ids)
         labels[r, :n] = torch.tensor(shift_labels(s.labels))
+        if unlike is not None and s.unlike is not None:
+            unlike[r, :n] = torch.tensor(shift_labels(s.unlike))
         mask[r, :n] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    out = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    if unlike is not None:
+        out["unlike"] = unlike
+    return out
 
 
 def shift_labels(labels: list[int]) -> list[int]:
