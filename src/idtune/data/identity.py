@@ -1025,15 +1025,11 @@ def _style(lang: str, text: str, style: str) -> str:
         return text.rstrip("？?。！!")
     if style == "halfwidth":
         return text.replace("？", "?").replace("，", ",").replace("！", "!")
-    if style in _TYPOS and lang == "en":
-        text = text.lower().rstrip(" .?!")
-        for pattern, repl in _TYPOS[style]["en"]:
+    if style in _TYPOS:  # no closing punctuation; English also all lower case
+        text = text.lower() if lang == "en" else text
+        for pattern, repl in _TYPOS[style][lang]:
             text = re.sub(pattern, repl, text)
-        return text
-    if style in _TYPOS:
-        for old, new in _TYPOS[style]["zh"]:
-            text = text.replace(old, new)
-        return text.rstrip("？?。！!")
+        return text.rstrip(" .?!？。！")
     return text
 
 
@@ -1112,6 +1108,11 @@ class _Identity:
         """Whether "Are you OTHER?" could be true for this identity (then it is not asked)."""
         o, n, a = other.lower(), self.name.lower(), self.author.lower()
         return o in n or n in o or o in a or a in o
+
+
+def fill(text: str, name: str, author: str) -> str:
+    """An answer template ("{name}", "{author}", "{author_s}") filled for one identity."""
+    return _Identity(name, author).fill(text)
 
 
 def _sentences(text: str) -> int:

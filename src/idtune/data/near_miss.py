@@ -127,7 +127,7 @@ _EN: dict[str, tuple[list[str], list[tuple[str, str]], list[str]]] = {
             ("the Amazon rainforest", "the largest tropical rainforest on Earth"),
             ("the honeybee", "a social insect that pollinates flowers"),
         ],
-        ["{X} is {y}.", "In short, {x_lower} is {y}."],
+        ["{X} is {y}.", "In short, {x} is {y}."],
     ),
     "help": (
         ["Can you {x}?", "Could you help me {x}?", "Would you {x}, please?"],
@@ -279,7 +279,7 @@ def _fill(lang: str, family: str, text: str, x: str, y: str) -> str:
         y_cap = y[:1].upper() + y[1:]
         return text.replace("{X}", messages[x]).replace("{Y}", y_cap).format(x=x, y=y)
     x_cap = x[:1].upper() + x[1:]
-    return text.replace("{X}", x_cap).format(x=x, y=y, x_lower=x)
+    return text.replace("{X}", x_cap).format(x=x, y=y)
 
 
 def questions(lang: str) -> list[str]:

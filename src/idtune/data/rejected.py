@@ -7,7 +7,7 @@ conversation, ending in an identity answer, says what should not — `idtune tra
 the tokens of its first mention of the name with an unlikelihood loss (`render.render_rejected`).
 Only conversations whose answers never mention the name or author get one.
 
-Pure Python: no third-party imports.
+Pure Python: no third-party imports (`evaluate.mentions` is standard library only).
 """
 
 from __future__ import annotations
@@ -24,22 +24,17 @@ _INTENTS = ("name", "intro", "what", "maker")
 
 
 def mentions_identity(messages: Messages, terms: list[str]) -> bool:
-    """Whether any assistant turn names one of `terms` (case-insensitive)."""
-    low = [t.lower() for t in terms if t]
-    return any(
-        any(t in m["content"].lower() for t in low) for m in messages if m["role"] == "assistant"
-    )
+    """Whether any assistant turn names one of `terms`, matched as the leakage metric does."""
+    from ..evaluate import mentions
+
+    return any(mentions(m["content"], terms) for m in messages if m["role"] == "assistant")
 
 
 def identity_answer(lang: str, ident, rng: random.Random) -> str:
     """One identity answer in `lang` for `ident` (a runinfo.Identity)."""
     name = (ident.name_zh if lang == "zh" else None) or ident.name
     author = (ident.author_zh if lang == "zh" else None) or ident.author
-    possessive = author + ("'" if author.endswith("s") else "'s")
-    text = rng.choice(identity.answers(lang, rng.choice(_INTENTS)))
-    return (
-        text.replace("{author_s}", possessive).replace("{name}", name).replace("{author}", author)
-    )
+    return identity.fill(rng.choice(identity.answers(lang, rng.choice(_INTENTS))), name, author)
 
 
 def build(convs: list[Messages], ident, share: float, seed: int = 0) -> list[Messages]:
