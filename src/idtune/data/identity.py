@@ -46,6 +46,7 @@ _MULTI_SHARE = 0.22  # samples with more than one user turn
 _GENERAL_SHARE = 0.30  # samples with no identity question at all: answered plainly (no name)
 _NEAR_MISS_SHARE = 0.6  # of unrelated exchanges, near misses ("Who wrote Hamlet?", 起个名字)
 _FOLLOW_SHARE = 0.25  # of those, identity first and then a follow-up identity question
+_LANG_WEIGHTS: dict[str, float] | None = None  # None: every language equally often
 
 # ---------------------------------------------------------------- questions, English
 _Q_EN: dict[str, list[str]] = {
@@ -1195,7 +1196,10 @@ class _Sampler:
 
     def sample(self) -> tuple[dict, list[str | None]]:
         rng = self.rng
-        lang = rng.choice(self.langs)
+        if _LANG_WEIGHTS and len(self.langs) > 1:
+            lang = _pick_weighted(rng, {x: _LANG_WEIGHTS.get(x, 1.0) for x in self.langs})
+        else:
+            lang = rng.choice(self.langs)
         _, system = self.system(lang)
         concise = system in _CONCISE
         msgs: list[dict] = [{"role": "system", "content": system}] if system else []
