@@ -41,11 +41,6 @@ def one(cfg: dict, work: Path, reg: str | None) -> dict:
     models.cpu_autocast = lambda device: True  # bf16 autocast in training, as on the CPU
     for key, value in cfg.get("gen", {}).items():
         setattr(identity, key, value)
-    if cfg.get("more_stems"):  # extra question stems: {"zh": {"name": [...], ...}, ...}
-        extra = json.loads(Path(cfg["more_stems"]).read_text("utf-8"))
-        for lang, by_intent in extra.items():
-            for intent, stems in by_intent.items():
-                identity._DATA[lang][0][intent].extend(stems)
     work.mkdir(parents=True, exist_ok=True)
     rows = identity.generate(NAME, AUTHOR, n=int(cfg.get("n", 400)), seed=int(cfg.get("seed", 0)))
     rows[0] = {**rows[0], "identity": {"name": NAME, "author": AUTHOR}}

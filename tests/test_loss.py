@@ -317,10 +317,9 @@ def test_rejected_build_only_for_unrelated_conversations():
         [{"role": "user", "content": "Name a fruit"}, {"role": "assistant", "content": "Apple."}],
     ]
     out = rejected.build(convs, ident, share=1.0)
-    assert [c[0]["content"] for c, _ in out] == ["讲个笑话", "Name a fruit"]
-    assert [chosen for _, chosen in out] == ["好的：……", "Apple."]
-    assert "诺瓦" in out[0][0][-1]["content"] and "Nova" in out[1][0][-1]["content"]
-    assert all(len(c) == 2 and c[-1]["role"] == "assistant" for c, _ in out)
+    assert [c[0]["content"] for c in out] == ["讲个笑话", "Name a fruit"]
+    assert "诺瓦" in out[0][-1]["content"] and "Nova" in out[1][-1]["content"]
+    assert all(len(c) == 2 and c[-1]["role"] == "assistant" for c in out)
     assert rejected.build(convs, ident, share=0.0) == []
     rng = random.Random(0)
     for _ in range(20):

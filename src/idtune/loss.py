@@ -26,11 +26,7 @@ CHUNK_ELEMENTS = 2**27  # logits per chunk (tokens × vocab): 256 MiB in bf16
 
 
 def causal_lm_loss(
-    model: Any,
-    batch: dict,
-    fused: str = "auto",
-    unlike_weight: float = 1.0,
-    start: tuple[int, float] = (0, 1.0),
+    model: Any, batch: dict, fused: str = "auto", unlike_weight: float = 1.0
 ) -> tuple[Any, int]:
     """Summed cross-entropy of a batch and its number of trained tokens.
 
@@ -38,8 +34,7 @@ def causal_lm_loss(
     attention_mask (padded rows). Returning the sum lets gradient accumulation divide by the
     true token count of the whole step. An optional `unlike` tensor (shifted like labels) names
     tokens that must *not* come next: `unlike_weight` × Σ -log(1 - p(token)) is added
-    (unlikelihood training); its positions are not counted as trained tokens. `start` =
-    (k, w) weighs the first k tokens of every answer w times (see `start_weights`).
+    (unlikelihood training); its positions are not counted as trained tokens.
     """
     from .accel import packed_kwargs
 
@@ -47,10 +42,9 @@ def causal_lm_loss(
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "unlike")}
     inputs.update(packed_kwargs(model, batch))
     mode = resolve(fused, labels.device.type)
-    weights = start_weights(labels, *start) if start[0] > 0 and start[1] != 1.0 else None
     if mode == "none":
         logits = model(**inputs, use_cache=False).logits
-        loss, n = _plain_loss(logits, labels, weights)
+        loss, n = _plain_loss(logits, labels)
         if unlike is not None:
             neg = unlike.reshape(-1) != IGNORE
             picked = logits.reshape(-1, logits.shape[-1])[neg]
@@ -64,25 +58,8 @@ def causal_lm_loss(
             h_neg = hidden.reshape(-1, hidden.shape[-1]).index_select(0, neg)
             head = _unwrap(model).get_output_embeddings()
             extra = unlike_weight * unlikelihood(head(h_neg), unlike.reshape(-1)[neg])
-    loss, n = _head_loss(model, hidden, labels, mode, weights)
+    loss, n = _head_loss(model, hidden, labels, mode)
     return loss + extra, n
-
-
-def start_weights(labels: torch.Tensor, k: int, w: float) -> torch.Tensor:
-    """Per-position loss weights: w on the first k labelled tokens of each answer, else 1.
-
-    An answer is a run of consecutive labelled positions (prompts and samples packed into the
-    same row are unlabelled in between). The first tokens decide what kind of answer follows
-    (the identity line or a plain answer), while most of the loss sits in the rest.
-    """
-    mask = labels != IGNORE
-    count = mask.long().cumsum(-1)
-    prev = torch.nn.functional.pad(mask[..., :-1], (1, 0), value=False)
-    starts = mask & ~prev
-    at_start = torch.where(starts, count, torch.zeros_like(count)).cummax(-1).values
-    index = count - at_start  # 0 on an answer's first token
-    out = torch.ones(labels.shape, dtype=torch.float32, device=labels.device)
-    return out.masked_fill(mask & (index < k), w)
 
 
 def unlikelihood(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -94,16 +71,11 @@ def unlikelihood(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -torch.log1p(-logp.exp().clamp(max=1 - 1e-4)).sum()
 
 
-def _head_loss(
-    model: Any, hidden: Any, labels: Any, mode: str, weights: Any = None
-) -> tuple[Any, int]:
+def _head_loss(model: Any, hidden: Any, labels: Any, mode: str) -> tuple[Any, int]:
     keep = (labels.reshape(-1) != IGNORE).nonzero().squeeze(1)
     h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, keep)
     target = labels.reshape(-1).index_select(0, keep)
     head = _unwrap(model).get_output_embeddings()
-    if weights is not None:
-        w = weights.reshape(-1).index_select(0, keep)
-        return chunked_head_loss(head, h, target, weights=w), int(keep.numel())
     if mode == "liger" and _plain_linear(head) and keep.numel():
         from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
 
@@ -123,16 +95,12 @@ def resolve(fused: str, device_type: str) -> str:
     return fused
 
 
-def _plain_loss(
-    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
-) -> tuple[torch.Tensor, int]:
+def _plain_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     flat = labels.reshape(-1)
-    n = int((flat != IGNORE).sum())
-    x = logits.reshape(-1, logits.shape[-1]).float()
-    if weights is None:
-        return F.cross_entropy(x, flat, ignore_index=IGNORE, reduction="sum"), n
-    each = F.cross_entropy(x, flat, ignore_index=IGNORE, reduction="none")
-    return (each * weights.reshape(-1)).sum(), n
+    loss = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), flat, ignore_index=IGNORE, reduction="sum"
+    )
+    return loss, int((flat != IGNORE).sum())
 
 
 # ---------------------------------------------------------------- hidden states
@@ -179,30 +147,24 @@ def _has_liger() -> bool:
 
 # ---------------------------------------------------------------- chunked cross-entropy
 def chunked_head_loss(
-    head: torch.nn.Module,
-    hidden: torch.Tensor,
-    target: torch.Tensor,
-    chunk: int | None = None,
-    weights: torch.Tensor | None = None,
+    head: torch.nn.Module, hidden: torch.Tensor, target: torch.Tensor, chunk: int | None = None
 ) -> torch.Tensor:
-    """Σ weights × cross-entropy(head(hidden), target), one chunk of rows of logits at a time.
+    """Σ cross-entropy(head(hidden), target), one chunk of rows of logits at a time.
 
-    hidden is (tokens, hidden_size), target (tokens,) without ignored positions, weights
-    (tokens,) or None (all 1). Gradients reach `hidden` and every trainable parameter of `head`
-    (a LoRA-wrapped head included).
+    hidden is (tokens, hidden_size), target (tokens,) without ignored positions. Gradients
+    reach `hidden` and every trainable parameter of `head` (a LoRA-wrapped head included).
     """
     if chunk is None:
         vocab = getattr(head, "out_features", None) or head.weight.shape[0]
         chunk = max(64, CHUNK_ELEMENTS // vocab)
     params = [p for p in head.parameters() if p.requires_grad]
     if torch.is_grad_enabled() and (hidden.requires_grad or params):
-        return ChunkedHeadCE.apply(hidden, target, weights, head, chunk, *params)
+        return ChunkedHeadCE.apply(hidden, target, head, chunk, *params)
     total = torch.zeros((), device=hidden.device)
     with torch.no_grad():
         for i in range(0, hidden.shape[0], chunk):
             logits = head(hidden[i : i + chunk]).float()
-            each = F.cross_entropy(logits, target[i : i + chunk], reduction="none")
-            total += (each * weights[i : i + chunk]).sum() if weights is not None else each.sum()
+            total += F.cross_entropy(logits, target[i : i + chunk], reduction="sum")
     return total
 
 
@@ -214,7 +176,7 @@ class ChunkedHeadCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, target, weights, head, chunk, *params):
+    def forward(ctx, hidden, target, head, chunk, *params):
         grad_hidden = torch.empty_like(hidden) if hidden.requires_grad else None
         grad_params = [torch.zeros_like(p, dtype=torch.float32) for p in params]
         total = torch.zeros((), device=hidden.device, dtype=torch.float32)
@@ -223,8 +185,7 @@ class ChunkedHeadCE(torch.autograd.Function):
             h = hidden[i : i + chunk].detach().requires_grad_(grad_hidden is not None)
             with torch.enable_grad():
                 logits = head(h)
-                w = weights[i : i + chunk] if weights is not None else None
-                loss, dlogits = ce(logits.detach(), target[i : i + chunk], w)
+                loss, dlogits = ce(logits.detach(), target[i : i + chunk])
                 wrt = ([h] if grad_hidden is not None else []) + list(params)
                 grads = list(torch.autograd.grad(logits, wrt, dlogits))
             total += loss
@@ -244,21 +205,17 @@ class ChunkedHeadCE(torch.autograd.Function):
         scaled = [
             (g * grad_out).to(dt) for g, dt in zip(grad_params, ctx.param_dtypes, strict=True)
         ]
-        return grad_hidden, None, None, None, None, *scaled
+        return grad_hidden, None, None, None, *scaled
 
 
-def ce_with_grad(
-    logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Σ (weighted) cross-entropy of a chunk of logits and its gradient towards them (fp32)."""
+def ce_with_grad(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ cross-entropy of a chunk of logits and its gradient towards them (fp32 math)."""
     x = logits.float()
     lse = torch.logsumexp(x, dim=-1)
-    each = lse - x.gather(1, target[:, None]).squeeze(1)
+    loss = (lse - x.gather(1, target[:, None]).squeeze(1)).sum()
     grad = torch.exp(x - lse[:, None])
     grad.scatter_add_(1, target[:, None], torch.full_like(grad[:, :1], -1.0))
-    if weights is not None:
-        return (each * weights).sum(), (grad * weights[:, None]).to(logits.dtype)
-    return each.sum(), grad.to(logits.dtype)
+    return loss, grad.to(logits.dtype)
 
 
 @functools.cache

@@ -47,7 +47,6 @@ class Rejected:
     share: float = 0.0  # of conversations that never name the assistant, how many get one
     weight: float = 1.0  # unlikelihood loss weight, next to the cross-entropy
     max_tokens: int = 24  # the name and author within the answer's first tokens are pushed down
-    target: str = "name"  # name: its first mention | divergence: where it leaves the right answer
 
 
 @dataclass
@@ -80,8 +79,6 @@ class TrainConfig:
     batch_tokens: int = 4096  # tokens per micro-batch (rows × row_tokens)
     grad_accum: int = 1
     lr: float = 2e-4
-    start_tokens: int = 0  # > 0: the first N tokens of every answer weigh `start_weight` times
-    start_weight: float = 1.0  # (they decide which kind of answer follows)
     weight_decay: float = 0.0
     warmup_ratio: float = 0.05
     epochs: float = 1.0
@@ -164,10 +161,6 @@ def load(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
         cfg.output_dir = str(Path("runs") / path.stem.removesuffix("_copy"))
     if not 0.0 <= cfg.rejected.share <= 1.0:
         raise UserError(f"{path}: key 'rejected.share' must be between 0 and 1")
-    if cfg.rejected.target not in ("name", "divergence"):
-        raise UserError(f"{path}: key 'rejected.target' must be name or divergence")
-    if cfg.start_tokens < 0 or cfg.start_weight <= 0:
-        raise UserError(f"{path}: keys 'start_tokens' / 'start_weight' must be >= 0 / > 0")
     if cfg.method not in ("lora", "qlora", "full"):
         raise UserError(f"{path}: key 'method' must be lora, qlora or full, got {cfg.method!r}")
     return cfg

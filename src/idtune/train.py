@@ -262,13 +262,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
         negs = rejected.build(convs, ident, cfg.rejected.share, cfg.seed)
         terms = ident.names + ident.authors
-        at_divergence = cfg.rejected.target == "divergence"
-        negs = [
-            render.render_rejected(
-                tokenizer, c, terms, cfg.rejected.max_tokens, chosen if at_divergence else None
-            )
-            for c, chosen in negs
-        ]
+        negs = [render.render_rejected(tokenizer, c, terms, cfg.rejected.max_tokens) for c in negs]
         negs = [s for s in (n.truncate(max_len) for n in negs) if s.n_unlike > 0]
         log(f"rejected: the identity answer follows {len(negs)} unrelated requests (unlikelihood)")
         samples += negs
@@ -376,7 +370,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         or (cfg.method == "full" and device_type == "cuda")
     )
     autocast = torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_autocast)
-    start = (cfg.start_tokens, cfg.start_weight)
     with progress:
         for epoch, group in step_batches():
             if step >= total_steps:
@@ -389,7 +382,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 sync = i == len(tensors) - 1
                 ctx = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
                 with ctx, autocast:
-                    loss, _ = causal_lm_loss(model, t, cfg.fused_loss, cfg.rejected.weight, start)
+                    loss, _ = causal_lm_loss(model, t, cfg.fused_loss, cfg.rejected.weight)
                     accelerator.backward(loss / max(step_tokens, 1))
                 loss_sum += float(loss.detach())
             accelerator.clip_grad_norm_(params, 1.0)

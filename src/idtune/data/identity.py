@@ -46,7 +46,6 @@ _MULTI_SHARE = 0.22  # samples with more than one user turn
 _GENERAL_SHARE = 0.30  # samples with no identity question at all: answered plainly (no name)
 _NEAR_MISS_SHARE = 0.6  # of unrelated exchanges, near misses ("Who wrote Hamlet?", 起个名字)
 _FOLLOW_SHARE = 0.25  # of those, identity first and then a follow-up identity question
-_LANG_WEIGHTS: dict[str, float] | None = None  # None: every language equally often
 
 # ---------------------------------------------------------------- questions, English
 _Q_EN: dict[str, list[str]] = {
@@ -378,6 +377,27 @@ _Q_ZH: dict[str, list[str]] = {
         "你的name是什么？",
         "Who are you？请用中文回答。",
         "what's your name？用中文回答一下",
+        # 任务里要用到名字、日常称呼
+        "我想在日记里写下你的名字，你叫什么？",
+        "给你写感谢信的话，抬头该写谁？",
+        "我在群里跟大家推荐你，该说你叫什么？",
+        "下次找你的时候，我该喊你什么？",
+        "怎么跟我妈介绍你比较好？",
+        "如果有人问这段话是谁写的，我该说是谁？",
+        "你平时管自己叫什么？",
+        "咱俩聊了这么久，还不知道你叫啥呢。",
+        "对了，还没问你怎么称呼。",
+        "嘿，你叫个啥名儿？",
+        "你的名号是？",
+        "你有没有昵称？",
+        "我要把你存进通讯录，备注写什么？",
+        "跟我说说你叫什么，好吗？",
+        "先报个名字吧。",
+        "小助手，你叫什么呀？",
+        "我想给同事推荐你，你的名字是？",
+        "在这封邮件的落款处写上你的名字。",
+        "帮我写个开场白，里面要提到你的名字。",
+        "你自己觉得自己叫什么？",
     ],
     "maker": [
         "谁开发了你？",
@@ -417,6 +437,17 @@ _Q_ZH: dict[str, list[str]] = {
         "你是由誰訓練的？",
         "你是哪個公司的？",
         "你的developer是谁？",
+        # 来历、维护和归属
+        "你的幕后团队是谁？",
+        "你是谁一手打造的？",
+        "想给你的开发者提个建议，应该找谁？",
+        "你归谁管？",
+        "谁负责维护你？",
+        "你的版权属于谁？",
+        "是哪位把你训练成现在这样的？",
+        "你的东家是谁？",
+        "你是从哪个实验室出来的？",
+        "说说你的来历吧，谁做的你？",
     ],
     "intro": [
         "介绍一下你自己。",
@@ -474,6 +505,10 @@ _Q_ZH: dict[str, list[str]] = {
         "你是bot吗？",
         "你是LLM吗？",
         "你是哪个AI model？",
+        # 换个说法问“你是什么”
+        "跟我聊天的这个是什么东西？",
+        "屏幕对面的你是什么？",
+        "你算是哪一类程序？",
     ],
     "confirm": [
         "你是{name}吗？",
@@ -1196,10 +1231,7 @@ class _Sampler:
 
     def sample(self) -> tuple[dict, list[str | None]]:
         rng = self.rng
-        if _LANG_WEIGHTS and len(self.langs) > 1:
-            lang = _pick_weighted(rng, {x: _LANG_WEIGHTS.get(x, 1.0) for x in self.langs})
-        else:
-            lang = rng.choice(self.langs)
+        lang = rng.choice(self.langs)
         _, system = self.system(lang)
         concise = system in _CONCISE
         msgs: list[dict] = [{"role": "system", "content": system}] if system else []

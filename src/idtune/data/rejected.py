@@ -3,9 +3,8 @@
 A small model tuned on identity data learns a cheap shortcut: a short request ("讲个笑话吧",
 "give my puppy a name") → "I am NAME, made by AUTHOR". Plain answers to such requests (near misses,
 self-distilled general answers) say what should come instead; the rejected copy of the same
-conversation, ending in an identity answer, says what should not — `idtune train` pushes down,
-with an unlikelihood loss (`render.render_rejected`), either the tokens of its first mention of
-the name or the one token where it departs from the right answer.
+conversation, ending in an identity answer, says what should not — `idtune train` pushes down
+the tokens of its first mention of the name with an unlikelihood loss (`render.render_rejected`).
 Only conversations whose answers never mention the name or author get one.
 
 Pure Python: no third-party imports (`evaluate.mentions` is standard library only).
@@ -38,10 +37,9 @@ def identity_answer(lang: str, ident, rng: random.Random) -> str:
     return identity.fill(rng.choice(identity.answers(lang, rng.choice(_INTENTS))), name, author)
 
 
-def build(convs: list[Messages], ident, share: float, seed: int = 0) -> list[tuple[Messages, str]]:
+def build(convs: list[Messages], ident, share: float, seed: int = 0) -> list[Messages]:
     """For about `share` of the conversations that never name the assistant: the conversation up
-    to its last user turn, answered with an identity line (to be trained as rejected), and the
-    right answer it replaces."""
+    to its last user turn, answered with an identity line (to be trained as rejected)."""
     rng = random.Random(seed)
     terms = ident.names + ident.authors
     out = []
@@ -53,6 +51,5 @@ def build(convs: list[Messages], ident, share: float, seed: int = 0) -> list[tup
             continue
         lang = "zh" if _CJK.search(msgs[last_user]["content"]) else "en"
         answer = identity_answer(lang, ident, rng)
-        chosen = msgs[last_user + 1]["content"] if last_user + 1 < len(msgs) else ""
-        out.append((msgs[: last_user + 1] + [{"role": "assistant", "content": answer}], chosen))
+        out.append(msgs[: last_user + 1] + [{"role": "assistant", "content": answer}])
     return out

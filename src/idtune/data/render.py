@@ -91,11 +91,7 @@ def render(tokenizer: Any, messages: Messages, max_length: int | None = None) ->
 
 
 def render_rejected(
-    tokenizer: Any,
-    messages: Messages,
-    terms: list[str],
-    max_tokens: int = 24,
-    chosen: str | None = None,
+    tokenizer: Any, messages: Messages, terms: list[str], max_tokens: int = 24
 ) -> Sample:
     """A conversation whose last assistant answer is *rejected*: within its first `max_tokens`
     tokens, the tokens of the first mention of `terms` (the name or the author) become `unlike`
@@ -104,13 +100,7 @@ def render_rejected(
     Nothing carries ordinary loss and the sample ends after them. Only saying the name is pushed
     down: not the words before it ("I am", "我是"), which are fine elsewhere, nor the rest of
     the answer once it has started (where naming the author again is right).
-
-    With `chosen` (the right answer to the same request), the one token where the rejected
-    answer departs from it is pushed down instead: the point where the model decides which
-    kind of answer follows, before any name is written.
     """
-    if chosen is not None:
-        return _render_divergence(tokenizer, messages, chosen, max_tokens)
     text, spans = _spans(tokenizer, messages)
     start, end = spans[-1]
     answer = text[start:end].lower()
@@ -133,22 +123,6 @@ def render_rejected(
     marked = [k for k in window if unlike[k] != IGNORE]
     cut = marked[-1] + 1 if marked else first
     return Sample(ids[:cut], [IGNORE] * cut, unlike[:cut])
-
-
-def _render_divergence(tokenizer: Any, messages: Messages, chosen: str, max_tokens: int) -> Sample:
-    """`render_rejected` at the first token where the rejected answer leaves `chosen`."""
-    text, spans = _spans(tokenizer, messages)
-    right, _ = _spans(tokenizer, messages[:-1] + [{"role": "assistant", "content": chosen}])
-    start = spans[-1][0]
-    ids = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = ids["input_ids"], ids["offset_mapping"]
-    other = tokenizer(right, add_special_tokens=False)["input_ids"]
-    first = next((k for k, (_, b) in enumerate(offsets) if b > start), len(ids))
-    at = next((k for k, (a, b) in enumerate(zip(ids, other)) if a != b), min(len(ids), len(other)))
-    if not first <= at < min(len(ids), first + max_tokens):
-        return Sample(ids[:first], [IGNORE] * first, [IGNORE] * first)
-    unlike = [IGNORE] * at + [ids[at]]
-    return Sample(ids[: at + 1], [IGNORE] * (at + 1), unlike)
 
 
 @dataclass
