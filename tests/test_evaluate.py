@@ -329,3 +329,30 @@ def test_cli_eval_plain_model_writes_nothing_without_output(tiny_model, small_pr
     assert code == 0
     assert not (tiny_model / "eval.json").exists()
     assert re.search(r"\| retention \| no system prompt \| \d\.\d\d", capsys.readouterr().out)
+
+
+def test_fold_merges_for_speed_and_restores_the_base(tiny_model):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from idtune import evaluate
+
+    torch.manual_seed(0)
+    lora = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model),
+        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    ).eval()
+    ids = torch.tensor([[1, 5, 9, 2, 7]])
+    with torch.no_grad():
+        adapted = lora(input_ids=ids).logits
+        evaluate._fold(lora, True)
+        assert all(m.merged for m in lora.modules() if hasattr(m, "lora_A"))
+        torch.testing.assert_close(lora(input_ids=ids).logits, adapted, rtol=1e-4, atol=1e-4)
+        evaluate._fold(lora, False)
+        assert not any(m.merged for m in lora.modules() if hasattr(m, "lora_A"))
+        with lora.disable_adapter():
+            base = lora(input_ids=ids).logits
+        plain = AutoModelForCausalLM.from_pretrained(tiny_model)(input_ids=ids).logits
+    torch.testing.assert_close(base, plain, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(base, adapted, atol=1e-3)

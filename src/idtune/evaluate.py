@@ -323,6 +323,18 @@ class _Target:
     disable_adapter: bool = False
 
 
+def _fold(model: Any, merged: bool) -> None:
+    """Fold a LoRA adapter into the weights (generation then costs what the base model's does),
+    or take it back out to score the base model."""
+    if not hasattr(model, "merge_adapter") or getattr(model, "_idtune_merged", False) == merged:
+        return
+    if merged:
+        model.merge_adapter()
+    else:
+        model.unmerge_adapter()
+    model._idtune_merged = merged
+
+
 def _model_generate(target: _Target, advance: Callable[[int], None]) -> Generate:
     from . import generate as gen
 
@@ -335,8 +347,10 @@ def _model_generate(target: _Target, advance: Callable[[int], None]) -> Generate
             on_batch=advance,
         )
         if target.disable_adapter:
+            _fold(ld.model, False)
             with ld.model.disable_adapter():
                 return gen.generate_batch(ld.model, ld.tokenizer, conversations, **kwargs)
+        _fold(ld.model, True)
         return gen.generate_batch(ld.model, ld.tokenizer, conversations, **kwargs)
 
     return run_batch
