@@ -46,6 +46,7 @@ _MULTI_SHARE = 0.22  # samples with more than one user turn
 _GENERAL_SHARE = 0.30  # samples with no identity question at all: answered plainly (no name)
 _NEAR_MISS_SHARE = 0.6  # of unrelated exchanges, near misses ("Who wrote Hamlet?", 起个名字)
 _FOLLOW_SHARE = 0.25  # of those, identity first and then a follow-up identity question
+_SWITCH_SHARE = 0.25  # of multi-turn samples, the last question in the other language
 
 # ---------------------------------------------------------------- questions, English
 _Q_EN: dict[str, list[str]] = {
@@ -1251,20 +1252,23 @@ class _Sampler:
 
         intent = self.intent()
         multi = rng.random() < _MULTI_SHARE
+        last = lang  # users switch languages mid-chat: the answer follows the last question
+        if multi and len(self.langs) > 1 and rng.random() < _SWITCH_SHARE:
+            last = rng.choice([x for x in self.langs if x != lang])
         if multi and rng.random() < _FOLLOW_SHARE:
             # identity first, then a follow-up about the other half of the identity
             first = rng.choice(["name", "intro", "what"] if rng.random() < 0.7 else ["maker"])
             q, other = self.question(lang, first, "any")
             turn(q, self.answer(lang, first, other, concise), first)
             second = "name" if first == "maker" else "maker"
-            q, other = self.question(lang, second, None, follow=True)
-            turn(q, self.answer(lang, second, other, concise), second)
+            q, other = self.question(last, second, None, follow=True)
+            turn(q, self.answer(last, second, other, concise), second)
         else:
             if multi:
                 for q, a in self.unrelated(lang, 1 if rng.random() < 0.7 else 2):
                     turn(q, a, None)
-            q, other = self.question(lang, intent, "transition" if multi else "any")
-            turn(q, self.answer(lang, intent, other, concise), intent)
+            q, other = self.question(last, intent, "transition" if multi else "any")
+            turn(q, self.answer(last, intent, other, concise), intent)
         return {"messages": msgs}, intents
 
 
