@@ -361,8 +361,6 @@ def test_unrelated_questions_stay_apart_from_eval_probes():
 
 
 def test_near_misses_are_not_identity_questions_and_answer_correctly():
-    from idtune.data import near_miss
-
     for lang in ("en", "zh"):
         near = near_miss.questions(lang)
         assert len(near) > 200, lang

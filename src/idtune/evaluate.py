@@ -326,13 +326,15 @@ class _Target:
 def _fold(model: Any, merged: bool) -> None:
     """Fold a LoRA adapter into the weights (generation then costs what the base model's does),
     or take it back out to score the base model."""
-    if not hasattr(model, "merge_adapter") or getattr(model, "_idtune_merged", False) == merged:
+    if not hasattr(model, "merge_adapter"):
+        return
+    layers = [m for m in model.modules() if hasattr(m, "merged") and hasattr(m, "lora_A")]
+    if not any(m.merged != merged for m in layers):
         return
     if merged:
         model.merge_adapter()
     else:
         model.unmerge_adapter()
-    model._idtune_merged = merged
 
 
 def _model_generate(target: _Target, advance: Callable[[int], None]) -> Generate:

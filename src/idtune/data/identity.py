@@ -1027,7 +1027,6 @@ _DATA = {
     "zh": (_Q_ZH, _NEG_Q_ZH, _OTHERS_ZH, _FOLLOW_ZH, _A_ZH, _SAME_ZH, _CHAT_ZH),
 }
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|[。！？]")
 
 
@@ -1173,8 +1172,12 @@ class _Sampler:
             return kind, self.rng.choice(_SYSTEMS["base"]["any"])
         slang = lang
         if len(self.langs) > 1 and self.rng.random() < 0.25:
-            slang = self.rng.choice([x for x in self.langs if x != lang])
+            slang = self.other_lang(lang)
         return kind, self.idents[slang].fill(self.rng.choice(_SYSTEMS[kind][slang]))
+
+    def other_lang(self, lang: str) -> str:
+        """One of the generated languages other than `lang` (needs two or more)."""
+        return self.rng.choice([x for x in self.langs if x != lang])
 
     def question(
         self, lang: str, intent: str, prefix_kind: str | None, follow: bool = False
@@ -1254,7 +1257,7 @@ class _Sampler:
         multi = rng.random() < _MULTI_SHARE
         last = lang  # users switch languages mid-chat: the answer follows the last question
         if multi and len(self.langs) > 1 and rng.random() < _SWITCH_SHARE:
-            last = rng.choice([x for x in self.langs if x != lang])
+            last = self.other_lang(lang)
         if multi and rng.random() < _FOLLOW_SHARE:
             # identity first, then a follow-up about the other half of the identity
             first = rng.choice(["name", "intro", "what"] if rng.random() < 0.7 else ["maker"])
