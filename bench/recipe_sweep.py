@@ -9,7 +9,8 @@ eval generates in fp32.
         [--reg FILE]
 
 Each config is {"name", "n" (conversations, default 400), "gen" (generator shares to override,
-e.g. {"_GENERAL_SHARE": 0.4}), "sets" (["lr=1e-3", ...], as `idtune train --set`)}. `--reg`
+e.g. {"_GENERAL_SHARE": 0.4} or {"near_miss._FIRST_PERSON_SHARE": 0}), "sets" (["lr=1e-3",
+...], as `idtune train --set`)}. `--reg`
 gives the regularization answers (so every variant trains on the CPU's cached self-distilled
 data). One JSON line per variant goes to DIR/sweep.jsonl, and a table to DIR/sweep.md.
 """
@@ -34,13 +35,14 @@ def one(cfg: dict, work: Path, reg: str | None) -> dict:
     import torch
 
     from idtune import evaluate, models, recipes, train
-    from idtune.data import identity
+    from idtune.data import identity, near_miss
     from idtune.data.formats import write_jsonl
 
     models.default_dtype = lambda device: torch.float32  # fp32 weights and generation
     models.cpu_autocast = lambda device: True  # bf16 autocast in training, as on the CPU
-    for key, value in cfg.get("gen", {}).items():
-        setattr(identity, key, value)
+    for key, value in cfg.get("gen", {}).items():  # "_GENERAL_SHARE" or "near_miss._X"
+        module, _, attr = key.rpartition(".")
+        setattr(near_miss if module == "near_miss" else identity, attr, value)
     work.mkdir(parents=True, exist_ok=True)
     rows = identity.generate(NAME, AUTHOR, n=int(cfg.get("n", 400)), seed=int(cfg.get("seed", 0)))
     rows[0] = {**rows[0], "identity": {"name": NAME, "author": AUTHOR}}
@@ -69,13 +71,86 @@ def one(cfg: dict, work: Path, reg: str | None) -> dict:
                 f"{r['prompt'][:40]} => {r['answer'][:60]}"
             )
     out["misses"] = misses
+    out["near_miss_leak"] = near_miss_leak(run, data)
+    return out
+
+
+# Requests of the near-miss families about things the generator never names: a check of how far
+# "answer the request, not with the name" carries beyond the training data (not eval probes).
+HELD_OUT_ZH = [
+    "帮我的小刺猬起个名字。",
+    "给小鸭子取个好听的名字吧。",
+    "我新养了一只柯基，叫什么好？",
+    "《论语》的作者是谁？",
+    "《背影》是谁写的？",
+    "谁写了《狂人日记》？",
+    "《茶馆》的作者是谁？",
+    "指南针是谁发明的？",
+    "谁发明了造纸术？",
+    "电灯是谁发明的？",
+    "华为是谁创立的？",
+    "百度的创始人是谁？",
+    "给外婆写一句新年祝福的话。",
+    "帮我写一条发给老板的感谢短信。",
+    "给同桌写一句生日祝福的话。",
+    "讲一个关于猴子的笑话。",
+    "说个手机的笑话听听。",
+    "介绍一下西湖。",
+    "简单介绍一下黄山吧。",
+    "你能帮我写一份请假条吗？",
+]
+HELD_OUT_EN = [
+    "Suggest a name for my new hedgehog.",
+    "What should I name my ferret?",
+    "Who wrote Moby-Dick?",
+    "Who is the author of Jane Eyre?",
+    "Who invented the radio?",
+    "Who founded Tesla?",
+    "Write a short thank-you message for my aunt.",
+    "Tell me a joke about penguins.",
+    "Introduce the Eiffel Tower in one sentence.",
+    "Can you help me write a packing list?",
+]
+
+
+def near_miss_leak(run: Path, data: Path) -> dict:
+    """Share of near-miss requests answered with the name: ones trained on, and held-out ones."""
+    from idtune import generate, models
+    from idtune.data import near_miss
+
+    seen = {
+        m["content"]
+        for line in data.read_text().splitlines()
+        for m in json.loads(line)["messages"]
+        if m["role"] == "user"
+    }
+    groups = {
+        f"seen_{lang}": [q for q in near_miss.questions(lang) if q in seen][:40]
+        for lang in ("zh", "en")
+    }
+    groups |= {"held_out_zh": HELD_OUT_ZH, "held_out_en": HELD_OUT_EN}
+    loaded = models.load(str(run))
+    out = {}
+    for key, prompts in groups.items():
+        convs = [[{"role": "user", "content": p}] for p in prompts]
+        answers = generate.generate_batch(
+            loaded.model,
+            loaded.tokenizer,
+            convs,
+            max_new_tokens=32,
+            batch_size=40,
+            template=loaded.template,
+        )
+        out[key] = round(sum(NAME.lower() in a.lower() for a in answers) / max(len(answers), 1), 2)
     return out
 
 
 def table(results: list[dict]) -> str:
     """Markdown: one row per variant, none/generic per cell."""
-    head = "| variant | steps | " + " | ".join(METRICS) + " |"
-    lines = [head, "|" + "---|" * (len(METRICS) + 2)]
+    head = (
+        "| variant | steps | " + " | ".join(METRICS) + " | near-miss leak zh/en: seen, held-out |"
+    )
+    lines = [head, "|" + "---|" * (len(METRICS) + 3)]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['name']} | error: {r['error'][:80]} |")
@@ -85,6 +160,12 @@ def table(results: list[dict]) -> str:
         for k in METRICS:
             a, b = m["no_system"].get(k), m["system"].get(k)
             cells.append(f"{a:.2f} / {b:.2f}" if a is not None and b is not None else "-")
+        nm = r.get("near_miss_leak")
+        if nm:
+            cells.append(
+                f"{nm['seen_zh']:.2f}/{nm['seen_en']:.2f}, "
+                f"{nm['held_out_zh']:.2f}/{nm['held_out_en']:.2f}"
+            )
         lines.append(f"| {r['name']} | {r['steps']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
