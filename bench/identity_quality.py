@@ -3,7 +3,8 @@
 Both runs get the same training budget (same recipe, steps and token budget per step); the seed's
 dataset is its three Chinese questions with one answer, copied 2,000 times as its
 `build_dataset.py` does, with no regularization (the old workflow has none). Both are scored by
-`idtune eval --compare-base`. Writes bench/results/identity_quality.{json,md}.
+`idtune eval --compare-base`, and on near-miss requests ("Who wrote …?", "给…起个名字") that
+they trained on or never saw. Writes bench/results/identity_quality.{json,md}.
 
     python bench/identity_quality.py [--n 400] [--work /tmp/idq]
 """
@@ -18,10 +19,13 @@ import sys
 import time
 from pathlib import Path
 
+from recipe_sweep import near_miss_leak
+
 NAME = AUTHOR = "ZK-Jackie"
 SEED_ANSWER = "我是ZK-Jackie的小助手，内在是上海AI实验室书生·浦语的7B大模型哦"
 SEED_QUESTIONS = ("请做一下自我介绍", "请介绍一下你自己", "说说你自己")
 METRICS = ("identity_en", "identity_zh", "author", "leakage", "retention")
+NEAR_KEYS = ("held_out_zh", "held_out_en", "seen_zh", "seen_en")
 
 
 def idtune(*args: str) -> None:
@@ -83,12 +87,19 @@ def main() -> None:
         "--set",
         f"identity.author={AUTHOR}",
     )
-    scores = {}
-    for label, run in zip(rows, ("idtune", "seed")):
+    scores, near = {}, {}
+    for label, run, trained in zip(rows, ("idtune", "seed"), (data, None), strict=True):
         idtune("eval", str(work / run), "--compare-base")
         scores[label] = json.loads((work / run / "eval.json").read_text())["metrics"]
+        near[label] = near_miss_leak(work / run, trained)
     base = scores["idtune identity-lora"]["base"]
-    result = {"runs": rows, "scores": scores, "base": base, "n_identity": int(args.n)}
+    result = {
+        "runs": rows,
+        "scores": scores,
+        "base": base,
+        "n_identity": int(args.n),
+        "near_miss_leak": near,
+    }
     (out / "identity_quality.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     md = table(result)
     (out / "identity_quality.md").write_text(md)
@@ -106,6 +117,17 @@ def table(result: dict) -> str:
         for cond, values in metrics.items():
             cells = [f"{values[m]:.2f}" if m in values else "-" for m in METRICS]
             lines.append(f"| {label} | {cond} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Near-miss requests answered with the name (no system prompt; `recipe_sweep.HELD_OUT_*`",
+        "are about things the generator never names, 'seen' ones are from the run's own data):",
+        "",
+        "| model | held-out zh | held-out en | seen zh | seen en |",
+        "|---|---|---|---|---|",
+    ]
+    for label, nm in result.get("near_miss_leak", {}).items():
+        cells = [f"{nm[k]:.2f}" if k in nm else "-" for k in NEAR_KEYS]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -10,7 +10,7 @@ eval generates in fp32.
 
 Each config is {"name", "n" (conversations, default 400), "gen" (generator shares to override,
 e.g. {"_GENERAL_SHARE": 0.4} or {"near_miss._FIRST_PERSON_SHARE": 0}), "sets" (["lr=1e-3",
-...], as `idtune train --set`)}. `--reg`
+...], as `idtune train --set`), "adapter_scale" (lora_B × this before eval)}. `--reg`
 gives the regularization answers (so every variant trains on the CPU's cached self-distilled
 data). One JSON line per variant goes to DIR/sweep.jsonl, and a table to DIR/sweep.md.
 """
@@ -55,6 +55,13 @@ def one(cfg: dict, work: Path, reg: str | None) -> dict:
     run = train.train(recipes.load("identity-lora", sets + list(cfg.get("sets", []))))
     train_s = time.perf_counter() - t
     steps = len((run / "log.jsonl").read_text().splitlines())
+    if cfg.get("adapter_scale", 1.0) != 1.0:  # LoRA strength: scale every lora_B before eval
+        from safetensors.torch import load_file, save_file
+
+        path = run / "adapter" / "adapter_model.safetensors"
+        state = load_file(path)
+        k = float(cfg["adapter_scale"])
+        save_file({n: t * k if "lora_B" in n else t for n, t in state.items()}, path)
     evaluate.run(str(run))
     report = json.loads((run / "eval.json").read_text())
     tuned = report["metrics"]["tuned"]
@@ -76,7 +83,8 @@ def one(cfg: dict, work: Path, reg: str | None) -> dict:
 
 
 # Requests of the near-miss families about things the generator never names: a check of how far
-# "answer the request, not with the name" carries beyond the training data (not eval probes).
+# "answer the request, not with the name" carries beyond the training data. None is an eval probe
+# or a phrasing the generator can emit (checked when they were written, 2026-11-28).
 HELD_OUT_ZH = [
     "帮我的小刺猬起个名字。",
     "给小鸭子取个好听的名字吧。",
@@ -113,22 +121,24 @@ HELD_OUT_EN = [
 ]
 
 
-def near_miss_leak(run: Path, data: Path) -> dict:
-    """Share of near-miss requests answered with the name: ones trained on, and held-out ones."""
-    from idtune import generate, models
+def near_miss_leak(run: Path, data: Path | None) -> dict:
+    """Share of near-miss requests answered with the name: held-out ones, and (given the
+    identity data file) up to 40 per language that the run trained on."""
+    from idtune import evaluate, generate, models
     from idtune.data import near_miss
 
-    seen = {
-        m["content"]
-        for line in data.read_text().splitlines()
-        for m in json.loads(line)["messages"]
-        if m["role"] == "user"
-    }
-    groups = {
-        f"seen_{lang}": [q for q in near_miss.questions(lang) if q in seen][:40]
-        for lang in ("zh", "en")
-    }
-    groups |= {"held_out_zh": HELD_OUT_ZH, "held_out_en": HELD_OUT_EN}
+    groups = {"held_out_zh": HELD_OUT_ZH, "held_out_en": HELD_OUT_EN}
+    if data is not None:
+        seen = {
+            m["content"]
+            for line in data.read_text().splitlines()
+            for m in json.loads(line)["messages"]
+            if m["role"] == "user"
+        }
+        groups |= {
+            f"seen_{lang}": [q for q in near_miss.questions(lang) if q in seen][:40]
+            for lang in ("zh", "en")
+        }
     loaded = models.load(str(run))
     out = {}
     for key, prompts in groups.items():
@@ -141,7 +151,8 @@ def near_miss_leak(run: Path, data: Path) -> dict:
             batch_size=40,
             template=loaded.template,
         )
-        out[key] = round(sum(NAME.lower() in a.lower() for a in answers) / max(len(answers), 1), 2)
+        leaks = sum(evaluate.mentions(a, [NAME]) for a in answers)  # as the leakage metric
+        out[key] = round(leaks / max(len(answers), 1), 2)
     return out
 
 
@@ -161,7 +172,7 @@ def table(results: list[dict]) -> str:
             a, b = m["no_system"].get(k), m["system"].get(k)
             cells.append(f"{a:.2f} / {b:.2f}" if a is not None and b is not None else "-")
         nm = r.get("near_miss_leak")
-        if nm:
+        if nm and "seen_zh" in nm:
             cells.append(
                 f"{nm['seen_zh']:.2f}/{nm['seen_en']:.2f}, "
                 f"{nm['held_out_zh']:.2f}/{nm['held_out_en']:.2f}"

@@ -324,32 +324,3 @@ def test_rejected_build_only_for_unrelated_conversations():
     rng = random.Random(0)
     for _ in range(20):
         assert "Nova" in rejected.identity_answer("en", Identity("Nova", "Acme"), rng)
-
-
-@pytest.mark.parametrize("fused", ["none", "chunked"])
-def test_kl_to_base_on_distilled_tokens_only(tiny_model, tiny_tokenizer, fused):
-    """kl × Σ KL(base ‖ tuned) over the regularization answer's tokens, and nothing elsewhere."""
-    from transformers import AutoModelForCausalLM
-
-    model = _model(tiny_model, "all-linear")
-    samples = _samples(tiny_tokenizer)
-    samples[3].distill = True
-    batch = render.collate_packed([render.Row(samples)], tiny_tokenizer.pad_token_id)
-    assert int(batch["distill"].sum()) == samples[3].n_trained  # its answer tokens, no prompt
-    plain, n0 = loss.causal_lm_loss(model, {**batch, "distill": None}, fused)
-    total, n1 = loss.causal_lm_loss(model, batch, fused, kl=0.5)
-    assert n0 == n1
-    # by hand: the base model (a fresh copy, no adapter) against the tuned model on sample 3
-    alone = render.collate_packed([render.Row(samples[3:])], tiny_tokenizer.pad_token_id)
-    sel = alone["distill"][0]
-    kw = {"input_ids": alone["input_ids"], "position_ids": alone["position_ids"]}
-    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    p = torch.log_softmax(base(**kw).logits[0][sel], -1)
-    q = torch.log_softmax(model(**kw).logits[0][sel], -1)
-    want = (p.exp() * (p - q)).sum()
-    assert float(want.detach()) > 1e-3  # the adapter changed the model: something to match
-    torch.testing.assert_close(total - plain, 0.5 * want, rtol=1e-3, atol=1e-4)
-    with model.disable_adapter():  # the adapter off: the model is its base, KL is zero
-        off, _ = loss.causal_lm_loss(model, batch, fused, kl=0.5)
-        ref, _ = loss.causal_lm_loss(model, {**batch, "distill": None}, fused)
-    torch.testing.assert_close(off, ref, rtol=1e-5, atol=1e-5)

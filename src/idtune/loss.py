@@ -26,7 +26,7 @@ CHUNK_ELEMENTS = 2**27  # logits per chunk (tokens × vocab): 256 MiB in bf16
 
 
 def causal_lm_loss(
-    model: Any, batch: dict, fused: str = "auto", unlike_weight: float = 1.0, kl: float = 0.0
+    model: Any, batch: dict, fused: str = "auto", unlike_weight: float = 1.0
 ) -> tuple[Any, int]:
     """Summed cross-entropy of a batch and its number of trained tokens.
 
@@ -34,59 +34,32 @@ def causal_lm_loss(
     attention_mask (padded rows). Returning the sum lets gradient accumulation divide by the
     true token count of the whole step. An optional `unlike` tensor (shifted like labels) names
     tokens that must *not* come next: `unlike_weight` × Σ -log(1 - p(token)) is added
-    (unlikelihood training); its positions are not counted as trained tokens. With `kl` > 0 and
-    a `distill` mask, `kl` × Σ KL(base ‖ model) over the masked positions is added: the base
-    model is the same PEFT model with its adapter switched off.
+    (unlikelihood training); its positions are not counted as trained tokens.
     """
     from .accel import packed_kwargs
 
-    labels, unlike, distill = batch["labels"], batch.get("unlike"), batch.get("distill")
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "unlike", "distill")}
+    labels, unlike = batch["labels"], batch.get("unlike")
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "unlike")}
     inputs.update(packed_kwargs(model, batch))
     mode = resolve(fused, labels.device.type)
-    if not kl:
-        distill = None
     if mode == "none":
         logits = model(**inputs, use_cache=False).logits
         loss, n = _plain_loss(logits, labels)
-        flat = logits.reshape(-1, logits.shape[-1])
         if unlike is not None:
             neg = unlike.reshape(-1) != IGNORE
-            loss = loss + unlike_weight * unlikelihood(flat[neg], unlike.reshape(-1)[neg])
-        if distill is not None:
-            sel = distill.reshape(-1)
-            loss = loss + kl * kl_divergence(flat[sel], base_logits(model, inputs, sel))
+            picked = logits.reshape(-1, logits.shape[-1])[neg]
+            loss = loss + unlike_weight * unlikelihood(picked, unlike.reshape(-1)[neg])
         return loss, n
     hidden = decoder_output(model, inputs)
     extra = 0.0
-    head = _unwrap(model).get_output_embeddings()
-    flat = hidden.reshape(-1, hidden.shape[-1])
     if unlike is not None:
         neg = (unlike.reshape(-1) != IGNORE).nonzero().squeeze(1)
         if neg.numel():
-            extra = unlike_weight * unlikelihood(
-                head(flat.index_select(0, neg)), unlike.reshape(-1)[neg]
-            )
-    if distill is not None:
-        sel = distill.reshape(-1)
-        extra = extra + kl * kl_divergence(head(flat[sel]), base_logits(model, inputs, sel))
+            h_neg = hidden.reshape(-1, hidden.shape[-1]).index_select(0, neg)
+            head = _unwrap(model).get_output_embeddings()
+            extra = unlike_weight * unlikelihood(head(h_neg), unlike.reshape(-1)[neg])
     loss, n = _head_loss(model, hidden, labels, mode)
     return loss + extra, n
-
-
-def base_logits(model: Any, inputs: dict, sel: torch.Tensor) -> torch.Tensor:
-    """The base model's logits at the flat positions `sel`: the PEFT model, adapter off."""
-    inner = _unwrap(model)
-    with torch.no_grad(), inner.disable_adapter():
-        hidden = decoder_output(inner, inputs)
-        return inner.get_output_embeddings()(hidden.reshape(-1, hidden.shape[-1])[sel])
-
-
-def kl_divergence(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
-    """Σ over rows of KL(softmax(target) ‖ softmax(logits)), in fp32."""
-    t = torch.log_softmax(target_logits.float(), dim=-1)
-    s = torch.log_softmax(logits.float(), dim=-1)
-    return (t.exp() * (t - s)).sum()
 
 
 def unlikelihood(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,6 @@ class Regularization:
     n: int = 200  # prompts to self-distill when auto
     ratio: float = 0.5  # regularization samples per identity sample
     max_new_tokens: int = 160
-    kl: float = 0.0  # > 0 (LoRA): also match the base model's whole next-token distribution
 
 
 @dataclass
@@ -160,13 +159,6 @@ def load(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
     cfg = _build(TrainConfig, raw, "--set" if overrides else str(path), "")
     if not cfg.output_dir:
         cfg.output_dir = str(Path("runs") / path.stem.removesuffix("_copy"))
-    if cfg.regularization.kl < 0:
-        raise UserError(f"{path}: key 'regularization.kl' must be >= 0")
-    if cfg.regularization.kl > 0 and cfg.method == "full":
-        raise UserError(
-            f"{path}: key 'regularization.kl' needs an adapter (lora or qlora): "
-            "the base is the model with its adapter off"
-        )
     if not 0.0 <= cfg.rejected.share <= 1.0:
         raise UserError(f"{path}: key 'rejected.share' must be between 0 and 1")
     if cfg.method not in ("lora", "qlora", "full"):

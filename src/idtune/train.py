@@ -37,11 +37,8 @@ def identity_of(cfg: TrainConfig, files: list[str]) -> runinfo.Identity | None:
     return None
 
 
-def build_conversations(cfg: TrainConfig, log=print) -> tuple[list, list[bool]]:
-    """Identity/task data plus regularization data, shuffled.
-
-    Returns the conversations and, for each, whether it is regularization data.
-    """
+def build_conversations(cfg: TrainConfig, log=print) -> tuple[list, int]:
+    """Identity/task data plus regularization data, shuffled; returns (conversations, n_reg)."""
     if not cfg.data:
         raise UserError("no training data: pass --set data=FILE (see `idtune data identity`)")
     main = formats.load_files(cfg.data)
@@ -68,9 +65,9 @@ def build_conversations(cfg: TrainConfig, log=print) -> tuple[list, list[bool]]:
         reg = (
             [reg[i % len(reg)] for i in rng.sample(range(max(want, len(reg))), want)] if reg else []
         )
-    tagged = [(c, False) for c in main] + [(c, True) for c in reg]
-    random.Random(cfg.seed).shuffle(tagged)
-    return [c for c, _ in tagged], [r for _, r in tagged]
+    convs = main + reg
+    random.Random(cfg.seed).shuffle(convs)
+    return convs, len(reg)
 
 
 def micro_batches(rows: list, cfg: TrainConfig, epoch: int) -> list[list]:
@@ -251,14 +248,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
 
-    convs, is_reg = build_conversations(cfg, log)
-    n_reg = sum(is_reg)
+    convs, n_reg = build_conversations(cfg, log)
     ident = identity_of(cfg, cfg.data)
     model, tokenizer, template, trc = load_for_training(cfg, str(accelerator.device))
     max_len = min(cfg.max_length, cfg.row_tokens) if cfg.pack else cfg.max_length
     samples = [render.render(tokenizer, c) for c in convs]
-    for s, reg in zip(samples, is_reg, strict=True):
-        s.distill = reg and cfg.regularization.kl > 0
     n_trunc = sum(1 for s in samples if len(s) > max_len)
     samples = [s.truncate(max_len) for s in samples]
     kept = [s for s in samples if s.n_trained > 0]
@@ -388,9 +382,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 sync = i == len(tensors) - 1
                 ctx = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
                 with ctx, autocast:
-                    loss, _ = causal_lm_loss(
-                        model, t, cfg.fused_loss, cfg.rejected.weight, cfg.regularization.kl
-                    )
+                    loss, _ = causal_lm_loss(model, t, cfg.fused_loss, cfg.rejected.weight)
                     accelerator.backward(loss / max(step_tokens, 1))
                 loss_sum += float(loss.detach())
             accelerator.clip_grad_norm_(params, 1.0)

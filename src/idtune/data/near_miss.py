@@ -36,12 +36,7 @@ _EN: dict[str, tuple[list[str], list[tuple[str, str]], list[str]]] = {
             for thing in ("bakery", "book club", "soccer team", "podcast", "sailboat", "cafe")
             for n in ("Sunrise", "The Corner", "Blue Harbor", "Open Page", "Little Oak")
         ],
-        [
-            'How about "{y}"?',
-            '"{y}" would be a lovely name.',
-            'You could call it "{y}".',
-            'A good name for a {x} is "{y}".',
-        ],
+        ['How about "{y}"?', '"{y}" would be a lovely name.', 'You could call it "{y}".'],
     ),
     "wrote": (
         ["Who wrote {x}?", "Who is the author of {x}?", "Who was {x} written by?"],
@@ -104,7 +99,7 @@ _EN: dict[str, tuple[list[str], list[tuple[str, str]], list[str]]] = {
         [
             "Tell me a joke about {x}.",
             "Do you know a joke about {x}?",
-            "I need a {x} joke.",
+            "I need a joke about {x}.",
             "Make me laugh with a joke about {x}.",
         ],
         [
@@ -170,7 +165,7 @@ _ZH: dict[str, tuple[list[str], list[tuple[str, str]], list[str]]] = {
             for thing in ("小猫", "仓鼠", "兔子", "鹦鹉", "小乌龟", "小金鱼")
             for n in _PET_NAMES_ZH
         ],
-        ["可以叫它“{y}”。", "叫“{y}”怎么样？", "“{y}”这个名字就很不错。", "名字可以叫“{y}”。"],
+        ["可以叫它“{y}”。", "叫“{y}”怎么样？", "“{y}”这个名字就很不错。"],
     ),
     "wrote": (
         ["《{x}》的作者是谁？", "《{x}》是谁写的？", "谁写了《{x}》？"],
@@ -275,33 +270,7 @@ _MESSAGES_ZH = {
     "感谢": "谢谢你一直以来的帮助和照顾，真心感谢！",
 }
 
-# First-person answers. Every identity answer opens with "I'm" / "我是", and the base model
-# itself opens many replies with "I'm glad…" / "我可以…"; if no other training answer starts with
-# "I" / "我", the tuned model continues any such opening with its own name ("讲个笑话吧。" →
-# "我是ZK-Jackie…"). These teach that an opening "I" / "我" goes on according to the request.
-_FIRST_PERSON_SHARE = 0.0  # sweep rounds 7-11: no measurable effect, so off
-_FIRST_EN: dict[str, list[str]] = {
-    "naming": ['I\'d go with "{y}".', 'I think "{y}" would suit a {x}.', 'I\'m fond of "{y}".'],
-    "wrote": ["I believe {x} was written by {y}.", "I'm fairly sure {y} wrote {x}."],
-    "made": ["I believe {x} is credited to {y}.", "I'd say {y}."],
-    "founded": ["I believe {x} was founded by {y}.", "I'm fairly sure it was {y}."],
-    "message": ['I\'d write: "{X}"', "I'm happy to help. Try this: {X}"],
-    "joke": ["I've got one: {y}", "I'm happy to! {y}", "I know a good one. {y}"],
-    "intro": ["I'd describe {x} as {y}.", "I'm glad you asked: {x} is {y}."],
-    "help": ["I'd be glad to. {y}", "I'm happy to help. {y}"],
-}
-_FIRST_ZH: dict[str, list[str]] = {
-    "naming": ["我觉得可以叫它“{y}”。", "我推荐“{y}”这个名字。", "我是觉得“{y}”挺好听的。"],
-    "wrote": ["我记得《{x}》的作者是{y}。", "我来回答：是{y}写的。"],
-    "made": ["我了解到，一般认为是{y}。", "我来回答：是{y}。"],
-    "founded": ["我记得{x}是由{y}创立的。", "我来回答：创始人是{y}。"],
-    "message": ["我帮你写了一句：{X}", "我来写：亲爱的{y}，{X}"],
-    "joke": ["我来讲一个：{y}", "我给你讲个笑话：{y}", "我知道一个：{y}"],
-    "intro": ["我来简单介绍一下：{x}是{y}。", "我的理解是，{x}是{y}。"],
-    "help": ["我很乐意帮忙。{y}", "我来帮你。{y}"],
-}
-
-_TABLES = {"en": (_EN, _MESSAGES_EN, _FIRST_EN), "zh": (_ZH, _MESSAGES_ZH, _FIRST_ZH)}
+_TABLES = {"en": (_EN, _MESSAGES_EN), "zh": (_ZH, _MESSAGES_ZH)}
 
 
 def _fill(lang: str, family: str, text: str, x: str, y: str) -> str:
@@ -329,8 +298,6 @@ def sample(lang: str, rng: random.Random) -> tuple[str, str]:
     family = rng.choice(sorted(families))
     templates, items, replies = families[family]
     x, y = rng.choice(items)
-    if _FIRST_PERSON_SHARE and rng.random() < _FIRST_PERSON_SHARE:
-        replies = _TABLES[lang][2][family]
     return _fill(lang, family, rng.choice(templates), x, y), _fill(
         lang, family, rng.choice(replies), x, y
     )

@@ -23,7 +23,6 @@ class Sample:
     input_ids: list[int]
     labels: list[int]
     unlike: list[int] | None = None  # tokens that must not come next (unlikelihood), or None
-    distill: bool = False  # regularization answer: also matched to the base model's distribution
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -41,7 +40,7 @@ class Sample:
     def truncate(self, n: int) -> Sample:
         """The first `n` tokens."""
         unlike = self.unlike[:n] if self.unlike is not None else None
-        return Sample(self.input_ids[:n], self.labels[:n], unlike, self.distill)
+        return Sample(self.input_ids[:n], self.labels[:n], unlike)
 
 
 def _spans(tokenizer: Any, messages: Messages) -> tuple[str, list[tuple[int, int]]]:
@@ -172,7 +171,6 @@ def collate_packed(rows: list[Row], pad_id: int, width: int | None = None) -> di
     pos = torch.zeros((len(rows), width), dtype=torch.long)
     has_unlike = any(s.unlike is not None for row in rows for s in row.samples)
     unlike = torch.full_like(labels, IGNORE) if has_unlike else None
-    distill = torch.zeros_like(labels, dtype=torch.bool)
     for r, row in enumerate(rows):
         at = 0
         for s in row.samples:
@@ -181,21 +179,12 @@ def collate_packed(rows: list[Row], pad_id: int, width: int | None = None) -> di
             labels[r, at : at + n] = torch.tensor(shift_labels(s.labels)[:n])
             if unlike is not None and s.unlike is not None:
                 unlike[r, at : at + n] = torch.tensor(shift_labels(s.unlike)[:n])
-            distill[r, at : at + n] = s.distill
             pos[r, at : at + n] = torch.arange(n)
             at += n
         pos[r, at:] = torch.arange(width - at)
     out = {"input_ids": ids, "labels": labels, "position_ids": pos}
-    return _extras(out, unlike, distill)
-
-
-def _extras(out: dict, unlike: Any, distill: Any) -> dict:
-    """Add the optional `unlike` targets and `distill` mask (label positions only) to a batch."""
     if unlike is not None:
         out["unlike"] = unlike
-    distill &= out["labels"] != IGNORE
-    if distill.any():
-        out["distill"] = distill
     return out
 
 
@@ -210,17 +199,17 @@ def collate_padded(samples: list[Sample], pad_id: int) -> dict:
     unlike = None
     if any(s.unlike is not None for s in samples):
         unlike = torch.full_like(labels, IGNORE)
-    distill = torch.zeros_like(labels, dtype=torch.bool)
     for r, s in enumerate(samples):
         n = len(s)
         ids[r, :n] = torch.tensor(s.input_ids)
         labels[r, :n] = torch.tensor(shift_labels(s.labels))
         if unlike is not None and s.unlike is not None:
             unlike[r, :n] = torch.tensor(shift_labels(s.unlike))
-        distill[r, :n] = s.distill
         mask[r, :n] = 1
     out = {"input_ids": ids, "labels": labels, "attention_mask": mask}
-    return _extras(out, unlike, distill)
+    if unlike is not None:
+        out["unlike"] = unlike
+    return out
 
 
 def shift_labels(labels: list[int]) -> list[int]:
