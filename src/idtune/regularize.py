@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import UserError
 
-BATCH_SIZE = 16
+BATCH_SIZE = 32  # 224 answers on 2 cores: 84 s (16: 112 s), the same answers
 
 
 def prompts() -> list[dict[str, str]]:
