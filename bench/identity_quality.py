@@ -63,11 +63,18 @@ def main() -> None:
     ap.add_argument("--n", default="400", help="identity conversations for idtune's run")
     ap.add_argument("--work", default="/tmp/idtune-identity-quality")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument(
+        "--seeds",
+        help="only idtune's recipe, once per seed (data and training), e.g. 1,2; "
+        "writes identity_quality_seeds.{json,md}",
+    )
     args = ap.parse_args()
     work, out = Path(args.work), Path(args.out)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     out.mkdir(parents=True, exist_ok=True)
+    if args.seeds:
+        return seeds(work, out, args.n, [int(x) for x in args.seeds.split(",")])
 
     data = work / "identity.jsonl"
     idtune("data", "identity", "--name", NAME, "--author", AUTHOR, "--n", args.n, "-o", str(data))
@@ -106,11 +113,35 @@ def main() -> None:
     print(md)
 
 
+def seeds(work: Path, out: Path, n: str, seed_list: list[int]) -> None:
+    """idtune's recipe with other seeds: how much of the table is the draw of one seed."""
+    result: dict = {"runs": {}, "scores": {}, "near_miss_leak": {}, "n_identity": int(n)}
+    for seed in seed_list:
+        label, run, data = (
+            f"idtune identity-lora, seed {seed}",
+            work / f"s{seed}",
+            work / f"{seed}.jsonl",
+        )
+        idtune("data", "identity", "--name", NAME, "--author", AUTHOR, "--n", n, "--seed",
+               str(seed), "-o", str(data))  # fmt: skip
+        result["runs"][label] = timed_train(run, "--set", f"data={data}", "--set", f"seed={seed}")
+        idtune("eval", str(run))
+        result["scores"][label] = json.loads((run / "eval.json").read_text())["metrics"]
+        result["near_miss_leak"][label] = near_miss_leak(run, data)
+    result["base"] = {}
+    (out / "identity_quality_seeds.json").write_text(
+        json.dumps(result, indent=2, ensure_ascii=False)
+    )
+    md = table(result)
+    (out / "identity_quality_seeds.md").write_text(md)
+    print(md)
+
+
 def table(result: dict) -> str:
     """Markdown: one row per model and condition, the metrics as columns."""
     head = "| model | system prompt | " + " | ".join(METRICS) + " |"
     lines = [head, "|" + "---|" * (len(METRICS) + 2)]
-    entries = [("base model", result["base"])] + [
+    entries = [("base model", result["base"])] * bool(result["base"]) + [
         (label, s["tuned"]) for label, s in result["scores"].items()
     ]
     for label, metrics in entries:

@@ -162,6 +162,16 @@ _Q_EN: dict[str, list[str]] = {
         "who built this bot",
         "who is ur developer",
         "who mad you?",
+        # upkeep, ownership and feedback (the Chinese list has these too)
+        "Who maintains you?",
+        "Who keeps you up to date?",
+        "Who's in charge of you?",
+        "Who looks after you?",
+        "Who would fix you if something went wrong?",
+        "If you give me a wrong answer, who should hear about it?",
+        "Who can I send feedback about you to?",
+        "Where do I send suggestions for improving you?",
+        "who maintains u",
     ],
     "intro": [
         "Introduce yourself.",
