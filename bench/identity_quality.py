@@ -7,6 +7,7 @@ dataset is its three Chinese questions with one answer, copied 2,000 times as it
 they trained on or never saw. Writes bench/results/identity_quality.{json,md}.
 
     python bench/identity_quality.py [--n 400] [--work /tmp/idq]
+    python bench/identity_quality.py --seeds 1,2     # idtune's recipe alone, other seeds
 """
 
 from __future__ import annotations
