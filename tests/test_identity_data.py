@@ -223,20 +223,19 @@ def test_multi_turn_share_and_kinds(rows, question_index):
 
 
 def test_language_switches_mid_chat_and_the_answer_follows(rows, question_index):
-    cjk = re.compile(r"[\u4e00-\u9fff]")
     switched = 0
     for r in rows:
         turns = [m for m in r["messages"] if m["role"] != "system"]
         users = [m["content"] for m in turns if m["role"] == "user"]
         if len(users) < 2 or users[-1] not in question_index:
             continue
-        first = question_index.get(users[0], ("zh" if cjk.search(users[0]) else "en",))[0]
+        first = question_index.get(users[0], ("zh" if CJK.search(users[0]) else "en",))[0]
         last_lang = question_index[users[-1]][0]
         if first != last_lang:
             switched += 1
             name = IDENT[last_lang][0]
             assert name in turns[-1]["content"]  # answered with the name of the question's language
-            assert bool(cjk.search(turns[-1]["content"])) == (last_lang == "zh")
+            assert bool(CJK.search(turns[-1]["content"])) == (last_lang == "zh")
     assert switched > 0
 
 

@@ -115,7 +115,12 @@ def _pattern(term: str) -> str:
 
 def mentions(text: str, terms: Sequence[str]) -> bool:
     """Whether `text` contains any of `terms`, case-insensitively (see `_pattern`)."""
-    return any(re.search(_pattern(t), text, re.IGNORECASE) for t in terms if t)
+    return bool(mention_spans(text, terms))
+
+
+def mention_spans(text: str, terms: Sequence[str]) -> list[tuple[int, int]]:
+    """(start, end) of every match of `terms` in `text`, as `mentions` matches them."""
+    return [m.span() for t in terms if t for m in re.finditer(_pattern(t), text, re.IGNORECASE)]
 
 
 def is_correct(answer: str, accepted: Sequence[str]) -> bool:

@@ -101,15 +101,11 @@ def render_rejected(
     down: not the words before it ("I am", "我是"), which are fine elsewhere, nor the rest of
     the answer once it has started (where naming the author again is right).
     """
+    from ..evaluate import mention_spans  # a mention as the leakage metric sees one
+
     text, spans = _spans(tokenizer, messages)
     start, end = spans[-1]
-    answer = text[start:end].lower()
-    ranges = []
-    for term in (t.lower() for t in terms if t):
-        at = answer.find(term)
-        while at >= 0:
-            ranges.append((start + at, start + at + len(term)))
-            at = answer.find(term, at + 1)
+    ranges = [(start + a, start + b) for a, b in mention_spans(text[start:end], terms)]
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     first = next((k for k, (_, b) in enumerate(offsets) if b > start), len(ids))
