@@ -270,7 +270,6 @@ _MESSAGES_ZH = {
     "感谢": "谢谢你一直以来的帮助和照顾，真心感谢！",
 }
 
-_ZH_OPENER = ""  # experiment (sweep rounds 16-17): a prefix for Chinese answers
 _TABLES = {"en": (_EN, _MESSAGES_EN), "zh": (_ZH, _MESSAGES_ZH)}
 
 
@@ -299,7 +298,6 @@ def sample(lang: str, rng: random.Random) -> tuple[str, str]:
     family = rng.choice(sorted(families))
     templates, items, replies = families[family]
     x, y = rng.choice(items)
-    answer = _fill(lang, family, rng.choice(replies), x, y)
-    if lang == "zh" and _ZH_OPENER and not answer.startswith(_ZH_OPENER):
-        answer = _ZH_OPENER + answer
-    return _fill(lang, family, rng.choice(templates), x, y), answer
+    return _fill(lang, family, rng.choice(templates), x, y), _fill(
+        lang, family, rng.choice(replies), x, y
+    )
