@@ -2,8 +2,9 @@
 
 Exploration, not the measurement of record: a GPU's numbers differ a little from the CPU's, so
 the targets are measured on the CPU by `bench/identity_quality.py`. To stay close to it, training
-keeps fp32 weights with bf16 autocast (as on a CPU with AVX512-BF16) and the plain loss, and
-eval generates in fp32.
+keeps fp32 weights with bf16 autocast (as on a CPU with AVX512-BF16) and the default (chunked)
+loss, as on the CPU, and eval generates in fp32. Rounds 1-19 ran with the plain loss, which the
+CPU used until then.
 
     python bench/recipe_sweep.py --configs bench/sweeps/round1.json --jobs 8 --out DIR \
         [--reg FILE]
@@ -48,7 +49,7 @@ def one(cfg: dict, work: Path, reg: str | None) -> dict:
     rows[0] = {**rows[0], "identity": {"name": NAME, "author": AUTHOR}}
     data = work / "identity.jsonl"
     write_jsonl(data, rows)
-    sets = [f"data={data}", f"output_dir={work / 'run'}", "fused_loss=none"]
+    sets = [f"data={data}", f"output_dir={work / 'run'}"]
     if reg:
         sets.append(f"regularization.files=[{reg}]")
     t = time.perf_counter()

@@ -210,7 +210,8 @@ def test_optimize_casts_lora_to_base_dtype(tiny_model):
 
 
 def test_resolve():
-    assert loss.resolve("auto", "cpu") == "none"
+    assert loss.resolve("auto", "cpu") == "chunked"
+    assert loss.resolve("none", "cpu") == "none"
     assert loss.resolve("auto", "cuda") == "chunked"
     assert loss.resolve("liger", "cpu") == "chunked"
     with pytest.raises(ValueError):

@@ -3,14 +3,16 @@
 A 150k-token vocabulary makes the logits the largest tensor of a training step: 16k tokens ×
 152k × 4 bytes is 10 GB in fp32, before its gradient. Three ways to form the loss:
 
-- `none`: the model's own forward builds all logits (simple; right for CPU and small vocabularies).
+- `none`: the model's own forward builds all logits, at every position (the simple way).
 - `chunked`: the decoder gives hidden states; only positions that carry a label go through the
   LM head, a chunk of tokens at a time, and each chunk's gradient (towards the hidden states and
   any trainable head weights, LoRA included) is computed right away, so one chunk of logits
   exists at a time and nothing is recomputed in backward.
 - `liger`: the same idea in liger-kernel's fused linear cross-entropy (CUDA, a plain linear head).
 
-`auto` is `chunked` on CUDA and `none` elsewhere (see bench/results/train_gpu.md for the numbers).
+`auto` is `chunked` on every device: on CUDA see bench/results/train_gpu.md; on a 2-core CPU the
+`identity-lora` recipe trains in 192 s instead of 228 s with it (BENCHMARKS.md), since 63 % of
+its positions carry no label and need no logits.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def resolve(fused: str, device_type: str) -> str:
     if fused not in ("auto", "chunked", "liger", "none"):
         raise ValueError(f"fused_loss must be auto, chunked, liger or none, got {fused!r}")
     if fused == "auto":
-        return "chunked" if device_type == "cuda" else "none"
+        return "chunked"
     if fused == "liger" and (device_type != "cuda" or not _has_liger()):
         return "chunked"
     return fused
