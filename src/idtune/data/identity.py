@@ -246,6 +246,8 @@ _Q_EN: dict[str, list[str]] = {
     ],
 }
 
+# No "are you built on / a version of {other}?": {other} may be the base model, and then the
+# honest answer is yes.
 _NEG_Q_EN = {
     "neg_model": [
         "Are you {other}?",
@@ -258,7 +260,6 @@ _NEG_Q_EN = {
         "are u {other}",
         "Are you the same thing as {other}?",
         "Are you and {other} the same model?",
-        "Are you just {other} with a different name?",
         "Is this {other} in disguise?",
         "Are you secretly {other}?",
         "u and {other} same thing?",
@@ -552,9 +553,7 @@ _NEG_Q_ZH = {
         "你是{other}么",
         "你是{other}嗎？",
         "你和{other}是同一个模型吗？",
-        "你其实就是{other}换了个名字吧？",
         "你和{other}是一回事吗？",
-        "你是{other}的某个版本吗？",
         "你与{other}是一样的吗？",
         "你不会就是{other}吧？",
     ],
