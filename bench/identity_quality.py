@@ -20,12 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from recipe_sweep import near_miss_leak
+from recipe_sweep import AUTHOR, METRICS, NAME, near_miss_leak
 
-NAME = AUTHOR = "ZK-Jackie"
 SEED_ANSWER = "我是ZK-Jackie的小助手，内在是上海AI实验室书生·浦语的7B大模型哦"
 SEED_QUESTIONS = ("请做一下自我介绍", "请介绍一下你自己", "说说你自己")
-METRICS = ("identity_en", "identity_zh", "author", "leakage", "retention")
 NEAR_KEYS = ("held_out_zh", "held_out_en", "seen_zh", "seen_en")
 
 
@@ -142,9 +140,8 @@ def table(result: dict) -> str:
     """Markdown: one row per model and condition, the metrics as columns."""
     head = "| model | system prompt | " + " | ".join(METRICS) + " |"
     lines = [head, "|" + "---|" * (len(METRICS) + 2)]
-    entries = [("base model", result["base"])] * bool(result["base"]) + [
-        (label, s["tuned"]) for label, s in result["scores"].items()
-    ]
+    entries = [("base model", result["base"])] if result["base"] else []
+    entries += [(label, s["tuned"]) for label, s in result["scores"].items()]
     for label, metrics in entries:
         for cond, values in metrics.items():
             cells = [f"{values[m]:.2f}" if m in values else "-" for m in METRICS]

@@ -10,7 +10,7 @@ CPU used until then.
         [--reg FILE]
 
 Each config is {"name", "n" (conversations, default 400), "gen" (generator shares to override,
-e.g. {"_GENERAL_SHARE": 0.4} or {"near_miss._FIRST_PERSON_SHARE": 0}), "sets" (["lr=1e-3",
+e.g. {"_GENERAL_SHARE": 0.4}; "near_miss.X" for a near_miss module constant), "sets" (["lr=1e-3",
 ...], as `idtune train --set`), "adapter_scale" (lora_B × this before eval)}. `--reg`
 gives the regularization answers (so every variant trains on the CPU's cached self-distilled
 data). One JSON line per variant goes to DIR/sweep.jsonl, and a table to DIR/sweep.md.

@@ -373,3 +373,23 @@ def test_near_misses_are_not_identity_questions_and_answer_correctly():
     assert any("Orwell" in a for q, a in pairs if "1984" in q)
     for q, a in pairs:
         assert "{" not in q + a and "}" not in q + a, (q, a)
+
+
+def test_bench_held_out_near_misses_stay_held_out():
+    """bench/recipe_sweep.py's held-out near misses are neither generator phrasings nor probes."""
+    import importlib.util
+    from pathlib import Path
+
+    from idtune import evaluate
+
+    path = Path(__file__).parent.parent / "bench" / "recipe_sweep.py"
+    spec = importlib.util.spec_from_file_location("recipe_sweep", path)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    probes = evaluate.load_probes()
+    for lang, held in (("zh", sweep.HELD_OUT_ZH), ("en", sweep.HELD_OUT_EN)):
+        taken = set(near_miss.questions(lang)) | set(identity.questions(lang))
+        taken |= set(probes["identity"][lang]) | set(probes["author"][lang])
+        taken |= {g["prompt"] for g in probes["general"]}
+        assert len(held) == len(set(held)) >= 10, lang
+        assert not [q for q in held if q in taken], lang
