@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from idtune.data import identity, near_miss
+from idtune.data import identity, near_miss, phrases
 from idtune.errors import UserError
 
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -22,7 +22,9 @@ def fill(text: str, name: str, author: str) -> str:
     return text.replace("{name}", name).replace("{author}", author)
 
 
-CHAT_QUESTIONS = {q for q, _ in identity._CHAT_EN + identity._CHAT_ZH}
+CHAT_EN, CHAT_ZH = phrases.tables()["en"]["chat"], phrases.tables()["zh"]["chat"]
+CONCISE = {s for t in phrases.tables().values() for s in t["system_prompts"]["concise"]}
+CHAT_QUESTIONS = {q for q, _ in CHAT_EN + CHAT_ZH}
 CHAT_QUESTIONS |= {q for lang in ("en", "zh") for q in near_miss.questions(lang)}
 ARITHMETIC = re.compile(
     r"^(What is |what's |Calculate |请计算)?\d\d ?(plus|minus|times|加|减|乘以) ?\d\d"
@@ -201,7 +203,7 @@ def test_system_prompt_variants(rows):
 
 
 def test_concise_system_prompts_get_one_sentence_answers(rows):
-    concise = [r for r in rows if r["messages"][0]["content"] in identity._CONCISE]
+    concise = [r for r in rows if r["messages"][0]["content"] in CONCISE]
     assert len(concise) > 30
     for r in concise:
         answer = r["messages"][-1]["content"]
@@ -248,7 +250,7 @@ def test_unrelated_answers_are_correct(rows):
     assert "56" in shown.get("What is 7 times 8?", "56")
     assert "Paris" in shown.get("What is the capital of France?", "Paris")
     assert "72" in shown.get("8乘以9等于多少？", "72")
-    assert len(identity._CHAT_EN) >= 40 and len(identity._CHAT_ZH) >= 40
+    assert len(CHAT_EN) >= 40 and len(CHAT_ZH) >= 40
 
 
 def test_message_structure(rows):

@@ -92,15 +92,21 @@ def data_identity(
     lang: Annotated[str, typer.Option(help="Comma-separated languages: zh,en.")] = "zh,en",
     n: Annotated[int, typer.Option("--n", help="Number of conversations.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed (output is deterministic per seed).")] = 0,
+    phrases: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--phrases",
+            help="YAML phrase file shaped like the shipped assets/identity/en.yaml: more "
+            "phrasings for a language, or a new one (then add it to --lang). Repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Write diverse identity conversations (OpenAI messages JSONL)."""
     from .data import identity
     from .data.formats import write_jsonl
 
     langs = [x.strip() for x in lang.split(",") if x.strip()]
-    rows = identity.generate(
-        name=name, author=author, name_zh=name_zh, author_zh=author_zh, langs=langs, n=n, seed=seed
-    )
+    rows = identity.generate(name, author, name_zh, author_zh, langs, n, seed, phrases or [])
     # the first row records who the assistant is, so `idtune train` can put it in idtune.json
     rows[0] = {**rows[0], "identity": {"name": name, "author": author, "name_zh": name_zh,
                                        "author_zh": author_zh}}  # fmt: skip

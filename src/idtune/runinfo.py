@@ -12,12 +12,21 @@ FILENAME = "idtune.json"
 
 @dataclass
 class Identity:
-    """Who the assistant is and who made it."""
+    """Who the assistant is and who made it (also the recipe's `identity` section, where it may
+    be left empty: then the identity data files say it)."""
 
-    name: str
-    author: str
-    name_zh: str | None = None
-    author_zh: str | None = None
+    name: str | None = None
+    author: str | None = None
+    name_zh: str | None = None  # used in Chinese text; default: `name`
+    author_zh: str | None = None  # used in Chinese text; default: `author`
+
+    def name_in(self, lang: str) -> str | None:
+        """The name as written in `lang`."""
+        return (self.name_zh if lang == "zh" else None) or self.name
+
+    def author_in(self, lang: str) -> str | None:
+        """The author as written in `lang`."""
+        return (self.author_zh if lang == "zh" else None) or self.author
 
     @property
     def names(self) -> list[str]:
