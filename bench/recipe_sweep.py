@@ -35,7 +35,7 @@ def one(cfg: dict, work: Path, reg: str | None) -> dict:
     """Run one variant in this process; return its metrics and its failures."""
     import torch
 
-    from idtune import evaluate, models, recipes, train
+    from idtune import evaluate, models, recipes, regularize, train
     from idtune.data import identity, near_miss
     from idtune.data.formats import write_jsonl
 
@@ -53,7 +53,8 @@ def one(cfg: dict, work: Path, reg: str | None) -> dict:
     if reg:
         sets.append(f"regularization.files=[{reg}]")
     t = time.perf_counter()
-    run = train.train(recipes.load("identity-lora", sets + list(cfg.get("sets", []))))
+    config = recipes.load("identity-lora", sets + list(cfg.get("sets", [])))
+    run = train.train(config, distill=regularize.for_training)
     train_s = time.perf_counter() - t
     steps = len((run / "log.jsonl").read_text().splitlines())
     if cfg.get("adapter_scale", 1.0) != 1.0:  # LoRA strength: scale every lora_B before eval

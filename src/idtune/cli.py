@@ -143,9 +143,13 @@ def data_check(
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Validate data files; show counts, a token-length histogram and one rendered sample."""
+    from . import models
     from .data import check
 
-    typer.echo(check.report(files, model, prompt_template, trust_remote_code))
+    def tokenizer():
+        return models.load_tokenizer_for(model, prompt_template, trust_remote_code)
+
+    typer.echo(check.report(files, tokenizer))
 
 
 # ---------------------------------------------------------------- train
@@ -163,13 +167,13 @@ def train_cmd(
     gpus: Annotated[int | None, typer.Option(help="Launch on N GPUs.")] = None,
 ) -> None:
     """Fine-tune (LoRA, QLoRA or full) and write a run directory."""
-    from . import recipes, train
+    from . import recipes, regularize, train
 
     cfg = recipes.load(config, set_ or [])
     if gpus and gpus > 1 or deepspeed:
         train.launch(cfg, config, set_ or [], resume=resume, deepspeed=deepspeed, gpus=gpus)
         return
-    out = train.train(cfg, resume=resume)
+    out = train.train(cfg, resume=resume, distill=regularize.for_training)
     typer.echo(f"run written to {out}")
 
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .data.mentions import mentions
 from .errors import UserError
 
 Messages = list[dict[str, str]]
@@ -95,34 +95,6 @@ def load_probes(path: str | Path | None = None) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- matching
-def _pattern(term: str) -> str:
-    """A term as a regex; ASCII letters/digits at its ends must not touch more of them.
-
-    So "Nova" is found in "I'm Nova." but not in "innovation", "4" not in "14" and "3" not in
-    "3.09"; Chinese terms (no word spaces) match as plain substrings.
-    """
-    p = re.escape(term)
-    if term[:1].isascii() and term[:1].isalnum():
-        p = r"(?<![A-Za-z0-9])" + p
-        if term[:1].isdigit():
-            p = r"(?<![0-9][.,])" + p
-    if term[-1:].isascii() and term[-1:].isalnum():
-        p = p + r"(?![A-Za-z0-9])"
-        if term[-1:].isdigit():
-            p = p + r"(?![.,][0-9])"
-    return p
-
-
-def mentions(text: str, terms: Sequence[str]) -> bool:
-    """Whether `text` contains any of `terms`, case-insensitively (see `_pattern`)."""
-    return bool(mention_spans(text, terms))
-
-
-def mention_spans(text: str, terms: Sequence[str]) -> list[tuple[int, int]]:
-    """(start, end) of every match of `terms` in `text`, as `mentions` matches them."""
-    return [m.span() for t in terms if t for m in re.finditer(_pattern(t), text, re.IGNORECASE)]
-
-
 def is_correct(answer: str, accepted: Sequence[str]) -> bool:
     """A general answer is correct when it contains any accepted answer."""
     return mentions(answer, accepted)

@@ -162,10 +162,22 @@ class Source:
     base: str  # what to load the base weights from (resolved path or hub id)
     adapter: str | None  # adapter directory, if any
     info: runinfo.RunInfo | None
+    template: str | None = None  # named template to apply (flag, run, alias), None: the tokenizer's
+    trust_remote_code: bool = False
 
 
-def locate(spec: str | os.PathLike, adapter: str | os.PathLike | None = None) -> Source:
-    """Work out base weights, adapter and run metadata from a MODEL_OR_RUN argument."""
+def locate(
+    spec: str | os.PathLike,
+    adapter: str | os.PathLike | None = None,
+    *,
+    template: str | None = None,
+    trust_remote_code: bool = False,
+) -> Source:
+    """Work out base weights, adapter, run metadata, template and trust_remote_code from a
+    MODEL_OR_RUN argument (and the `--prompt-template` / `--trust-remote-code` flags).
+
+    This is the one place that decides them; every command that loads a model asks it.
+    """
     spec = str(spec)
     path = Path(spec)
     info = runinfo.load(path) if path.is_dir() else None
@@ -198,7 +210,14 @@ def locate(spec: str | os.PathLike, adapter: str | os.PathLike | None = None) ->
         base = info.base_model
     else:
         base = spec
-    return Source(base=resolve(base), adapter=str(adapter_dir) if adapter_dir else None, info=info)
+    base_spec = info.base_model if (info and adapter_dir is not None) else spec
+    return Source(
+        base=resolve(base),
+        adapter=str(adapter_dir) if adapter_dir else None,
+        info=info,
+        template=template_for(base_spec, info, template),
+        trust_remote_code=trust_remote_code_for(base_spec, info, trust_remote_code),
+    )
 
 
 def template_for(
@@ -310,10 +329,8 @@ def load(
     """Load MODEL_OR_RUN (+ optional adapter) for inference, in eval mode."""
     from transformers import AutoModelForCausalLM
 
-    src = locate(spec, adapter)
-    base_spec = src.info.base_model if (src.info and src.adapter) else str(spec)
-    trc = trust_remote_code_for(base_spec, src.info, trust_remote_code)
-    tmpl = template_for(base_spec, src.info, template)
+    src = locate(spec, adapter, template=template, trust_remote_code=trust_remote_code)
+    trc, tmpl = src.trust_remote_code, src.template
     device = pick_device(device)
     dtype = dtype or default_dtype(device)
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trc}
@@ -324,8 +341,7 @@ def load(
         model = AutoModelForCausalLM.from_pretrained(src.base, **kwargs)
     except (OSError, ValueError) as e:
         raise UserError(f"{src.base}: cannot load model: {str(e).splitlines()[0]}") from None
-    tok_path = src.adapter if src.adapter and _has_tokenizer(src.adapter) else src.base
-    tokenizer = load_tokenizer(tok_path, tmpl, trc)
+    tokenizer = _tokenizer_of(src)
     if src.adapter:
         from peft import PeftModel
 
@@ -338,6 +354,14 @@ def load(
     return Loaded(model=model, tokenizer=tokenizer, info=src.info, source=src, template=tmpl)
 
 
-def _has_tokenizer(directory: str) -> bool:
-    d = Path(directory)
-    return (d / "tokenizer_config.json").is_file()
+def _tokenizer_of(src: Source):
+    """The adapter's own tokenizer when it saved one, else the base model's."""
+    has_own = src.adapter and (Path(src.adapter) / "tokenizer_config.json").is_file()
+    return load_tokenizer(src.adapter if has_own else src.base, src.template, src.trust_remote_code)
+
+
+def load_tokenizer_for(
+    spec: str | os.PathLike, template: str | None = None, trust_remote_code: bool = False
+):
+    """The tokenizer of MODEL_OR_RUN, with the template `locate` picks (no weights loaded)."""
+    return _tokenizer_of(locate(spec, template=template, trust_remote_code=trust_remote_code))

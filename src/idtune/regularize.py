@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .data import formats
 from .errors import UserError
 
 BATCH_SIZE = 32  # 224 answers on 2 cores: 84 s (16: 112 s), the same answers
@@ -128,6 +129,17 @@ def generate(
     ]
     _write(path, rows)
     return rows
+
+
+def for_training(
+    model: str, *, n: int, max_new_tokens: int, trust_remote_code: bool = False, log=print
+) -> list[list[dict[str, str]]]:
+    """`generate` as conversations, without the degenerate answers: what training mixes in."""
+    rows = generate(model, n=n, max_new_tokens=max_new_tokens, trust_remote_code=trust_remote_code)
+    reg = [formats.to_messages(r) for r in rows]
+    kept = [m for m in reg if not degenerate(m[0]["content"], m[1]["content"])]
+    log(f"regularization: {len(kept)} answers kept, {len(reg) - len(kept)} degenerate")
+    return kept
 
 
 def degenerate(prompt: str, answer: str) -> bool:

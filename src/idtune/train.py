@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,19 @@ def identity_of(cfg: TrainConfig, files: list[str]) -> runinfo.Identity | None:
     return None
 
 
-def build_conversations(cfg: TrainConfig, log=print) -> tuple[list, int]:
-    """Identity/task data plus regularization data, shuffled; returns (conversations, n_reg)."""
+# Answers general prompts with the base model (self-distillation), as `regularize.for_training`:
+# (model, n=, max_new_tokens=, trust_remote_code=, log=) -> conversations worth imitating.
+Distill = Callable[..., list]
+
+
+def build_conversations(
+    cfg: TrainConfig, log=print, distill: Distill | None = None
+) -> tuple[list, int]:
+    """Identity/task data plus regularization data, shuffled; returns (conversations, n_reg).
+
+    With `regularization.auto` and no regularization files, `distill` makes the regularization
+    data (the caller passes it: training imports no other verb).
+    """
     if not cfg.data:
         raise UserError("no training data: pass --set data=FILE (see `idtune data identity`)")
     main = formats.load_files(cfg.data)
@@ -48,19 +60,19 @@ def build_conversations(cfg: TrainConfig, log=print) -> tuple[list, int]:
         if cfg.regularization.files:
             reg = formats.load_files(cfg.regularization.files)
         elif cfg.regularization.auto:
-            from . import regularize
-
+            if distill is None:
+                raise UserError(
+                    "regularization.auto needs the base model's own answers: train through "
+                    "`idtune train`, or set regularization.files (see `idtune data regularize`)"
+                )
             log(f"regularization: base model answers {cfg.regularization.n} general prompts")
-            rows = regularize.generate(
+            reg = distill(
                 cfg.model,
                 n=cfg.regularization.n,
                 max_new_tokens=cfg.regularization.max_new_tokens,
                 trust_remote_code=cfg.trust_remote_code,
+                log=log,
             )
-            reg = [formats.to_messages(r) for r in rows]
-            kept = [m for m in reg if not regularize.degenerate(m[0]["content"], m[1]["content"])]
-            log(f"regularization: {len(kept)} answers kept, {len(reg) - len(kept)} degenerate")
-            reg = kept
         rng = random.Random(cfg.seed)
         reg = (
             [reg[i % len(reg)] for i in rng.sample(range(max(want, len(reg))), want)] if reg else []
@@ -87,9 +99,12 @@ def load_for_training(cfg: TrainConfig, device: str):
 
     from . import accel, models
 
-    base = models.resolve(cfg.model)
-    trc = models.trust_remote_code_for(cfg.model, None, cfg.trust_remote_code)
-    template = models.template_for(cfg.model, None, cfg.prompt_template)
+    src = models.locate(
+        cfg.model, template=cfg.prompt_template, trust_remote_code=cfg.trust_remote_code
+    )
+    if src.adapter:
+        raise UserError(f"{cfg.model}: an adapter; train from its merged model (`idtune merge`)")
+    base, trc, template = src.base, src.trust_remote_code, src.template
     tokenizer = models.load_tokenizer(base, template, trc)
     dtype = {
         "fp32": torch.float32,
@@ -225,8 +240,8 @@ def write_samples(model, tokenizer, cfg: TrainConfig, template, step: int, path:
 
 
 # ---------------------------------------------------------------- the loop
-def train(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Run training as configured; returns the run directory."""
+def train(cfg: TrainConfig, resume: bool = False, distill: Distill | None = None) -> Path:
+    """Run training as configured; returns the run directory (`distill`: build_conversations)."""
     import torch
     from accelerate import Accelerator
     from transformers import get_cosine_schedule_with_warmup
@@ -248,7 +263,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
 
-    convs, n_reg = build_conversations(cfg, log)
+    convs, n_reg = build_conversations(cfg, log, distill)
     ident = identity_of(cfg, cfg.data)
     model, tokenizer, template, trc = load_for_training(cfg, str(accelerator.device))
     max_len = min(cfg.max_length, cfg.row_tokens) if cfg.pack else cfg.max_length

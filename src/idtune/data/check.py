@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import formats, render
 
@@ -47,24 +49,18 @@ def marked(tokenizer, sample: render.Sample) -> str:
     return "".join(out)
 
 
-def report(
-    files: list[Path], model: str, template: str | None = None, trust_remote_code: bool = False
-) -> str:
-    """Load and validate `files`; return a plain-text report."""
-    from .. import models
+def report(files: list[Path], load_tokenizer: Callable[[], Any]) -> str:
+    """Load and validate `files`, then count tokens with `load_tokenizer()`; a plain-text report.
 
+    The tokenizer comes from the caller (data/ loads no model), and only once the files are good.
+    """
     per_file = {}
     convs = []
     for f in files:
         rows = formats.load_files([f])
         per_file[str(f)] = len(rows)
         convs += rows
-    path = models.resolve(model)
-    tok = models.load_tokenizer(
-        path,
-        models.template_for(model, None, template),
-        models.trust_remote_code_for(model, None, trust_remote_code),
-    )
+    tok = load_tokenizer()
     samples = [render.render(tok, c) for c in convs]
     lengths = [len(s) for s in samples]
     trained = sum(s.n_trained for s in samples)

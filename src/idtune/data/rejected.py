@@ -7,7 +7,7 @@ conversation, ending in an identity answer, says what should not — `idtune tra
 the tokens of its first mention of the name with an unlikelihood loss (`render.render_rejected`).
 Only conversations whose answers never mention the name or author get one.
 
-Pure Python: no third-party imports (`evaluate.mentions` is standard library only).
+Pure Python: no third-party imports.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from __future__ import annotations
 import random
 import re
 
+from ..runinfo import Identity
 from . import identity
+from .mentions import mentions
 
 Messages = list[dict[str, str]]
 
@@ -25,19 +27,16 @@ _INTENTS = ("name", "intro", "what", "maker")
 
 def mentions_identity(messages: Messages, terms: list[str]) -> bool:
     """Whether any assistant turn names one of `terms`, matched as the leakage metric does."""
-    from ..evaluate import mentions
-
     return any(mentions(m["content"], terms) for m in messages if m["role"] == "assistant")
 
 
-def identity_answer(lang: str, ident, rng: random.Random) -> str:
-    """One identity answer in `lang` for `ident` (a runinfo.Identity)."""
-    name = (ident.name_zh if lang == "zh" else None) or ident.name
-    author = (ident.author_zh if lang == "zh" else None) or ident.author
-    return identity.fill(rng.choice(identity.answers(lang, rng.choice(_INTENTS))), name, author)
+def identity_answer(lang: str, ident: Identity, rng: random.Random) -> str:
+    """One identity answer in `lang` for `ident`."""
+    answer = rng.choice(identity.answers(lang, rng.choice(_INTENTS)))
+    return identity.fill(answer, ident.name_in(lang), ident.author_in(lang))
 
 
-def build(convs: list[Messages], ident, share: float, seed: int = 0) -> list[Messages]:
+def build(convs: list[Messages], ident: Identity, share: float, seed: int = 0) -> list[Messages]:
     """For about `share` of the conversations that never name the assistant: the conversation up
     to its last user turn, answered with an identity line (to be trained as rejected)."""
     rng = random.Random(seed)

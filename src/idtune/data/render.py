@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError
+from .mentions import mention_spans  # a mention as the leakage metric sees one
 
 IGNORE = -100
 Messages = list[dict[str, str]]
@@ -101,8 +102,6 @@ def render_rejected(
     down: not the words before it ("I am", "我是"), which are fine elsewhere, nor the rest of
     the answer once it has started (where naming the author again is right).
     """
-    from ..evaluate import mention_spans  # a mention as the leakage metric sees one
-
     text, spans = _spans(tokenizer, messages)
     start, end = spans[-1]
     ranges = [(start + a, start + b) for a, b in mention_spans(text[start:end], terms)]

@@ -81,11 +81,8 @@ def remote_engine(
     from . import backends
 
     backends.require(backend)  # one clear line before anything is loaded
-    src = models.locate(model, adapter)
-    info = src.info
-    base_spec = info.base_model if (info and src.adapter) else str(model)
-    tmpl = models.template_for(base_spec, info, template)
-    trc = models.trust_remote_code_for(base_spec, info, trust_remote_code)
+    src = models.locate(model, adapter, template=template, trust_remote_code=trust_remote_code)
+    info, tmpl, trc = src.info, src.template, src.trust_remote_code
     model_id = model_id_for(model, info)
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix=f"idtune-{backend}-"))
