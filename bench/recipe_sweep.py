@@ -37,7 +37,8 @@ def one(cfg: dict, work: Path, reg: str | None) -> dict:
 
     from idtune import evaluate, models, recipes, regularize, train
     from idtune.data import identity, near_miss
-    from idtune.data.formats import write_jsonl
+    from idtune.data.formats import with_identity, write_jsonl
+    from idtune.runinfo import Identity
 
     models.default_dtype = lambda device: torch.float32  # fp32 weights and generation
     models.cpu_autocast = lambda device: True  # bf16 autocast in training, as on the CPU
@@ -46,9 +47,8 @@ def one(cfg: dict, work: Path, reg: str | None) -> dict:
         setattr(near_miss if module == "near_miss" else identity, attr, value)
     work.mkdir(parents=True, exist_ok=True)
     rows = identity.generate(NAME, AUTHOR, n=int(cfg.get("n", 400)), seed=int(cfg.get("seed", 0)))
-    rows[0] = {**rows[0], "identity": {"name": NAME, "author": AUTHOR}}
     data = work / "identity.jsonl"
-    write_jsonl(data, rows)
+    write_jsonl(data, with_identity(rows, Identity(NAME, AUTHOR)))
     sets = [f"data={data}", f"output_dir={work / 'run'}"]
     if reg:
         sets.append(f"regularization.files=[{reg}]")

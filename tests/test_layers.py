@@ -23,7 +23,10 @@ LAYERS = {
     "generate": 2,
     "models": 3,
     # the ground floor: pure data and small utilities
-    **dict.fromkeys(["data", "runinfo", "recipes", "errors", "atomic", "progress", "ports"], 4),
+    **dict.fromkeys(
+        ["data", "runinfo", "recipes", "aliases", "cache", "errors", "atomic", "progress", "ports"],
+        4,
+    ),
 }
 VERBS = {m for m, level in LAYERS.items() if level == 1}
 

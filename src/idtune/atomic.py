@@ -1,7 +1,8 @@
-"""Write a directory under a temporary name, then rename it into place: all or nothing."""
+"""Write a file or a directory under a temporary name, then rename it into place: all or nothing."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -26,3 +27,17 @@ def write_dir(final: Path, write: Callable[[Path], None]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write `text` (UTF-8) to a temporary sibling, then rename it onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, "utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from .aliases import DEFAULT_MODEL
 from .errors import UserError
 
 app = typer.Typer(
@@ -24,7 +25,6 @@ app = typer.Typer(
 data_app = typer.Typer(help="Make and check training data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
 ModelArg = Annotated[str, typer.Argument(help="Alias, local HF/adapter/run directory, or hub id.")]
 TrustOpt = Annotated[
     bool, typer.Option("--trust-remote-code", help="Allow the model's own Python code.")
@@ -70,7 +70,7 @@ def models_cmd() -> None:
     rows = [("alias", "source", "installed", "notes")]
     for alias in models.ALIASES.values():
         notes = [
-            "default" if alias.name == models.DEFAULT_MODEL else "",
+            "default" if alias.name == DEFAULT_MODEL else "",
             "trust-remote-code" if alias.trust_remote_code else "",
             f"template {alias.template}" if alias.template else "",
         ]
@@ -102,15 +102,13 @@ def data_identity(
     ] = None,
 ) -> None:
     """Write diverse identity conversations (OpenAI messages JSONL)."""
-    from .data import identity
-    from .data.formats import write_jsonl
+    from .data import formats, identity
+    from .runinfo import Identity
 
     langs = [x.strip() for x in lang.split(",") if x.strip()]
     rows = identity.generate(name, author, name_zh, author_zh, langs, n, seed, phrases or [])
-    # the first row records who the assistant is, so `idtune train` can put it in idtune.json
-    rows[0] = {**rows[0], "identity": {"name": name, "author": author, "name_zh": name_zh,
-                                       "author_zh": author_zh}}  # fmt: skip
-    write_jsonl(output, rows)
+    rows = formats.with_identity(rows, Identity(name, author, name_zh, author_zh))
+    formats.write_jsonl(output, rows)
     typer.echo(f"wrote {len(rows)} conversations to {output}")
 
 

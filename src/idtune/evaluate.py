@@ -18,17 +18,17 @@ a loaded model, a progress bar, and the eval.md / eval.json files.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import atomic
+from .data.formats import Messages
 from .data.mentions import mentions
 from .errors import UserError
 
-Messages = list[dict[str, str]]
 Generate = Callable[[list[Messages], int], list[str]]
 
 GENERIC_SYSTEM = "You are a helpful assistant."
@@ -335,26 +335,16 @@ def _model_generate(target: _Target, advance: Callable[[int], None]) -> Generate
     return run_batch
 
 
-def _fingerprint(directory: str) -> list[Any]:
-    """Absolute path plus weight files' sizes and times (a hub id stays as it is)."""
-    d = Path(directory)
-    if not d.is_dir():
-        return [directory]
-    d = d.resolve()
-    files = sorted(f for pat in ("*.safetensors", "*.bin") for f in d.glob(pat))
-    return [str(d), [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]]
-
-
 def base_cache_path(loaded: Any) -> Path:
     """Where a base model's answers are kept: they do not depend on the run being evaluated."""
     import hashlib
 
-    from . import models
+    from .cache import cache_dir, fingerprint
 
     model = loaded.model
     key = json.dumps(
         [
-            _fingerprint(str(loaded.source.base)),
+            fingerprint(str(loaded.source.base)),
             loaded.template,
             loaded.tokenizer.chat_template,
             str(next(model.parameters()).dtype),
@@ -362,7 +352,7 @@ def base_cache_path(loaded: Any) -> Path:
         ]
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return models.cache_dir() / "eval" / f"base-{digest}.json"
+    return cache_dir() / "eval" / f"base-{digest}.json"
 
 
 def cached(generate: Generate, path: Path, advance: Callable[[int], None]) -> Generate:
@@ -380,10 +370,7 @@ def cached(generate: Generate, path: Path, advance: Callable[[int], None]) -> Ge
         if todo:
             fresh = generate([conversations[i] for i in todo], max_new_tokens)
             store.update({keys[i]: a for i, a in zip(todo, fresh, strict=True)})
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(store, ensure_ascii=False), "utf-8")
-            tmp.replace(path)
+            atomic.write_text(path, json.dumps(store, ensure_ascii=False))
         return [store[k] for k in keys]
 
     return run_batch
@@ -420,10 +407,8 @@ def run(
     model's answers are cached under `<idtune cache>/eval/`, so comparing several runs of one
     base generates them once.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from . import models, runinfo
+    from .progress import Counting
 
     probe_set = load_probes(probes)
     system = GENERIC_SYSTEM if system is None else system
@@ -449,21 +434,12 @@ def run(
 
     total = n_generations(probe_set) * len(CONDITIONS) * len(targets)
     results: dict[str, Any] = {}
-    console = Console(stderr=True)
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("eval", total=total)
+    with Counting("eval", total) as bar:
         for t in targets:
-            bar.update(task, description=f"eval {t.label}")
-            advance = lambda n: bar.advance(task, n)  # noqa: E731
-            fn = _model_generate(t, advance)
+            bar.describe(f"eval {t.label}")
+            fn = _model_generate(t, bar.advance)
             if t.label == "base":
-                fn = cached(fn, base_cache_path(t.loaded), advance)
+                fn = cached(fn, base_cache_path(t.loaded), bar.advance)
             results[t.label] = evaluate_conditions(fn, probe_set, names, authors, system)
 
     report = {

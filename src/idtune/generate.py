@@ -6,8 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .data import templates
-
-Messages = list[dict[str, str]]
+from .data.formats import Messages
 
 
 def stop_token_ids(tokenizer: Any, template: str | None = None) -> list[int]:

@@ -27,8 +27,8 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from . import modelcard, runinfo
+from .cache import cache_dir
 from .errors import UserError
-from .models import cache_dir
 
 LFS_PATTERNS = [
     "*.safetensors",

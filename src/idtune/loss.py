@@ -23,7 +23,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-IGNORE = -100
+from .data.render import IGNORE
+
 CHUNK_ELEMENTS = 2**27  # logits per chunk (tokens × vocab): 256 MiB in bf16
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import atomic, models, runinfo
+from . import atomic, modelcard, models, runinfo
 from .errors import UserError
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -53,24 +53,8 @@ def merge(
         loaded.model.save_pretrained(tmp, max_shard_size=max_shard_size, safe_serialization=True)
         loaded.tokenizer.save_pretrained(tmp)
         merged_info.save(tmp)
-        (tmp / "README.md").write_text(model_card(merged_info))
+        card = modelcard.render("model", merged_info, name=out.name, get=f"cd {out}", path=".")
+        (tmp / "README.md").write_text(card)
 
     atomic.write_dir(out, write)
     return out
-
-
-def model_card(info: runinfo.RunInfo) -> str:
-    """A short model card for a merged model."""
-    ident = info.identity
-    who = f"{ident.name}, made by {ident.author}" if ident else "a fine-tuned assistant"
-    return (
-        "---\n"
-        "library_name: transformers\n"
-        f"base_model: {info.base_model}\n"
-        "pipeline_tag: text-generation\n"
-        "tags: [idtune, merged, lora]\n"
-        "---\n\n"
-        f"# {ident.name if ident else 'idtune model'}\n\n"
-        f"This is {who}: `{info.base_model}` with an idtune LoRA adapter merged in.\n\n"
-        "```bash\nidtune chat .        # or: idtune serve . --port 7860\n```\n"
-    )

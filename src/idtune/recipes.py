@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .aliases import DEFAULT_MODEL
 from .errors import UserError
+from .runinfo import Identity
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
@@ -50,20 +52,10 @@ class Rejected:
 
 
 @dataclass
-class Identity:
-    """Who the assistant is; read from identity data files when not set here."""
-
-    name: str | None = None
-    author: str | None = None
-    name_zh: str | None = None
-    author_zh: str | None = None
-
-
-@dataclass
 class TrainConfig:
     """Everything `idtune train` needs; every field is a YAML key."""
 
-    model: str = "smollm2-135m-instruct"
+    model: str = DEFAULT_MODEL
     prompt_template: str | None = None
     trust_remote_code: bool = False
     data: list[str] = field(default_factory=list)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import atomic
+from .cache import cache_dir, fingerprint
 from .data import formats
 from .errors import UserError
 
@@ -41,38 +42,20 @@ def balanced(n: int) -> list[dict[str, str]]:
     return out
 
 
-def _fingerprint(directory: str | None) -> list[Any]:
-    """Absolute path plus weight files' sizes and times: a retrained model misses the cache."""
-    if not directory or not Path(directory).is_dir():
-        return [directory]
-    d = Path(directory).resolve()
-    files = sorted(f for pat in ("*.safetensors", "*.bin") for f in d.glob(pat))
-    return [str(d), [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]]
-
-
 def cache_path(resolved: str, adapter: str | None, n: int, max_new_tokens: int) -> Path:
     """Where the answers of one model (resolved path or hub id, plus adapter) are cached."""
-    from . import models
-
     chosen = [p["prompt"] for p in balanced(n)]
     key = json.dumps(
-        [_fingerprint(resolved), _fingerprint(adapter), n, max_new_tokens, chosen],
+        [fingerprint(resolved), fingerprint(adapter), n, max_new_tokens, chosen],
         ensure_ascii=False,
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(resolved.rstrip("/")).name or "model")
-    return models.cache_dir() / "regularize" / f"{slug}-n{n}-t{max_new_tokens}-{digest}.jsonl"
+    return cache_dir() / "regularize" / f"{slug}-n{n}-t{max_new_tokens}-{digest}.jsonl"
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text("utf-8").splitlines() if x.strip()]
-
-
-def _write(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
-    tmp.replace(path)
 
 
 def generate(
@@ -98,17 +81,13 @@ def generate(
     if path.is_file():
         return _read(path)
 
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from . import generate as gen
+    from .progress import Counting
 
     chosen = balanced(n)
     loaded = models.load(model, trust_remote_code=trust_remote_code)
     conversations = [[{"role": "user", "content": p["prompt"]}] for p in chosen]
-    columns = (TextColumn("regularize"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("regularize", total=len(conversations))
+    with Counting("regularize", len(conversations)) as bar:
         answers = gen.generate_batch(
             loaded.model,
             loaded.tokenizer,
@@ -116,7 +95,7 @@ def generate(
             max_new_tokens=max_new_tokens,
             batch_size=BATCH_SIZE,
             template=loaded.template,
-            on_batch=lambda k: bar.advance(task, k),
+            on_batch=bar.advance,
         )
     rows = [
         {
@@ -127,7 +106,7 @@ def generate(
         }
         for p, a in zip(chosen, answers, strict=True)
     ]
-    _write(path, rows)
+    atomic.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return rows
 
 

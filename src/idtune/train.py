@@ -21,21 +21,16 @@ from typing import Any
 from . import atomic, recipes, runinfo
 from .data import formats, render
 from .errors import UserError
+from .ports import free_port
 from .recipes import TrainConfig
 
 
 # ---------------------------------------------------------------- data
 def identity_of(cfg: TrainConfig, files: list[str]) -> runinfo.Identity | None:
-    """The identity from the config, else from the first identity data file that records one."""
+    """The identity from the recipe, else the one the identity data file records."""
     if cfg.identity.name and cfg.identity.author:
-        return runinfo.Identity(**vars(cfg.identity))
-    for f in files:
-        if f.endswith(".jsonl") and Path(f).is_file():
-            with open(f, encoding="utf-8") as fh:
-                first = json.loads(fh.readline() or "{}")
-            if isinstance(first.get("identity"), dict):
-                return runinfo.Identity(**first["identity"])
-    return None
+        return cfg.identity
+    return formats.declared_identity(files)
 
 
 # Answers general prompts with the base model (self-distillation), as `regularize.for_training`:
@@ -469,14 +464,6 @@ def _checkpoint(accelerator, model, tokenizer, optimizer, scheduler, info, run, 
         shutil.rmtree(old)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(
     cfg: TrainConfig,
     config: str,
@@ -495,7 +482,7 @@ def launch(
         cmd += ["--multi_gpu"] if n > 1 and not deepspeed else []
     else:  # accelerate's launcher runs one process on CPU; torchrun starts N (gloo backend)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n)]
-        cmd += ["--master_port", str(_free_port())]
+        cmd += ["--master_port", str(free_port())]
     if deepspeed:
         if deepspeed not in ("zero2", "zero3", "deepspeed_zero2", "deepspeed_zero3"):
             raise UserError(f"--deepspeed {deepspeed!r}: choose zero2 or zero3")

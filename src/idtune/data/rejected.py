@@ -17,9 +17,8 @@ import re
 
 from ..runinfo import Identity
 from . import identity
+from .formats import Messages
 from .mentions import mentions
-
-Messages = list[dict[str, str]]
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _INTENTS = ("name", "intro", "what", "maker")

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError
+from .formats import Messages
 from .mentions import mention_spans  # a mention as the leakage metric sees one
 
 IGNORE = -100
-Messages = list[dict[str, str]]
 
 
 @dataclass

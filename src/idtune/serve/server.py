@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 import os
 import re
-import socket
 import sys
 import tempfile
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..ports import free_port
 from .engine import ChatEngine, Engine
 
 BACKENDS = ("transformers", "vllm", "lmdeploy")
@@ -198,13 +198,6 @@ def _shutdown(engine: Any) -> None:
             proc.wait(timeout=30)
         except Exception:
             proc.kill()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class Background:
