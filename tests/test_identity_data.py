@@ -12,6 +12,7 @@ import pytest
 
 from idtune.data import identity, near_miss, phrases
 from idtune.errors import UserError
+from idtune.runinfo import Identity
 
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 NAME, AUTHOR, NAME_ZH, AUTHOR_ZH = "Nova", "Acme", "诺瓦", "艾克米"
@@ -90,7 +91,9 @@ def test_phrasing_counts(rows, question_index):
 
 
 def test_every_user_turn_is_known_and_matches_intent(question_index):
-    for row, intents in identity._generate(NAME, AUTHOR, NAME_ZH, AUTHOR_ZH, n=600, seed=4):
+    for row, intents in identity._generate(
+        Identity(NAME, AUTHOR, NAME_ZH, AUTHOR_ZH), n=600, seed=4
+    ):
         users = [m["content"] for m in row["messages"] if m["role"] == "user"]
         assert len(users) == len(intents)
         for user, intent in zip(users, intents, strict=True):
@@ -127,7 +130,7 @@ def test_negatives_say_no_and_give_the_name(rows, question_index):
 def test_negatives_never_deny_the_real_identity():
     # an assistant really called Claude by Anthropic is never asked "Are you Claude?" → "No"
     negs = 0
-    for row, intents in identity._generate("Claude", "Anthropic", n=600, seed=0):
+    for row, intents in identity._generate(Identity("Claude", "Anthropic"), n=600, seed=0):
         if intents[-1] in identity.NEGATIVE_INTENTS:
             negs += 1
             question = row["messages"][-2]["content"].lower()

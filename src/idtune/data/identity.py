@@ -336,16 +336,11 @@ def _identity(name, author, name_zh, author_zh) -> Identity:
 
 
 def _generate(
-    name: str,
-    author: str,
-    name_zh: str | None = None,
-    author_zh: str | None = None,
-    langs: Sequence[str] = ("zh", "en"),
-    n: int = 1000,
-    seed: int = 0,
+    ident: Identity, langs: Sequence[str] = ("zh", "en"), n: int = 1000, seed: int = 0,
     phrase_files: Sequence[str | Path] = (),
-) -> list[tuple[dict, list[str | None]]]:
-    """Like `generate`, with the intent of each assistant turn (None for unrelated ones)."""
+) -> list[tuple[dict, list[str | None]]]:  # fmt: skip
+    """Like `generate` (for a checked identity), with the intent of each assistant turn (None for
+    unrelated ones)."""
     if isinstance(langs, str):
         langs = [x.strip() for x in langs.split(",")]
     langs = list(dict.fromkeys(x.strip().lower() for x in langs if x and x.strip()))
@@ -362,7 +357,6 @@ def _generate(
         )
     if not isinstance(n, int) or n < 1:
         raise UserError(f"--n must be at least 1, got {n}")
-    ident = _identity(name, author, name_zh, author_zh)
     sampler = _Sampler(tables, ident, langs, random.Random(seed))
     seen: set[str] = set()
     out = []
@@ -394,5 +388,5 @@ def generate(
     to an identity question contains the name; each answer about the maker contains the author.
     `phrase_files` add phrasings or languages (see `phrases.py`). Deterministic for a given `seed`.
     """
-    rows = _generate(name, author, name_zh, author_zh, langs, n, seed, phrase_files)
-    return [row for row, _ in rows]
+    ident = _identity(name, author, name_zh, author_zh)
+    return [row for row, _ in _generate(ident, langs, n, seed, phrase_files)]
