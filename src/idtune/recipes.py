@@ -88,6 +88,60 @@ class TrainConfig:
     output_dir: str = ""  # default: runs/<recipe name>
 
 
+# One line per key, written above it by `copy-cfg` (tests check that every field has one).
+HELP = {
+    "model": "base model: an alias (`idtune models`), a local HF directory or a hub id",
+    "prompt_template": "named chat template (chatml, internlm2_chat, llama3, qwen2); null: the "
+    "tokenizer's own",
+    "trust_remote_code": "allow the model's own Python code (InternLM2 needs it)",
+    "data": "training data files (.json/.jsonl: OpenAI messages, XTuner, Alpaca, ShareGPT)",
+    "identity": "who the assistant is; empty: taken from the identity data file",
+    "identity.name": "the assistant's name",
+    "identity.author": "who made it",
+    "identity.name_zh": "the name in Chinese text (default: name)",
+    "identity.author_zh": "the author in Chinese text (default: author)",
+    "regularization": "general conversations mixed in so unrelated answers stay as they were",
+    "regularization.files": "data files to mix in; empty with auto: the base model's own answers",
+    "regularization.auto": "self-distill: the base model answers general prompts (cached)",
+    "regularization.n": "how many general prompts to self-distill",
+    "regularization.ratio": "regularization conversations per training conversation",
+    "regularization.max_new_tokens": "length cap of the self-distilled answers",
+    "rejected": "the identity line as a rejected answer to unrelated requests (unlikelihood)",
+    "rejected.share": "of conversations that never name the assistant, the share that get one",
+    "rejected.weight": "weight of the unlikelihood loss next to the cross-entropy",
+    "rejected.max_tokens": "the name within this many first answer tokens is pushed down",
+    "system_prompt": "default system prompt recorded for chat and serve; null: the template's",
+    "method": "lora, qlora (4-bit base, CUDA) or full",
+    "lora": "LoRA adapter settings (peft)",
+    "lora.r": "LoRA rank",
+    "lora.alpha": "LoRA scale numerator (the update is scaled by alpha / r)",
+    "lora.dropout": "dropout on the LoRA input",
+    "lora.target_modules": "modules to adapt: all-linear or a list of names",
+    "lora.top_layers": "> 0: adapt only the last N decoder layers (no backward below them)",
+    "max_length": "tokens per sample; longer ones are truncated (and counted)",
+    "pack": "pack short samples into rows; attention stays within each sample",
+    "row_tokens": "length of a packed row",
+    "batch_tokens": "tokens per micro-batch (rows × row_tokens)",
+    "grad_accum": "micro-batches per optimizer step",
+    "lr": "peak learning rate (AdamW, linear warmup, cosine decay)",
+    "weight_decay": "AdamW weight decay",
+    "warmup_ratio": "share of the steps spent warming up",
+    "epochs": "passes over the data (fractions allowed)",
+    "max_steps": "> 0: train this many steps, whatever epochs says",
+    "save_steps": "checkpoint every N steps; 0: only the final adapter",
+    "keep_last": "checkpoints kept",
+    "eval_prompts": "prompts answered at each checkpoint, into samples.md",
+    "sample_max_new_tokens": "length cap of those answers",
+    "gradient_checkpointing": "recompute activations in backward: less memory, slower",
+    "attn_implementation": "auto (varlen on CUDA, else sdpa), varlen, sdpa, flex_attention, …",
+    "fused_loss": "auto, chunked, liger or none: how the loss avoids full-vocabulary logits",
+    "compile": "torch.compile the model (GPU)",
+    "dtype": "auto, fp32, bf16 or fp16",
+    "seed": "random seed (data order, LoRA init)",
+    "output_dir": "run directory; empty: runs/<recipe name>",
+}
+
+
 def names(pattern: str | None = None) -> list[str]:
     """Built-in recipe names, optionally filtered by a substring."""
     all_names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
@@ -108,14 +162,38 @@ def path_of(name_or_file: str) -> Path:
 
 
 def copy(name: str, directory: str | Path) -> Path:
-    """Copy a built-in recipe to DIRECTORY/NAME_copy.yaml (refuses to overwrite)."""
+    """Copy a built-in recipe to DIRECTORY/NAME_copy.yaml (refuses to overwrite), with every key
+    spelled out (the recipe's value or the default) under a one-line comment."""
+    import yaml
+
     src = path_of(name)
     out = Path(directory) / f"{src.stem}_copy.yaml"
     if out.exists():
         raise UserError(f"{out} already exists")
+    text = src.read_text()
+    cfg = _build(TrainConfig, yaml.safe_load(text) or {}, str(src), "")
+    lines = text.splitlines()  # the recipe's opening comment stays on top
+    head = lines[: next((i for i, x in enumerate(lines) if not x.startswith("#")), len(lines))]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(src.read_text())
+    out.write_text("\n".join([*head, "", *_commented(cfg, "")]) + "\n")
     return out
+
+
+def _commented(section: Any, prefix: str) -> list[str]:
+    """YAML lines for a config section: each key under a `# ...` line from HELP."""
+    import yaml
+
+    indent = "  " * prefix.count(".")
+    lines = []
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        lines.append(f"{indent}# {HELP[prefix + f.name]}")
+        if dataclasses.is_dataclass(value):
+            lines += [f"{indent}{f.name}:", *_commented(value, f"{prefix}{f.name}.")]
+            continue
+        dumped = yaml.safe_dump({f.name: value}, allow_unicode=True, default_flow_style=True)
+        lines.append(indent + dumped.strip().removeprefix("{").removesuffix("}"))
+    return lines
 
 
 def load(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
