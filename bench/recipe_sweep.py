@@ -53,7 +53,7 @@ def one(cfg: dict, work: Path, reg: str | None) -> dict:
     if reg:
         sets.append(f"regularization.files=[{reg}]")
     t = time.perf_counter()
-    config = recipes.load("identity-lora", sets + list(cfg.get("sets", [])))
+    config = recipes.read_config("identity-lora", sets + list(cfg.get("sets", [])))
     run = train.train(config, distill=regularize.for_training)
     train_s = time.perf_counter() - t
     steps = len((run / "log.jsonl").read_text().splitlines())

@@ -49,5 +49,5 @@ def test_copy_cfg_writes_every_key_with_a_comment(tmp_path, capsys, name):
     for key in every:
         assert seen[key].startswith("# ") and len(seen[key]) > 8, (key, seen[key])
     # the copy trains exactly as the built-in recipe does
-    assert recipes.load(str(copied)) == recipes.load(name)
-    assert yaml.safe_load(copied.read_text())["model"] == recipes.load(name).model
+    assert recipes.read_config(str(copied)) == recipes.read_config(name)
+    assert yaml.safe_load(copied.read_text())["model"] == recipes.read_config(name).model

@@ -464,7 +464,7 @@ class FakeApi:
 
 def test_hf_push_calls_and_card(tmp_path):
     api = FakeApi()
-    upload = hub.resolve(run_dir(tmp_path / "run"))
+    upload = hub.collect_upload(run_dir(tmp_path / "run"))
     summary = hub._push_hf(upload, "me/jackie", "msg", True, api=api)
     assert summary.endswith("https://huggingface.co/me/jackie")
     (c1, repo, kw1), (c2, _, kw2) = api.calls
@@ -482,7 +482,7 @@ def test_hf_push_calls_and_card(tmp_path):
     assert api.uploaded["adapter_model.safetensors"] == weights.read_bytes()
 
     (tmp_path / "run" / "adapter" / "README.md").write_text("# my own card\n")
-    hub._push_hf(hub.resolve(tmp_path / "run"), "me/jackie", "msg", False, api=api)
+    hub._push_hf(hub.collect_upload(tmp_path / "run"), "me/jackie", "msg", False, api=api)
     assert api.uploaded["README.md"] == b"# my own card\n"  # the user's README is never replaced
 
 

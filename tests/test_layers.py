@@ -37,6 +37,11 @@ def top(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
+def is_module(name: str) -> bool:
+    path = SRC.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
 def imports() -> list[tuple[str, str, int]]:
     """(importing module, imported idtune module, line) for every import in the package."""
     out = []
@@ -53,6 +58,7 @@ def imports() -> list[tuple[str, str, int]]:
                 else:
                     target = node.module or ""
                 names = [f"{target}.{a.name}" for a in node.names] if not node.module else []
+                names = [t for t in names if is_module(t)]  # `from . import __version__`: a name
                 for t in names or [target]:
                     if t.startswith("idtune"):
                         out.append((module, t, node.lineno))

@@ -210,12 +210,12 @@ def test_optimize_casts_lora_to_base_dtype(tiny_model):
 
 
 def test_resolve():
-    assert loss.resolve("auto", "cpu") == "chunked"
-    assert loss.resolve("none", "cpu") == "none"
-    assert loss.resolve("auto", "cuda") == "chunked"
-    assert loss.resolve("liger", "cpu") == "chunked"
+    assert loss.pick_mode("auto", "cpu") == "chunked"
+    assert loss.pick_mode("none", "cpu") == "none"
+    assert loss.pick_mode("auto", "cuda") == "chunked"
+    assert loss.pick_mode("liger", "cpu") == "chunked"
     with pytest.raises(ValueError):
-        loss.resolve("fast", "cpu")
+        loss.pick_mode("fast", "cpu")
 
 
 def test_compile_only_for_training(tiny_model, tiny_tokenizer, monkeypatch):

@@ -96,7 +96,7 @@ def test_list_and_copy_cfg(tmp_path, capsys):
     assert capsys.readouterr().out.split() == ["identity-qlora-internlm2-chat-1.8b"]
     assert cli("copy-cfg", "identity-qlora-internlm2-chat-1.8b", tmp_path) == 0
     copied = tmp_path / "identity-qlora-internlm2-chat-1.8b_copy.yaml"
-    cfg = recipes.load(str(copied))
+    cfg = recipes.read_config(str(copied))
     assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lr, cfg.epochs) == (
         64, 16, 0.1, 2e-4, 3.0)  # fmt: skip
     assert cfg.prompt_template == "internlm2_chat" and cfg.trust_remote_code

@@ -189,7 +189,7 @@ def train_cmd(
     """Fine-tune (LoRA, QLoRA or full) and write a run directory."""
     from . import recipes, regularize, train
 
-    cfg = recipes.load(config, set_ or [])
+    cfg = recipes.read_config(config, set_ or [])
     if gpus and gpus > 1 or deepspeed:
         train.launch(cfg, config, set_ or [], resume=resume, deepspeed=deepspeed, gpus=gpus)
         return

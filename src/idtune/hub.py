@@ -98,7 +98,7 @@ def check_loadable(directory: Path) -> str:
     )
 
 
-def resolve(directory: Path) -> Upload:
+def collect_upload(directory: Path) -> Upload:
     """What pushing `directory` uploads: a run directory pushes its `adapter/`."""
     directory = Path(directory)
     if not directory.is_dir():
@@ -113,7 +113,7 @@ def resolve(directory: Path) -> Upload:
         for p in sorted(root.rglob("*"))
         if p.is_file() and not SKIP.intersection(p.relative_to(root).parts)
     }
-    return Upload(root, kind, runinfo.load(directory), eval_md, files)
+    return Upload(root, kind, runinfo.read_info(directory), eval_md, files)
 
 
 def _matches(path: str, patterns: list[str]) -> bool:
@@ -284,7 +284,7 @@ def push(directory: Path, to: str, *, message: str | None = None, private: bool 
     `to` is a git URL (https, ssh, file://, a local path) or `hf:USER/REPO`; `private` only
     applies to a Hugging Face repository that does not exist yet.
     """
-    upload = resolve(Path(directory))
+    upload = collect_upload(Path(directory))
     message = message or f"Upload {upload.kind} with idtune"
     if to.startswith("hf:"):
         return _push_hf(upload, _hf_repo(to), message, private)

@@ -44,7 +44,7 @@ def causal_lm_loss(
     labels, unlike = batch["labels"], batch.get("unlike")
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "unlike")}
     inputs.update(packed_kwargs(model, batch))
-    mode = resolve(fused, labels.device.type)
+    mode = pick_mode(fused, labels.device.type)
     if mode == "none":
         logits = model(**inputs, use_cache=False).logits
         loss, n = _plain_loss(logits, labels)
@@ -87,7 +87,7 @@ def _head_loss(model: Any, hidden: Any, labels: Any, mode: str) -> tuple[Any, in
     return chunked_head_loss(head, h, target), int(keep.numel())
 
 
-def resolve(fused: str, device_type: str) -> str:
+def pick_mode(fused: str, device_type: str) -> str:
     """`auto` → the mode to use on this device; explicit choices pass through."""
     if fused not in ("auto", "chunked", "liger", "none"):
         raise ValueError(f"fused_loss must be auto, chunked, liger or none, got {fused!r}")

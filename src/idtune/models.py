@@ -150,7 +150,7 @@ def locate(
     """
     spec = str(spec)
     path = Path(spec)
-    info = runinfo.load(path) if path.is_dir() else None
+    info = runinfo.read_info(path) if path.is_dir() else None
     adapter_dir: Path | None = Path(adapter) if adapter else None
     if adapter_dir is None and path.is_dir():
         for candidate in (path / "adapter", path):
@@ -160,7 +160,7 @@ def locate(
     if adapter_dir is not None and not (adapter_dir / "adapter_config.json").is_file():
         raise UserError(f"{adapter_dir}: no adapter_config.json, not a PEFT adapter")
     if adapter_dir is not None and info is None:
-        info = runinfo.load(adapter_dir)
+        info = runinfo.read_info(adapter_dir)
     if path.is_dir() and (path / "model" / "config.json").is_file():
         base = str(path / "model")  # a full fine-tune run
     elif path.is_dir() and (path / "config.json").is_file():

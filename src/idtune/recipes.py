@@ -196,7 +196,7 @@ def _commented(section: Any, prefix: str) -> list[str]:
     return lines
 
 
-def load(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
+def read_config(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
     """Read a recipe, apply `key=value` overrides (dotted keys for sections), validate."""
     import yaml
 

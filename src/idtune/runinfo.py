@@ -58,7 +58,7 @@ class RunInfo:
         return path
 
 
-def load(directory: str | os.PathLike) -> RunInfo | None:
+def read_info(directory: str | os.PathLike) -> RunInfo | None:
     """Read `idtune.json` from a run, adapter or merged-model directory; None when absent.
 
     A run directory keeps the final adapter in `adapter/`; both places are looked at.
