@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -51,3 +52,38 @@ def test_copy_cfg_writes_every_key_with_a_comment(tmp_path, capsys, name):
     # the copy trains exactly as the built-in recipe does
     assert recipes.read_config(str(copied)) == recipes.read_config(name)
     assert yaml.safe_load(copied.read_text())["model"] == recipes.read_config(name).model
+
+
+def readme_defaults() -> list[tuple[str, str, str]]:
+    """(where, option, default) rows of the README's "## Defaults" table."""
+    text = (Path(__file__).parent.parent / "README.md").read_text("utf-8")
+    section = text.split("\n## Defaults\n", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[1].startswith("`"):
+            rows.append((cells[0].strip("`"), cells[1].strip("`"), cells[2]))
+    return rows
+
+
+def test_readme_defaults_are_the_clis():
+    import typer
+
+    from idtune.cli import app
+
+    rows = readme_defaults()
+    assert len(rows) >= 15
+    group = typer.main.get_command(app)
+    recipe = recipes.read_config("identity-lora")
+    for where, option, stated in rows:
+        if where.endswith(" recipe"):
+            value = recipe
+            for part in option.split("."):
+                value = getattr(value, part)
+            assert str(value) == stated, (where, option, value)
+            continue
+        command = group
+        for word in where.split()[1:]:  # "idtune data identity" → data → identity
+            command = command.commands[word]
+        (param,) = [p for p in command.params if option in p.opts]
+        assert str(param.default) == stated, (where, option, param.default)
