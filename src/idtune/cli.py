@@ -254,6 +254,12 @@ def merge_cmd(
 
 
 # ---------------------------------------------------------------- serve / push / deploy
+AllowHttpOpt = Annotated[
+    bool,
+    typer.Option("--allow-http", help="Send the token over plain http:// (trusted network only)."),
+]
+
+
 @app.command("serve")
 def serve_cmd(
     model: ModelArg = DEFAULT_MODEL,
@@ -290,22 +296,28 @@ def push_cmd(
     to: Annotated[str, typer.Option(help="git URL (https/ssh/file://) or hf:USER/REPO.")],
     message: Annotated[str | None, typer.Option(help="Commit message.")] = None,
     private: Annotated[bool, typer.Option(help="Create the hub repo as private.")] = False,
+    allow_http: AllowHttpOpt = False,
 ) -> None:
-    """Upload a model or adapter (git + git-lfs, or Hugging Face) with a model card."""
+    """Upload a model or adapter (git + git-lfs, or Hugging Face) with a model card.
+
+    A token (IDTUNE_GIT_TOKEN, or one in the URL) is sent only to the scheme, host and port of
+    --to, never after a redirect elsewhere, and over plain http:// only with --allow-http.
+    """
     from . import hub
 
-    typer.echo(hub.push(directory, to, message=message, private=private))
+    typer.echo(hub.push(directory, to, message=message, private=private, allow_http=allow_http))
 
 
 @app.command("pull")
 def pull_cmd(
     url: Annotated[str, typer.Argument(help="git URL or hf:USER/REPO.")],
     directory: Annotated[Path, typer.Argument(help="Where to put it.")],
+    allow_http: AllowHttpOpt = False,
 ) -> None:
     """Download a model with its LFS content."""
     from . import hub
 
-    typer.echo(str(hub.pull(url, directory)))
+    typer.echo(str(hub.pull(url, directory, allow_http=allow_http)))
 
 
 @app.command("deploy")
