@@ -92,11 +92,14 @@ def data_identity(
     lang: Annotated[str, typer.Option(help="Comma-separated languages: zh,en.")] = "zh,en",
     n: Annotated[int, typer.Option("--n", help="Number of conversations.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed (output is deterministic per seed).")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing OUTPUT file.")] = False,
 ) -> None:
     """Write diverse identity conversations (OpenAI messages JSONL)."""
+    from . import outputs
     from .data import identity
     from .data.formats import write_jsonl
 
+    outputs.check_file(output, overwrite=overwrite)
     langs = [x.strip() for x in lang.split(",") if x.strip()]
     rows = identity.generate(
         name=name, author=author, name_zh=name_zh, author_zh=author_zh, langs=langs, n=n, seed=seed
@@ -119,9 +122,10 @@ def data_regularize(
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Answer general prompts with the base model itself, to mix into training."""
-    from . import regularize
+    from . import outputs, regularize
     from .data.formats import write_jsonl
 
+    outputs.check_file(output, overwrite=True)  # a directory or unwritable path: before the work
     rows = regularize.generate(
         model, n=n, max_new_tokens=max_new_tokens, trust_remote_code=trust_remote_code
     )
@@ -204,8 +208,12 @@ def eval_cmd(
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Score identity, author, leakage and retention; write eval.md and eval.json."""
-    from . import evaluate
+    from . import evaluate, outputs
 
+    if output is not None:  # before the work, not after minutes of generation
+        outputs.check_dir(output)
+        for name in ("eval.json", "eval.md"):
+            outputs.check_file(output / name, overwrite=True)
     md = evaluate.run(
         model,
         probes=probes,
