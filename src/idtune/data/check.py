@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
 from . import formats, render
+
+COUNT_CHARS = 50_000  # per conversation: longer ones are cut before counting (training truncates)
+SHOW_CHARS = 2_000  # of the rendered sample printed
 
 
 def histogram(lengths: list[int], bins: int = 8, width: int = 40) -> str:
@@ -47,6 +51,35 @@ def marked(tokenizer, sample: render.Sample) -> str:
     return "".join(out)
 
 
+def cut(conversation: formats.Messages, n: int) -> formats.Messages:
+    """The conversation with its text cut after `n` characters in all (later messages empty)."""
+    out, left = [], n
+    for m in conversation:
+        out.append({**m, "content": m["content"][:left]})
+        left = max(0, left - len(m["content"]))
+    return out
+
+
+def excerpt(text: str, n: int) -> str:
+    """`text`, or its first `n` characters and a note of how much is left out."""
+    if len(text) <= n:
+        return text
+    return f"{text[:n]}\n… ({len(text) - n:,} more characters not shown)"
+
+
+def duplicates(keys: list[str]) -> str:
+    """One line on repeated conversations (`keys`: one canonical string per conversation)."""
+    counts = Counter(keys)
+    if len(counts) == len(keys):
+        return "duplicates: none"
+    top = max(counts.values())
+    return (
+        f"duplicates: warning: only {len(counts)} distinct conversations among {len(keys)} "
+        f"(the most repeated appears {top} times); copies repeat one phrasing, they teach no "
+        "new ones (`idtune data identity` writes varied ones)"
+    )
+
+
 def report(
     files: list[Path], model: str, template: str | None = None, trust_remote_code: bool = False
 ) -> str:
@@ -65,7 +98,13 @@ def report(
         models.template_for(model, None, template),
         models.trust_remote_code_for(model, None, trust_remote_code),
     )
-    samples = [render.render(tok, c) for c in convs]
+    keys = [json.dumps(c, ensure_ascii=False) for c in convs]
+    rendered: dict[str, render.Sample] = {}  # each distinct conversation is rendered once
+    for k, c in zip(keys, convs):
+        if k not in rendered:
+            rendered[k] = render.render(tok, cut(c, COUNT_CHARS))
+    samples = [rendered[k] for k in keys]
+    n_cut = sum(1 for c in convs if sum(len(m["content"]) for m in c) > COUNT_CHARS)
     lengths = [len(s) for s in samples]
     trained = sum(s.n_trained for s in samples)
     total = sum(lengths)
@@ -80,11 +119,18 @@ def report(
         + ")",
         f"tokens: {total} total, {trained} trained ({trained / max(total, 1):.0%}); "
         f"per sample min {min(lengths)}, mean {total / len(lengths):.0f}, max {max(lengths)}",
+        duplicates(keys),
         "",
         "token lengths:",
         histogram(lengths),
         "",
         "sample 1 as the model sees it, trained tokens in [[ ]]:",
-        marked(tok, samples[0]),
+        excerpt(marked(tok, samples[0]), SHOW_CHARS),
     ]
+    if n_cut:
+        lines.insert(
+            lines.index("") - 1,
+            f"  {n_cut} conversation{'s' if n_cut > 1 else ''} over {COUNT_CHARS:,} characters, "
+            "counted up to that (training truncates to max_length)",
+        )
     return "\n".join(lines)
