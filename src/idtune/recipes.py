@@ -146,10 +146,10 @@ def load(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"--set {item!r}: expected key=value")
-        where = f"--set {key}"
+        where = f"--set {_plain(key)}"
         try:
             parsed = yaml.safe_load(value) if value else None
-        except (yaml.YAMLError, RecursionError):
+        except (yaml.YAMLError, ValueError, OverflowError, RecursionError):
             parsed = value  # not YAML: the plain string, which the type check then judges
         if key.endswith("data") or key.endswith("files") or key == "eval_prompts":
             parsed = (
@@ -171,7 +171,7 @@ def load(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
     def source(key: str) -> str:
         for k in reversed(set_keys):
             if key == k or key.startswith(k + ".") or k.startswith(key + "."):
-                return f"--set {k}"
+                return f"--set {_plain(k)}"
         return str(path)
 
     _check_values(cfg, source)
@@ -195,8 +195,9 @@ def _read_yaml(path: Path) -> dict:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(e, "problem", None) or str(e)
         raise UserError(f"{where}: invalid YAML ({' '.join(problem.split())})") from None
-    except RecursionError:
-        raise UserError(f"{path}: invalid YAML (nested too deeply)") from None
+    except (ValueError, OverflowError, RecursionError) as e:  # PyYAML's own, on a bad \U escape
+        reason = "nested too deeply" if isinstance(e, RecursionError) else " ".join(str(e).split())
+        raise UserError(f"{path}: invalid YAML ({reason[:200]})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a config must be a mapping of keys")
     return raw
@@ -279,6 +280,11 @@ _REPR.maxstring = _REPR.maxother = 80
 def _show(value: Any) -> str:
     """A bounded one-line repr of a value, for messages."""
     return _REPR.repr(value)
+
+
+def _plain(key: str) -> str:
+    """A key as typed when it is plain text, else quoted (no newline reaches the message)."""
+    return key if key.isprintable() and " " not in key and len(key) <= 80 else _show(key)
 
 
 def _build(cls: type, raw: dict, where: str, prefix: str) -> Any:
