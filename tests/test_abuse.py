@@ -105,6 +105,23 @@ def test_output_dir_or_data_of_the_wrong_kind(tmp_path, capsys, data):
     assert one_error(capsys) == f"{adir} is a directory, not a data file"
 
 
+def test_names_the_system_refuses_are_one_line(tmp_path, monkeypatch, capsys, data):
+    monkeypatch.chdir(tmp_path)
+    long = "n" * 300  # longer than a file name may be
+    commands = [
+        (["train", "identity-lora", "--set", f"output_dir={long}"], "--set output_dir: "),
+        (["train", "identity-lora", "--set", f"data={long}.jsonl"], "--set data: "),
+        (["data", "identity", "--name", "N", "--author", "A", "-o", f"{long}/x.jsonl"], "n"),
+        (["data", "check", f"{long}.jsonl"], "n"),
+        (["eval", "--name", "N", "--author", "A", "-o", long], "n"),
+    ]
+    for args, start in commands:
+        assert cli(*args) == 2, args
+        err = one_error(capsys)
+        assert err.startswith(start) and "too long" in err, err
+    assert list(tmp_path.iterdir()) == [data]
+
+
 # ---------------------------------------------------------------- data identity -o (8, 12)
 def identity(out: Path, *extra: str) -> int:
     return cli(

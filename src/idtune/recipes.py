@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import outputs
 from .errors import UserError
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
@@ -263,13 +264,19 @@ def _check_values(cfg: TrainConfig, source: Callable[[str], str]) -> None:
             fail(key, what, value)
     if cfg.epochs == 0 and cfg.max_steps == 0:
         fail("epochs", "> 0 (or set max_steps)", cfg.epochs)
+    def kind(key: str, path: str | Path) -> str | None:
+        try:
+            return outputs.kind(path)
+        except UserError as e:
+            raise UserError(f"{source(key)}: key {key!r}: {e}") from None
+
     for key in ("data", "regularization.files"):
         for f in functools.reduce(getattr, key.split("."), cfg):
-            if Path(f).is_dir():
+            if kind(key, f) == "dir":
                 fail(key, "a list of data files", f"{f} (a directory)")
     out = Path(cfg.output_dir)
-    existing = next((p for p in (out, *out.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
+    existing = next((p for p in (out, *out.parents) if kind("output_dir", p)), None)
+    if existing is not None and kind("output_dir", existing) != "dir":
         fail("output_dir", "a directory", f"{cfg.output_dir} ({existing} is a file)")
 
 
