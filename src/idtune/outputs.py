@@ -14,7 +14,7 @@ from .errors import UserError
 
 
 def kind(path: str | os.PathLike) -> str | None:
-    """"dir", "file" (anything else that exists, a dangling link included) or None (absent);
+    """What is at `path`: "dir", "file" (anything else, a dangling link too) or None (absent);
     a path the system refuses to look at (a name too long, a NUL in it) is one line."""
     p = Path(path)
     try:

@@ -264,6 +264,7 @@ def _check_values(cfg: TrainConfig, source: Callable[[str], str]) -> None:
             fail(key, what, value)
     if cfg.epochs == 0 and cfg.max_steps == 0:
         fail("epochs", "> 0 (or set max_steps)", cfg.epochs)
+
     def kind(key: str, path: str | Path) -> str | None:
         try:
             return outputs.kind(path)
