@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from githttp import LocalHub
 from safetensors.torch import save_file
 
 from idtune import hub, modelcard
@@ -198,6 +196,21 @@ def test_push_replaces_stale_weights_keeps_hub_files(tmp_path):
     assert "Hand-written notes." in git("show", "main:README.md", cwd=tmp_path / "remote.git")
 
 
+def test_rejected_push_leaves_no_staging_copy(tmp_path, capsys):
+    src = merged_dir(tmp_path / "merged")
+    remote = tmp_path / "remote.git"
+    url = bare(remote)
+    hook = remote / "hooks" / "pre-receive"  # the hub refuses every push
+    hook.write_text("#!/bin/sh\necho 'hub: this repository is read-only' >&2\nexit 1\n")
+    hook.chmod(0o755)
+
+    assert cli(["push", str(src), "--to", url]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: git push failed for {url}")
+    assert subprocess.run(["git", "rev-parse", "-q", "--verify", "main"], cwd=remote).returncode
+    assert list((tmp_path / "cache" / "push").iterdir()) == []  # no clone with hard links left
+
+
 def _lfs_wrapper_that_dies(tmp_path: Path) -> Path:
     """A git-lfs on PATH that uploads the objects, then kills the whole push process group."""
     bindir = tmp_path / "bin"
@@ -252,64 +265,13 @@ def _all_text(roots: list[Path], extra: str = "") -> str:
     return "\n".join(parts)
 
 
-class _GitHttp(BaseHTTPRequestHandler):
-    """Smart HTTP through `git http-backend`, behind Basic auth that wants the token."""
-
-    root: Path
-    seen: list[str]
-
-    def do_GET(self):  # noqa: N802
-        auth = self.headers.get("Authorization")
-        user_pass = base64.b64decode(auth.split()[1]).decode() if auth else ""
-        if auth:
-            self.seen.append(user_pass)
-        if user_pass.partition(":")[2] != TOKEN:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="hub"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        path, _, query = self.path.partition("?")
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        env = {
-            **os.environ,
-            "GIT_PROJECT_ROOT": str(self.root),
-            "GIT_HTTP_EXPORT_ALL": "1",
-            "REMOTE_USER": user_pass.partition(":")[0],
-            "REQUEST_METHOD": self.command,
-            "PATH_INFO": path,
-            "QUERY_STRING": query,
-            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-            "CONTENT_LENGTH": str(len(body)),
-            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
-            "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
-        }
-        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True)
-        head, _, payload = out.stdout.partition(b"\r\n\r\n")
-        headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n") if line)
-        self.send_response(int(headers.pop("Status", "200").split()[0]))
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_POST = do_GET
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def http_hub(tmp_path):
     """(URL of an empty repository served over HTTP with auth, its directory, credentials seen)."""
     root = tmp_path / "srv"
     bare(root / "remote.git")
-    handler = type("Handler", (_GitHttp,), {"root": root, "seen": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}/remote.git", root / "remote.git", handler.seen
-    server.shutdown()
+    with LocalHub(root, TOKEN) as server:
+        yield f"127.0.0.1:{server.port}/remote.git", root / "remote.git", server.seen
 
 
 def _idtune(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -334,32 +296,33 @@ def test_token_reaches_git_and_nothing_else(tmp_path, http_hub):
     where, remote, seen = http_hub
     src = merged_dir(tmp_path / "merged")
     url = f"http://{where}"
+    http = ["--allow-http"]  # a hub on this machine
     dying = f"{_lfs_wrapper_that_dies(tmp_path)}{os.pathsep}{os.environ['PATH']}"
     outputs = []
 
     # killed after the LFS upload: the staging clone is left behind for inspection
-    p = _idtune(tmp_path, "push", str(src), "--to", url, IDTUNE_GIT_TOKEN=TOKEN, PATH=dying)
+    p = _idtune(tmp_path, "push", str(src), "--to", url, *http, IDTUNE_GIT_TOKEN=TOKEN, PATH=dying)
     assert p.returncode == -9, p.stderr
     assert f"oauth2:{TOKEN}" in seen  # the credential reached the hub through the helper
     staging = list((tmp_path / "cache" / "push").iterdir())
     assert len(staging) == 1 and (staging[0] / ".git" / "config").is_file()
     outputs += [p.stdout, p.stderr]
 
-    p = _idtune(tmp_path, "push", str(src), "--to", url, IDTUNE_GIT_TOKEN=TOKEN)
+    p = _idtune(tmp_path, "push", str(src), "--to", url, *http, IDTUNE_GIT_TOKEN=TOKEN)
     assert p.returncode == 0, p.stderr
     assert git("log", "--format=%an <%ae>", cwd=remote).strip() == "idtune <idtune@localhost>"
     outputs += [p.stdout, p.stderr]
 
     # a token embedded in the URL, as the old tutorial does, is used and scrubbed
     tensors(src / "model-00001-of-00002.safetensors", 1, seed=9)
-    p = _idtune(tmp_path, "push", str(src), "--to", f"http://alice:{TOKEN}@{where}")
+    p = _idtune(tmp_path, "push", str(src), "--to", f"http://alice:{TOKEN}@{where}", *http)
     assert p.returncode == 0, p.stderr
     assert f"alice:{TOKEN}" in seen and len(commits(remote)) == 2
     assert f"to http://{where} (branch main" in p.stdout
     outputs += [p.stdout, p.stderr]
 
     # a wrong token: one line, no traceback, and the wrong token is not echoed either
-    p = _idtune(tmp_path, "push", str(src), "--to", url, IDTUNE_GIT_TOKEN="wrong-token-123")
+    p = _idtune(tmp_path, "push", str(src), "--to", url, *http, IDTUNE_GIT_TOKEN="wrong-token-123")
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines()[-1].startswith(f"error: git clone failed for {url}")
     assert "wrong-token-123" not in p.stdout + p.stderr

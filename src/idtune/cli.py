@@ -122,11 +122,14 @@ def data_identity(
             "phrasings for a language, or a new one (then add it to --lang). Repeatable.",
         ),
     ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing OUTPUT file.")] = False,
 ) -> None:
     """Write diverse identity conversations (OpenAI messages JSONL)."""
+    from . import outputs
     from .data import formats, identity
     from .runinfo import Identity
 
+    outputs.check_file(output, overwrite=overwrite)
     langs = [x.strip() for x in lang.split(",") if x.strip()]
     rows = identity.generate(name, author, name_zh, author_zh, langs, n, seed, phrases or [])
     rows = formats.with_identity(rows, Identity(name, author, name_zh, author_zh))
@@ -145,9 +148,10 @@ def data_regularize(
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Answer general prompts with the base model itself, to mix into training."""
-    from . import regularize
+    from . import outputs, regularize
     from .data.formats import write_jsonl
 
+    outputs.check_file(output, overwrite=True)  # a directory or unwritable path: before the work
     rows = regularize.generate(
         model, n=n, max_new_tokens=max_new_tokens, trust_remote_code=trust_remote_code
     )
@@ -234,8 +238,12 @@ def eval_cmd(
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Score identity, author, leakage and retention; write eval.md and eval.json."""
-    from . import evaluate
+    from . import evaluate, outputs
 
+    if output is not None:  # before the work, not after minutes of generation
+        outputs.check_dir(output)
+        for name in ("eval.json", "eval.md"):
+            outputs.check_file(output / name, overwrite=True)
     md = evaluate.run(
         model,
         probes=probes,
@@ -284,6 +292,12 @@ def merge_cmd(
 
 
 # ---------------------------------------------------------------- serve / push / deploy
+AllowHttpOpt = Annotated[
+    bool,
+    typer.Option("--allow-http", help="Send the token over plain http:// (trusted network only)."),
+]
+
+
 @app.command("serve")
 def serve_cmd(
     model: ModelArg = DEFAULT_MODEL,
@@ -320,22 +334,28 @@ def push_cmd(
     to: Annotated[str, typer.Option(help="git URL (https/ssh/file://) or hf:USER/REPO.")],
     message: Annotated[str | None, typer.Option(help="Commit message.")] = None,
     private: Annotated[bool, typer.Option(help="Create the hub repo as private.")] = False,
+    allow_http: AllowHttpOpt = False,
 ) -> None:
-    """Upload a model or adapter (git + git-lfs, or Hugging Face) with a model card."""
+    """Upload a model or adapter (git + git-lfs, or Hugging Face) with a model card.
+
+    A token (IDTUNE_GIT_TOKEN, or one in the URL) is sent only to the scheme, host and port of
+    --to, never after a redirect elsewhere, and over plain http:// only with --allow-http.
+    """
     from . import hub
 
-    typer.echo(hub.push(directory, to, message=message, private=private))
+    typer.echo(hub.push(directory, to, message=message, private=private, allow_http=allow_http))
 
 
 @app.command("pull")
 def pull_cmd(
     url: Annotated[str, typer.Argument(help="git URL or hf:USER/REPO.")],
     directory: Annotated[Path, typer.Argument(help="Where to put it.")],
+    allow_http: AllowHttpOpt = False,
 ) -> None:
     """Download a model with its LFS content."""
     from . import hub
 
-    typer.echo(str(hub.pull(url, directory)))
+    typer.echo(str(hub.pull(url, directory, allow_http=allow_http)))
 
 
 @app.command("deploy")

@@ -8,7 +8,10 @@ next run starts over from a fresh clone and ends complete.
 
 The token (`IDTUNE_GIT_TOKEN`, or one embedded in the URL) reaches git only through the
 environment of each git command and a credential helper given with `-c`: it is in no URL, no
-`.git/config`, no file, and is scrubbed from everything printed.
+`.git/config`, no file, and is scrubbed from everything printed. The helper answers only for the
+scheme and host[:port] of the URL the user named, so a redirect never carries it elsewhere, and
+a token goes over plain http:// only with `--allow-http`. A refused or failed push leaves no
+staging copy behind.
 """
 
 from __future__ import annotations
@@ -44,9 +47,14 @@ LARGE_FILE = 10 * 1024 * 1024  # anything larger goes through LFS, tracked by it
 # so a stale `model.safetensors` never shadows new shards. Other remote files are kept.
 WEIGHT_PATTERNS = ["*.safetensors", "*.bin", "*.gguf", "*.pt", "*.pth", "*.index.json"]
 SKIP = {".git", ".cache", ".gitattributes", "__pycache__"}
-# Answers git's credential requests from the environment of the one command it is given to.
+# Answers git's (and git-lfs's) credential requests from the environment of the one command it
+# is given to, and only for the scheme and host[:port] the user named: a redirect to another
+# host, port or scheme gets no answer, so the token never follows it.
 _HELPER = (
-    '!f() { test "$1" = get || return 0; '
+    '!f() { test "$1" = get || return 0; p=; h=; '
+    'while IFS= read -r l && test -n "$l"; do case "$l" in '
+    'protocol=*) p="${l#protocol=}";; host=*) h="${l#host=}";; esac; done; '
+    'test "$p" = "$IDTUNE_GIT_PROTOCOL" && test "$h" = "$IDTUNE_GIT_HOST" || return 0; '
     'printf "username=%s\\npassword=%s\\n" "$IDTUNE_GIT_USER" "$IDTUNE_GIT_TOKEN"; }; f'
 )
 
@@ -183,9 +191,24 @@ class Remote:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         if self.token:
+            parts = urlsplit(self.url)
             env.update(IDTUNE_GIT_TOKEN=self.token, IDTUNE_GIT_USER=self.user)
+            env.update(IDTUNE_GIT_PROTOCOL=parts.scheme, IDTUNE_GIT_HOST=_host(parts.netloc))
             env["GIT_TERMINAL_PROMPT"] = "0"
         return env
+
+    def check_scheme(self, allow_http: bool) -> None:
+        """Refuse to send a token over plain http:// unless the user allowed it."""
+        if self.token and urlsplit(self.url).scheme == "http" and not allow_http:
+            raise UserError(
+                f"{self.public}: refusing to send a token over plain http://; use https://, "
+                "or pass --allow-http for a hub you trust on a private network"
+            )
+
+
+def _host(netloc: str) -> str:
+    """host[:port] of a URL's netloc, as git's credential protocol names it."""
+    return netloc.rpartition("@")[2]
 
 
 def parse_remote(url: str) -> Remote:
@@ -198,7 +221,7 @@ def parse_remote(url: str) -> Remote:
     env_user = os.environ.get("IDTUNE_GIT_USER")
     user = unquote(parts.username) if parts.username else None
     token = unquote(parts.password) if parts.password else os.environ.get("IDTUNE_GIT_TOKEN")
-    host = parts.netloc.rpartition("@")[2]
+    host = _host(parts.netloc)
     netloc = f"{quote(user, safe='')}@{host}" if user else host
     clean = urlunsplit(parts._replace(netloc=netloc))
     if parts.scheme not in ("http", "https"):
@@ -278,17 +301,27 @@ def _first_line(e: BaseException, remote: Remote) -> str:
 
 
 # ---------------------------------------------------------------- push
-def push(directory: Path, to: str, *, message: str | None = None, private: bool = False) -> str:
+def push(
+    directory: Path,
+    to: str,
+    *,
+    message: str | None = None,
+    private: bool = False,
+    allow_http: bool = False,
+) -> str:
     """Upload a model, adapter or run directory with a model card; returns a one-line summary.
 
     `to` is a git URL (https, ssh, file://, a local path) or `hf:USER/REPO`; `private` only
-    applies to a Hugging Face repository that does not exist yet.
+    applies to a Hugging Face repository that does not exist yet. A token goes over plain
+    http:// only with `allow_http`.
     """
     upload = collect_upload(Path(directory))
     message = message or f"Upload {upload.kind} with idtune"
     if to.startswith("hf:"):
         return _push_hf(upload, _hf_repo(to), message, private)
-    return _push_git(upload, parse_remote(to), message)
+    remote = parse_remote(to)
+    remote.check_scheme(allow_http)
+    return _push_git(upload, remote, message)
 
 
 def _fresh_stage(key: str) -> Path:
@@ -303,6 +336,13 @@ def _fresh_stage(key: str) -> Path:
 def _push_git(upload: Upload, remote: Remote, message: str) -> str:
     _require_git_lfs()
     stage = _fresh_stage(remote.url)
+    try:
+        return _commit_and_push(upload, remote, message, stage)
+    finally:  # pushed, refused or failed: no staging copy stays behind (a kill -9 may leave one)
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _commit_and_push(upload: Upload, remote: Remote, message: str, stage: Path) -> str:
     skip_smudge = {"GIT_LFS_SKIP_SMUDGE": "1"}  # the old weights are not needed to commit on top
     _run(
         remote,
@@ -347,7 +387,6 @@ def _push_git(upload: Upload, remote: Remote, message: str) -> str:
     print(f"committing {len(upload.files)} files ({_human(upload.size)})", file=sys.stderr)
     git("add", "-A")
     if git("diff", "--cached", "--quiet", check=False)[0] == 0:
-        shutil.rmtree(stage)
         return f"{remote.public} already has these files (branch {branch}); nothing to push"
     author = []
     for key, default in (("user.name", "idtune"), ("user.email", "idtune@localhost")):
@@ -356,7 +395,6 @@ def _push_git(upload: Upload, remote: Remote, message: str) -> str:
     git(*author, "commit", "-q", "-m", message)
     sha = git("rev-parse", "--short", "HEAD")[1].strip()
     git("push", "--progress", "origin", f"HEAD:refs/heads/{branch}", live=True, what="push")
-    shutil.rmtree(stage)
     return (
         f"pushed {len(upload.files)} files ({_human(upload.size)}) to {remote.public} "
         f"(branch {branch}, commit {sha})"
@@ -403,9 +441,11 @@ def _push_hf(upload: Upload, repo_id: str, message: str, private: bool, api=None
 
 
 # ---------------------------------------------------------------- pull
-def pull(url: str, directory: Path) -> Path:
+def pull(url: str, directory: Path, *, allow_http: bool = False) -> Path:
     """Download a model repository with its LFS content into a new (or empty) `directory`."""
     directory = Path(directory)
+    if not url.startswith("hf:"):
+        parse_remote(url).check_scheme(allow_http)
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise UserError(f"{directory} is not empty; pull into a new directory")
     existed = directory.exists()

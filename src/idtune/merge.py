@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import atomic, modelcard, models, runinfo
+from . import atomic, modelcard, models, outputs, runinfo
 from .errors import UserError
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -21,13 +21,15 @@ def merge(
     trust_remote_code: bool = False,
 ) -> Path:
     """Merge on CPU and write safetensors shards (+ index), tokenizer, chat template, card."""
-    import torch
-
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+    outputs.check_dir(out)
+    check_apart(out, model, models.locate(model, adapter))
+    if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    import torch
+
     loaded = models.load(
         model,
         adapter,
@@ -58,3 +60,26 @@ def merge(
 
     atomic.write_dir(out, write)
     return out
+
+
+def check_apart(out: Path, model: str, source: models.Source) -> None:
+    """Refuse an OUT that is, contains or is inside what is merged (even with --overwrite):
+    replacing it would delete the run, adapter or base model being read."""
+    sources = [("base model", source.base), ("adapter", source.adapter), ("run", model)]
+    if source.adapter and Path(source.adapter).name == "adapter":
+        sources.append(("run", str(Path(source.adapter).parent)))
+    where = out.resolve()
+    found = []  # (0 is, 1 is inside, 2 contains; what; its path)
+    for name, p in sources:
+        if p is None or not Path(p).exists():
+            continue  # a hub id, not a directory here
+        src = Path(p).resolve()
+        if where == src or src in where.parents or where in src.parents:
+            found.append((0 if where == src else 1 if src in where.parents else 2, name, src))
+    if found:
+        how, name, src = min(found, key=lambda f: f[0])
+        relation = ("is", "is inside", "contains")[how]
+        raise UserError(
+            f"{out} {relation} the {name} being merged ({src}); merge into a new directory"
+        )
+

@@ -7,12 +7,17 @@ one line naming the key (exit 2), not a silent default.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import reprlib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import outputs
 from .aliases import DEFAULT_MODEL
 from .errors import UserError
 from .runinfo import Identity
@@ -179,42 +184,23 @@ def copy(name: str, directory: str | Path) -> Path:
     return out
 
 
-def _commented(section: Any, prefix: str) -> list[str]:
-    """YAML lines for a config section: each key under a `# ...` line from HELP."""
-    import yaml
-
-    indent = "  " * prefix.count(".")
-    lines = []
-    for f in dataclasses.fields(section):
-        value = getattr(section, f.name)
-        lines.append(f"{indent}# {HELP[prefix + f.name]}")
-        if dataclasses.is_dataclass(value):
-            lines += [f"{indent}{f.name}:", *_commented(value, f"{prefix}{f.name}.")]
-            continue
-        dumped = yaml.safe_dump({f.name: value}, allow_unicode=True, default_flow_style=True)
-        lines.append(indent + dumped.strip().removeprefix("{").removesuffix("}"))
-    return lines
-
-
-def read_config(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
-    """Read a recipe, apply `key=value` overrides (dotted keys for sections), validate."""
+from . import outputs
+from .aliases import DEFAULT_MODEL
     import yaml
 
     path = path_of(name_or_file)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: a config must be a mapping of keys")
+    raw = _read_yaml(path)
     _build(TrainConfig, raw, str(path), "")  # errors in the file name the file
+    set_keys: list[str] = []
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"--set {item!r}: expected key=value")
-        parsed = yaml.safe_load(value) if value else None
+        where = f"--set {_plain(key)}"
+        try:
+            parsed = yaml.safe_load(value) if value else None
+        except (yaml.YAMLError, ValueError, OverflowError, RecursionError):
+            parsed = value  # not YAML: the plain string, which the type check then judges
         if key.endswith("data") or key.endswith("files") or key == "eval_prompts":
             parsed = (
                 [v for v in value.split(",") if v] if isinstance(parsed, str | None) else parsed
@@ -224,16 +210,138 @@ def read_config(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise UserError(f"--set {key}: {part!r} is not a section")
+                raise UserError(f"{where}: {part!r} is not a section")
         node[leaf] = parsed
-    cfg = _build(TrainConfig, raw, "--set" if overrides else str(path), "")
+        _build(TrainConfig, raw, where, "")  # the file and earlier --set were fine: blame this
+        set_keys.append(key)
+    cfg = _build(TrainConfig, raw, str(path), "")
     if not cfg.output_dir:
         cfg.output_dir = str(Path("runs") / path.stem.removesuffix("_copy"))
-    if not 0.0 <= cfg.rejected.share <= 1.0:
-        raise UserError(f"{path}: key 'rejected.share' must be between 0 and 1")
-    if cfg.method not in ("lora", "qlora", "full"):
-        raise UserError(f"{path}: key 'method' must be lora, qlora or full, got {cfg.method!r}")
+
+    def source(key: str) -> str:
+        for k in reversed(set_keys):
+            if key == k or key.startswith(k + ".") or k.startswith(key + "."):
+                return f"--set {_plain(k)}"
+        return str(path)
+
+    _check_values(cfg, source)
     return cfg
+
+
+def _read_yaml(path: Path) -> dict:
+    """The recipe file as a mapping, or one line naming the file (and line) that is wrong."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e)
+        raise UserError(f"{where}: invalid YAML ({' '.join(problem.split())})") from None
+    except (ValueError, OverflowError, RecursionError) as e:  # PyYAML's own, on a bad \U escape
+        reason = "nested too deeply" if isinstance(e, RecursionError) else " ".join(str(e).split())
+        raise UserError(f"{path}: invalid YAML ({reason[:200]})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a config must be a mapping of keys")
+    return raw
+
+
+def _in(*choices: str) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in choices), "one of " + ", ".join(choices)
+
+
+def _at_least(lo: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: math.isfinite(v) and v >= lo), f">= {lo:g}"
+
+
+def _between(lo: float, hi: float, *, hi_open: bool = False) -> tuple[Callable[[Any], bool], str]:
+    if hi_open:
+        return (lambda v: lo <= v < hi), f"in [{lo:g}, {hi:g})"
+    return (lambda v: lo <= v <= hi), f"between {lo:g} and {hi:g}"
+
+
+_POSITIVE = ((lambda v: math.isfinite(v) and v > 0), "> 0")
+# What each value may be, checked when the recipe is read (so training never starts with it).
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "model": ((lambda v: bool(v.strip())), "a model alias, directory or hub id"),
+    "method": _in("lora", "qlora", "full"),
+    "lora.r": _at_least(1),
+    "lora.alpha": _POSITIVE,
+    "lora.dropout": _between(0, 1, hi_open=True),
+    "lora.target_modules": ((lambda v: bool(v)), "'all-linear' or a list of module names"),
+    "lora.top_layers": _at_least(0),
+    "regularization.n": _at_least(0),
+    "regularization.ratio": _at_least(0),
+    "regularization.max_new_tokens": _at_least(1),
+    "rejected.share": _between(0, 1),
+    "rejected.weight": _at_least(0),
+    "rejected.max_tokens": _at_least(1),
+    "max_length": _at_least(1),
+    "row_tokens": _at_least(1),
+    "batch_tokens": _at_least(1),
+    "grad_accum": _at_least(1),
+    "lr": _POSITIVE,
+    "weight_decay": _at_least(0),
+    "warmup_ratio": _between(0, 1),
+    "epochs": _at_least(0),
+    "max_steps": _at_least(0),
+    "save_steps": _at_least(0),
+    "keep_last": _at_least(1),
+    "sample_max_new_tokens": _at_least(1),
+    "fused_loss": _in("auto", "chunked", "liger", "none"),
+    "dtype": _in("auto", "fp32", "bf16", "fp16"),
+    "seed": ((lambda v: 0 <= v < 2**32), "between 0 and 2**32 - 1"),
+}
+
+
+def _check_values(cfg: TrainConfig, source: Callable[[str], str]) -> None:
+    """Range and choice checks; `source(key)` says where a key's value came from."""
+
+    def fail(key: str, what: str, value: Any) -> None:
+        raise UserError(f"{source(key)}: key {key!r} must be {what}, got {_show(value)}")
+
+    for key, (ok, what) in _RULES.items():
+        value = functools.reduce(getattr, key.split("."), cfg)
+        if not ok(value):
+            fail(key, what, value)
+    if cfg.epochs == 0 and cfg.max_steps == 0:
+        fail("epochs", "> 0 (or set max_steps)", cfg.epochs)
+
+    def kind(key: str, path: str | Path) -> str | None:
+        try:
+            return outputs.kind(path)
+        except UserError as e:
+            raise UserError(f"{source(key)}: key {key!r}: {e}") from None
+
+    for key in ("data", "regularization.files"):
+        for f in functools.reduce(getattr, key.split("."), cfg):
+            if kind(key, f) == "dir":
+                fail(key, "a list of data files", f"{f} (a directory)")
+    out = Path(cfg.output_dir)
+    existing = next((p for p in (out, *out.parents) if kind("output_dir", p)), None)
+    if existing is not None and kind("output_dir", existing) != "dir":
+        fail("output_dir", "a directory", f"{cfg.output_dir} ({existing} is a file)")
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+
+
+def _show(value: Any) -> str:
+    """A bounded one-line repr of a value, for messages."""
+    return _REPR.repr(value)
+
+
+def _plain(key: str) -> str:
+    """A key as typed when it is plain text, else quoted (no newline reaches the message)."""
+    return key if key.isprintable() and " " not in key and len(key) <= 80 else _show(key)
 
 
 def _build(cls: type, raw: dict, where: str, prefix: str) -> Any:
@@ -241,8 +349,8 @@ def _build(cls: type, raw: dict, where: str, prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in raw.items():
-        if key not in fields:
-            raise UserError(f"{where}: unknown key {prefix + key!r}")
+        if not isinstance(key, str) or key not in fields:
+            raise UserError(f"{where}: unknown key {_show(prefix + str(key))}")
         kwargs[key] = _coerce(hints[key], value, where, prefix + key)
     return cls(**kwargs)
 
@@ -260,7 +368,7 @@ def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
                 return _coerce(opt, value, where, key)
             except UserError:
                 continue
-        raise UserError(f"{where}: key {key!r} has the wrong type ({value!r})")
+        raise UserError(f"{where}: key {key!r} has the wrong type ({_show(value)})")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise UserError(f"{where}: key {key!r} must be a section (mapping)")
@@ -282,7 +390,7 @@ def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
     if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
     raise UserError(
-        f"{where}: key {key!r} must be {tp.__name__}, got {type(value).__name__} ({value!r})"
+        f"{where}: key {key!r} must be {tp.__name__}, got {type(value).__name__} ({_show(value)})"
     )
 
 

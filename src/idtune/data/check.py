@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from . import formats, render
+
+COUNT_CHARS = 50_000  # per conversation: longer ones are cut before counting (training truncates)
+SHOW_CHARS = 2_000  # of the rendered sample printed
 
 
 def histogram(lengths: list[int], bins: int = 8, width: int = 40) -> str:
@@ -61,7 +65,13 @@ def report(files: list[Path], load_tokenizer: Callable[[], Any]) -> str:
         per_file[str(f)] = len(rows)
         convs += rows
     tok = load_tokenizer()
-    samples = [render.render(tok, c) for c in convs]
+    keys = [json.dumps(c, ensure_ascii=False) for c in convs]
+    rendered: dict[str, render.Sample] = {}  # each distinct conversation is rendered once
+    for k, c in zip(keys, convs):
+        if k not in rendered:
+            rendered[k] = render.render(tok, cut(c, COUNT_CHARS))
+    samples = [rendered[k] for k in keys]
+    n_cut = sum(1 for c in convs if sum(len(m["content"]) for m in c) > COUNT_CHARS)
     lengths = [len(s) for s in samples]
     trained = sum(s.n_trained for s in samples)
     total = sum(lengths)
@@ -76,11 +86,18 @@ def report(files: list[Path], load_tokenizer: Callable[[], Any]) -> str:
         + ")",
         f"tokens: {total} total, {trained} trained ({trained / max(total, 1):.0%}); "
         f"per sample min {min(lengths)}, mean {total / len(lengths):.0f}, max {max(lengths)}",
+        duplicates(keys),
         "",
         "token lengths:",
         histogram(lengths),
         "",
         "sample 1 as the model sees it, trained tokens in [[ ]]:",
-        marked(tok, samples[0]),
+        excerpt(marked(tok, samples[0]), SHOW_CHARS),
     ]
+    if n_cut:
+        lines.insert(
+            lines.index("") - 1,
+            f"  {n_cut} conversation{'s' if n_cut > 1 else ''} over {COUNT_CHARS:,} characters, "
+            "counted up to that (training truncates to max_length)",
+        )
     return "\n".join(lines)

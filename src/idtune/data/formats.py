@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import reprlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,28 +36,29 @@ class RecordError(ValueError):
 
 def _records(path: Path) -> Iterator[tuple[int, Any]]:
     """Yield (line number, parsed record) from a .json array/object or a .jsonl file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason})") from None
+    text = _read_text(path)
     if path.suffix == ".jsonl":
-        for lineno, line in enumerate(text.splitlines(), 1):
+        # split on "\n" only: str.splitlines() would also split at U+2028 and other separators
+        # that JSON allows inside strings
+        for lineno, line in enumerate(text.split("\n"), 1):
             if line.strip():
                 try:
                     yield lineno, json.loads(line)
                 except json.JSONDecodeError as e:
                     raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+                except (ValueError, RecursionError) as e:  # 5000-digit numbers, deep nesting
+                    raise UserError(f"{path}:{lineno}: invalid JSON ({_reason(e)})") from None
         return
     decoder = json.JSONDecoder()
     idx = _skip_ws(text, 0)
     try:
         if text[idx : idx + 1] != "[":
-            yield text.count("\n", 0, idx) + 1, decoder.raw_decode(text, idx)[0]
+            record, end = decoder.raw_decode(text, idx)
+            _expect_end(text, end)
+            yield text.count("\n", 0, idx) + 1, record
             return
         idx = _skip_ws(text, idx + 1)
-        while idx < len(text) and text[idx] != "]":
+        while text[idx : idx + 1] != "]":
             record, end = decoder.raw_decode(text, idx)
             yield text.count("\n", 0, idx) + 1, record
             idx = _skip_ws(text, end)
@@ -64,8 +66,49 @@ def _records(path: Path) -> Iterator[tuple[int, Any]]:
                 idx = _skip_ws(text, idx + 1)
             elif text[idx : idx + 1] != "]":
                 raise json.JSONDecodeError("expected ',' or ']'", text, idx)
+        _expect_end(text, idx + 1)
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    except (ValueError, RecursionError) as e:
+        line = text.count("\n", 0, idx) + 1
+        raise UserError(f"{path}:{line}: invalid JSON ({_reason(e)})") from None
+
+
+def _expect_end(text: str, idx: int) -> None:
+    """Only whitespace may follow the top-level JSON value (several values make a .jsonl)."""
+    idx = _skip_ws(text, idx)
+    if idx < len(text):
+        raise json.JSONDecodeError("extra data after the JSON value (JSONL? use .jsonl)", text, idx)
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text, or one line saying why not."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, not a data file") from None
+    except (OSError, ValueError) as e:  # permissions, a NUL in the name, ...
+        raise UserError(f"{path}: cannot read ({_reason(e)})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text ({e.reason})") from None
+
+
+def _reason(e: BaseException) -> str:
+    """An exception as a short single line."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    text = " ".join((getattr(e, "strerror", None) or str(e)).split())
+    return (text[:200] + "…" if len(text) > 200 else text) or type(e).__name__
+
+
+def _show(value: Any) -> str:
+    """A bounded one-line repr of a value from the data, for messages."""
+    return reprlib.repr(value)
 
 
 def _skip_ws(text: str, idx: int) -> int:
@@ -107,7 +150,9 @@ def _from_messages(messages: Any) -> Messages:
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
             raise RecordError(f"messages[{i}] needs 'role' and 'content'")
         if m["role"] not in ROLES:
-            raise RecordError(f"messages[{i}].role {m['role']!r} is not one of {', '.join(ROLES)}")
+            raise RecordError(
+                f"messages[{i}].role {_show(m['role'])} is not one of {', '.join(ROLES)}"
+            )
         out.append({"role": m["role"], "content": _text(m["content"], f"messages[{i}].content")})
     return out
 
@@ -135,9 +180,9 @@ def _from_sharegpt(turns: Any) -> Messages:
     for i, t in enumerate(turns):
         if not isinstance(t, dict) or "from" not in t or "value" not in t:
             raise RecordError(f"conversations[{i}] needs 'from' and 'value'")
-        role = SHAREGPT_ROLES.get(t["from"])
+        role = SHAREGPT_ROLES.get(t["from"]) if isinstance(t["from"], str) else None
         if role is None:
-            raise RecordError(f"conversations[{i}].from {t['from']!r} is not a known role")
+            raise RecordError(f"conversations[{i}].from {_show(t['from'])} is not a known role")
         out.append({"role": role, "content": _text(t["value"], f"conversations[{i}].value")})
     return out
 
@@ -155,7 +200,7 @@ def to_messages(record: Any) -> Messages:
     elif "instruction" in record:
         messages = _from_alpaca(record)
     else:
-        keys = ", ".join(sorted(record)) or "none"
+        keys = _show(", ".join(sorted(record))) if record else "none"
         raise RecordError(
             f"unknown record format (keys: {keys}); expected 'conversation' (XTuner), "
             "'messages' (OpenAI), 'instruction' (Alpaca) or 'conversations' (ShareGPT)"
@@ -186,12 +231,13 @@ def load_files(files: Iterable[str | os.PathLike]) -> list[Messages]:
         path = Path(f)
         if path.suffix not in (".json", ".jsonl"):
             raise UserError(f"{path}: expected a .json or .jsonl file")
+        before = len(out)
         for lineno, record in _records(path):
             try:
                 out.append(to_messages(record))
             except RecordError as e:
                 raise UserError(f"{path}:{lineno}: {e}") from None
-        if not out:
+        if len(out) == before:
             raise UserError(f"{path}: no records")
     return out
 
@@ -199,12 +245,19 @@ def load_files(files: Iterable[str | os.PathLike]) -> list[Messages]:
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     """Write rows as UTF-8 JSONL (via a temporary file, so a failure leaves no partial file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        tmp.replace(path)
+    except BaseException as e:
+        if tmp.is_file():
+            tmp.unlink()
+        if isinstance(e, OSError):
+            raise UserError(f"{path}: cannot write ({_reason(e)})") from None
+        raise
 
 
 def with_identity(rows: list[dict], ident: Identity) -> list[dict]:
