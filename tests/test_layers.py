@@ -24,7 +24,18 @@ LAYERS = {
     "models": 3,
     # the ground floor: pure data and small utilities
     **dict.fromkeys(
-        ["data", "runinfo", "recipes", "aliases", "cache", "errors", "atomic", "progress", "ports"],
+        [
+            "data",
+            "runinfo",
+            "recipes",
+            "aliases",
+            "cache",
+            "errors",
+            "atomic",
+            "progress",
+            "ports",
+            "outputs",
+        ],
         4,
     ),
 }

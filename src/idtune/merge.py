@@ -82,4 +82,3 @@ def check_apart(out: Path, model: str, source: models.Source) -> None:
         raise UserError(
             f"{out} {relation} the {name} being merged ({src}); merge into a new directory"
         )
-

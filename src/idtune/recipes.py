@@ -184,8 +184,29 @@ def copy(name: str, directory: str | Path) -> Path:
     return out
 
 
-from . import outputs
-from .aliases import DEFAULT_MODEL
+def _commented(section: Any, prefix: str) -> list[str]:
+    """YAML lines for a config section: each key under a `# ...` line from HELP."""
+    import yaml
+
+    indent = "  " * prefix.count(".")
+    lines = []
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        lines.append(f"{indent}# {HELP[prefix + f.name]}")
+        if dataclasses.is_dataclass(value):
+            lines += [f"{indent}{f.name}:", *_commented(value, f"{prefix}{f.name}.")]
+            continue
+        dumped = yaml.safe_dump({f.name: value}, allow_unicode=True, default_flow_style=True)
+        lines.append(indent + dumped.strip().removeprefix("{").removesuffix("}"))
+    return lines
+
+
+def read_config(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
+    """Read a recipe, apply `key=value` overrides (dotted keys for sections), validate.
+
+    A mistake is one line naming the key, and where the bad value came from: the recipe file,
+    or the `--set KEY` that gave it.
+    """
     import yaml
 
     path = path_of(name_or_file)

@@ -53,6 +53,35 @@ def marked(tokenizer, sample: render.Sample) -> str:
     return "".join(out)
 
 
+def cut(conversation: formats.Messages, n: int) -> formats.Messages:
+    """The conversation with its text cut after `n` characters in all (later messages empty)."""
+    out, left = [], n
+    for m in conversation:
+        out.append({**m, "content": m["content"][:left]})
+        left = max(0, left - len(m["content"]))
+    return out
+
+
+def excerpt(text: str, n: int) -> str:
+    """`text`, or its first `n` characters and a note of how much is left out."""
+    if len(text) <= n:
+        return text
+    return f"{text[:n]}\n… ({len(text) - n:,} more characters not shown)"
+
+
+def duplicates(keys: list[str]) -> str:
+    """One line on repeated conversations (`keys`: one canonical string per conversation)."""
+    counts = Counter(keys)
+    if len(counts) == len(keys):
+        return "duplicates: none"
+    top = max(counts.values())
+    return (
+        f"duplicates: warning: only {len(counts)} distinct conversations among {len(keys)} "
+        f"(the most repeated appears {top} times); copies repeat one phrasing, they teach no "
+        "new ones (`idtune data identity` writes varied ones)"
+    )
+
+
 def report(files: list[Path], load_tokenizer: Callable[[], Any]) -> str:
     """Load and validate `files`, then count tokens with `load_tokenizer()`; a plain-text report.
 
