@@ -181,7 +181,7 @@ def test_recipe_reader_loads_or_fails_with_one_line(data, overrides):
         f = Path(d) / "recipe.yaml"
         f.write_bytes(data)
         try:
-            cfg = recipes.load(str(f), overrides)
+            cfg = recipes.read_config(str(f), overrides)
         except UserError as e:
             event("refused")
             _one_line(e)
