@@ -36,13 +36,12 @@ def test_train_writes_the_run_directory(tmp_path, tiny_model, identity_data):
             "checkpoints"} <= names  # fmt: skip
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-4"]  # keep_last=1
     ck = run / "checkpoints" / "step-4"
-    assert {
-        "adapter_model.safetensors",
-        "optimizer.pt",
-        "scheduler.pt",
-        "rng.pt",
-        "state.json",
-    } <= {p.name for p in ck.iterdir()}
+    names = {p.name for p in ck.iterdir()}  # accelerate's save_state + the adapter (PEFT layout)
+    assert {"adapter_model.safetensors", "adapter_config.json", "optimizer.bin",
+            "scheduler.bin", "random_states_0.pkl", "state.json", "idtune.json"} <= names  # fmt: skip
+    assert "model.safetensors" not in names  # the frozen base model is not copied
+    assert json.loads((ck / "state.json").read_text()) == {
+        "step": 4, "engine": "single", "world_size": 1, "method": "lora"}  # fmt: skip
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5]
     assert all(r["tokens_per_s"] > 0 and r["loss"] > 0 for r in log)
@@ -110,7 +109,8 @@ def test_two_process_training_on_cpu(tmp_path, tiny_model, identity_data):
         cli(*train_args(tiny_model, identity_data, run, "--set", "max_steps=2", "--gpus", "2")) == 0
     )
     info = json.loads((run / "idtune.json").read_text())
-    assert info["settings"]["processes"] == 2 and info["settings"]["steps"] == 2
+    assert info["settings"]["world_size"] == 2 and info["settings"]["steps"] == 2
+    assert info["settings"]["engine"] == "ddp"
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
 
 
