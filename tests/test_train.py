@@ -37,8 +37,8 @@ def test_train_writes_the_run_directory(tmp_path, tiny_model, identity_data):
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-4"]  # keep_last=1
     ck = run / "checkpoints" / "step-4"
     names = {p.name for p in ck.iterdir()}  # accelerate's save_state + the adapter (PEFT layout)
-    assert {"adapter_model.safetensors", "adapter_config.json", "optimizer.bin",
-            "scheduler.bin", "random_states_0.pkl", "state.json", "idtune.json"} <= names  # fmt: skip
+    assert {"adapter_model.safetensors", "adapter_config.json", "optimizer.bin", "scheduler.bin",
+            "random_states_0.pkl", "state.json", "idtune.json"} <= names  # fmt: skip
     assert "model.safetensors" not in names  # the frozen base model is not copied
     assert json.loads((ck / "state.json").read_text()) == {
         "step": 4, "engine": "single", "world_size": 1, "method": "lora"}  # fmt: skip

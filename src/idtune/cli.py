@@ -200,7 +200,7 @@ def train_cmd(
         return
     with launcher.recording_errors():  # a launched worker records its error for the launcher
         out = train.train(cfg, resume=resume, resume_finished=resume_finished)
-    if os.environ.get("RANK", "0") == "0":
+    if launcher.ERRORS_ENV not in os.environ:  # a launched worker: the launcher says it
         typer.echo(f"run written to {out}")
 
 
