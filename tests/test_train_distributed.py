@@ -186,3 +186,22 @@ def test_resume_under_another_engine_is_refused(tiny_model, data, two_processes,
     assert cli(*run_args(tiny_model, data, run, "--resume")) == 2
     err = capsys.readouterr().err
     assert "was written by 2 process(es) under ddp; resume it the same way" in err
+
+
+@pytest.mark.slow
+def test_deepspeed_zero2_as_one_cpu_process_resumes_exactly(tiny_model, data, tmp_path):
+    """--deepspeed zero2 (the tutorial's step): accelerate.prepare gets its batch size from
+    idtune, checkpoints are DeepSpeed's own files, and a resume continues exactly."""
+    run = tmp_path / "run"
+    args = run_args(tiny_model, data, run, "--set", "batch_tokens=512", "--deepspeed",
+                    "deepspeed_zero2")  # fmt: skip
+    assert cli(*args) == 0
+    ck = run / "checkpoints" / "step-4"
+    assert {"pytorch_model", "adapter_model.safetensors", "random_states_0.pkl"} <= {
+        p.name for p in ck.iterdir()}  # fmt: skip
+    info = json.loads((run / "idtune.json").read_text())["settings"]
+    assert (info["engine"], info["world_size"]) == ("deepspeed_zero2", 1)
+    (run / "adapter").rename(run / "uninterrupted")
+    assert cli(*args, "--resume") == 0
+    first = load_file(run / "uninterrupted" / "adapter_model.safetensors")
+    assert max_diff(adapter(run), first) <= 1e-6

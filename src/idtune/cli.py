@@ -170,9 +170,14 @@ def train_cmd(
     ] = False,
     gpus: Annotated[
         int | None,
-        typer.Option(help="Processes on this machine: one per GPU (on CPU: gloo processes)."),
+        typer.Option(
+            help="Processes on this machine: one per GPU (on CPU: gloo processes; several GPUs: "
+            "not yet run)."
+        ),
     ] = None,
-    nnodes: Annotated[int, typer.Option(help="Machines taking part.")] = 1,
+    nnodes: Annotated[
+        int, typer.Option(help="Machines taking part (run on one host only so far).")
+    ] = 1,
     node_rank: Annotated[int, typer.Option(help="This machine's index, 0 to nnodes - 1.")] = 0,
     master_addr: Annotated[
         str | None, typer.Option(help="Address of machine 0 (needed with --nnodes > 1).")
