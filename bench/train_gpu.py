@@ -615,7 +615,7 @@ def end_to_end(device: str) -> None:
         t = time.perf_counter()
         run = train.train(cfg)
         cfg.max_steps = 8
-        train.train(cfg, resume=True)
+        train.train(cfg, resume=True, resume_finished=True)  # 6 → 8 steps
         log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
         files = sorted(p.name for p in run.iterdir())
         loaded = models.load(str(run), device=device)

@@ -36,13 +36,12 @@ def test_train_writes_the_run_directory(tmp_path, tiny_model, identity_data):
             "checkpoints"} <= names  # fmt: skip
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-4"]  # keep_last=1
     ck = run / "checkpoints" / "step-4"
-    assert {
-        "adapter_model.safetensors",
-        "optimizer.pt",
-        "scheduler.pt",
-        "rng.pt",
-        "state.json",
-    } <= {p.name for p in ck.iterdir()}
+    names = {p.name for p in ck.iterdir()}  # accelerate's save_state + the adapter (PEFT layout)
+    assert {"adapter_model.safetensors", "adapter_config.json", "optimizer.bin", "scheduler.bin",
+            "random_states_0.pkl", "state.json", "idtune.json"} <= names  # fmt: skip
+    assert "model.safetensors" not in names  # the frozen base model is not copied
+    assert json.loads((ck / "state.json").read_text()) == {
+        "step": 4, "engine": "single", "world_size": 1, "method": "lora"}  # fmt: skip
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5]
     assert all(r["tokens_per_s"] > 0 and r["loss"] > 0 for r in log)
@@ -110,7 +109,8 @@ def test_two_process_training_on_cpu(tmp_path, tiny_model, identity_data):
         cli(*train_args(tiny_model, identity_data, run, "--set", "max_steps=2", "--gpus", "2")) == 0
     )
     info = json.loads((run / "idtune.json").read_text())
-    assert info["settings"]["processes"] == 2 and info["settings"]["steps"] == 2
+    assert info["settings"]["world_size"] == 2 and info["settings"]["steps"] == 2
+    assert info["settings"]["engine"] == "ddp"
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
 
 
@@ -145,3 +145,60 @@ def test_rejected_answers_follow_every_unrelated_request(tmp_path, tiny_model, i
     assert f"rejected: the identity answer follows {len(unrelated)} unrelated requests" in out
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all(r["loss"] > 0 for r in log)
+
+
+@pytest.fixture
+def finished_run(tmp_path, tiny_model, identity_data):
+    """A finished 4-step run with a checkpoint at step 2, and the arguments that made it."""
+    run = tmp_path / "run"
+    args = train_args(tiny_model, identity_data, run, "--set", "max_steps=4", "--set",
+                      "save_steps=2")  # fmt: skip
+    assert cli(*args) == 0
+    return run, args
+
+
+def test_resume_refuses_a_finished_run(finished_run, capsys):
+    """issue 14 item 6: --resume on a finished run replaced its adapter with older weights."""
+    run, args = finished_run
+    before = {p: p.read_bytes() for p in (run / "adapter").iterdir()}
+    log = (run / "log.jsonl").read_text()
+    capsys.readouterr()
+    assert cli(*args, "--resume", "--set", "max_steps=3") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run} is finished (adapter/ is written)")
+    assert err.count("\n") == 1
+    assert {p: p.read_bytes() for p in (run / "adapter").iterdir()} == before
+    assert (run / "log.jsonl").read_text() == log
+    # asked explicitly: continue from step 2 to a new end (6 steps)
+    assert cli(*args, "--resume-finished", "--set", "max_steps=6") == 0
+    steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_tolerates_a_torn_last_log_line(finished_run):
+    """issue 14 item 9: a crash in the middle of writing log.jsonl broke --resume."""
+    run, args = finished_run
+    shutil.rmtree(run / "adapter")  # the crash came before the end
+    with (run / "log.jsonl").open("a") as fh:
+        fh.write('{"step": 5, "epoch": 0, "lo')
+    assert cli(*args, "--resume") == 0
+    steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_resume_cleans_orphans_and_completes_samples(finished_run):
+    """issue 14 item 10: temporary checkpoint directories of a crash stayed forever, and
+    samples.md never got the section of a checkpoint whose samples the crash prevented."""
+    run, args = finished_run
+    shutil.rmtree(run / "adapter")
+    orphans = [run / "checkpoints" / ".step-3-k2j4x8", run / "checkpoints" / ".step-4.partial"]
+    for o in orphans:
+        o.mkdir()
+        (o / "optimizer.bin").write_bytes(b"\0" * 1000)
+    samples = run / "samples.md"
+    text = samples.read_text()
+    samples.write_text(text[: text.index("## step 2")])  # killed before step 2's samples
+    assert cli(*args, "--resume") == 0
+    assert not any(o.exists() for o in orphans)
+    headers = [x for x in samples.read_text().splitlines() if x.startswith("## step")]
+    assert headers == ["## step 2", "## step 4"]

@@ -186,9 +186,12 @@ def _config(model: Any) -> Any:
 # ---------------------------------------------------------------- loading and optimising
 def load_kwargs(cfg: Any, device: str) -> dict:
     """Extra `from_pretrained` keyword arguments: attention implementation, target device."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
     kwargs: dict[str, Any] = {"attn_implementation": attention_implementation(cfg, device)}
-    if device.startswith("cuda"):
-        kwargs["device_map"] = {"": device}  # load straight onto the GPU
+    # load straight onto the GPU; under ZeRO-3 DeepSpeed places (and partitions) the weights
+    if device.startswith("cuda") and not is_deepspeed_zero3_enabled():
+        kwargs["device_map"] = {"": device}
     return kwargs
 
 

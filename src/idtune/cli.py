@@ -185,20 +185,68 @@ def train_cmd(
         typer.Option("--set", help="Override a key: --set data=F --set max_steps=20."),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint.")] = False,
+    resume_finished: Annotated[
+        bool,
+        typer.Option(
+            help="With --resume: also continue a finished run from its last checkpoint, "
+            "replacing its adapter/ (refused otherwise)."
+        ),
+    ] = False,
     deepspeed: Annotated[
-        str | None, typer.Option(help="zero2 or zero3 (through accelerate).")
+        str | None,
+        typer.Option(
+            help="DeepSpeed through accelerate: zero2, zero3 (or deepspeed_zero2/3, XTuner's "
+            "names), or your own DeepSpeed .json. Run on one GPU and one CPU process; several "
+            "GPUs not yet run."
+        ),
     ] = None,
-    gpus: Annotated[int | None, typer.Option(help="Launch on N GPUs.")] = None,
+    fsdp: Annotated[
+        bool,
+        typer.Option(
+            help="FSDP2 through accelerate (CUDA GPUs; LoRA run on one GPU, several not yet)."
+        ),
+    ] = False,
+    gpus: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes on this machine: one per GPU (on CPU: gloo processes; several GPUs: "
+            "not yet run)."
+        ),
+    ] = None,
+    nnodes: Annotated[
+        int, typer.Option(help="Machines taking part (run on one host only so far).")
+    ] = 1,
+    node_rank: Annotated[int, typer.Option(help="This machine's index, 0 to nnodes - 1.")] = 0,
+    master_addr: Annotated[
+        str | None, typer.Option(help="Address of machine 0 (needed with --nnodes > 1).")
+    ] = None,
+    master_port: Annotated[
+        int | None, typer.Option(help="Port on machine 0 (default: a free one; 29500 multi-node).")
+    ] = None,
 ) -> None:
-    """Fine-tune (LoRA, QLoRA or full) and write a run directory."""
-    from . import recipes, regularize, train
+    """Fine-tune (LoRA, QLoRA or full) and write a run directory.
+
+    Several processes, GPUs or machines start through `accelerate launch` (DDP, DeepSpeed
+    ZeRO-2/3 or FSDP2), with the launch configs shipped in idtune/launch/.
+    """
+    import os
+
+    from . import launcher, recipes, regularize, train
 
     cfg = recipes.read_config(config, set_ or [])
-    if gpus and gpus > 1 or deepspeed:
-        train.launch(cfg, config, set_ or [], resume=resume, deepspeed=deepspeed, gpus=gpus)
+    resume = resume or resume_finished
+    opts = launcher.Options(deepspeed, fsdp, gpus, nnodes, node_rank, master_addr, master_port)
+    if opts.wanted():
+        train.launch(cfg, config, set_ or [], opts, resume, resume_finished)
+        if node_rank == 0:
+            typer.echo(f"run written to {cfg.output_dir}")
         return
-    out = train.train(cfg, resume=resume, distill=regularize.for_training)
-    typer.echo(f"run written to {out}")
+    with launcher.recording_errors():  # a launched worker records its error for the launcher
+        out = train.train(
+            cfg, resume=resume, resume_finished=resume_finished, distill=regularize.for_training
+        )
+    if launcher.ERRORS_ENV not in os.environ:  # a launched worker: the launcher says it
+        typer.echo(f"run written to {out}")
 
 
 # ---------------------------------------------------------------- chat / eval

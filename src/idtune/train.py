@@ -1,24 +1,22 @@
 """`idtune train`: an explicit training loop on accelerate, read top to bottom.
 
 data → render (assistant-only labels) → pack → token-budget micro-batches → AdamW with warmup +
-cosine → checkpoints (atomic, keep-last, resumable) → final adapter, loss.png, samples.md.
+cosine → checkpoints (accelerate's save_state, atomic, keep-last, resumable) → final adapter,
+loss.png, samples.md. The same loop runs in one process or as one rank of a launch (DDP,
+DeepSpeed ZeRO-2/3, FSDP2; `launcher.py` starts those, `parallel.py` holds what differs).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import atomic, recipes, runinfo
+from . import atomic, checkpoint, recipes, runinfo
 from .data import formats, render
 from .errors import UserError
 from .ports import free_port
@@ -77,13 +75,87 @@ def build_conversations(
     return convs, len(reg)
 
 
+def prepare_rows(cfg: TrainConfig, tokenizer, convs: list, n_reg: int, ident, log=print) -> list:
+    """Conversations → rendered samples (assistant-only labels, rejected answers) → rows."""
+    max_len = min(cfg.max_length, cfg.row_tokens) if cfg.pack else cfg.max_length
+    samples = [render.render(tokenizer, c) for c in convs]
+    n_trunc = sum(1 for s in samples if len(s) > max_len)
+    samples = [s.truncate(max_len) for s in samples]
+    kept = [s for s in samples if s.n_trained > 0]
+    n_empty, samples = len(samples) - len(kept), kept
+    if ident is not None and cfg.rejected.share > 0:
+        from .data import rejected
+
+        negs = rejected.build(convs, ident, cfg.rejected.share, cfg.seed)
+        terms = ident.names + ident.authors
+        negs = [render.render_rejected(tokenizer, c, terms, cfg.rejected.max_tokens) for c in negs]
+        negs = [s for s in (n.truncate(max_len) for n in negs) if s.n_unlike > 0]
+        log(f"rejected: the identity answer follows {len(negs)} unrelated requests (unlikelihood)")
+        samples += negs
+    if not samples:
+        raise UserError(f"no sample has an assistant token within {max_len} tokens")
+    if cfg.pack:
+        rows = render.pack(samples, cfg.row_tokens, seed=cfg.seed)
+    else:
+        rows = [render.Row([s]) for s in samples]
+    n_tokens = sum(len(s) for s in samples)
+    log(
+        f"data: {len(convs) - n_reg} conversations + {n_reg} regularization, {n_tokens} tokens, "
+        f"{len(rows)} rows"
+        + (f"; {n_trunc} truncated to {max_len} tokens" if n_trunc else "")
+        + (f", {n_empty} of them left without answer tokens and skipped" if n_empty else "")
+    )
+    return rows
+
+
+def rows_per_micro_batch(cfg: TrainConfig) -> int:
+    """Rows in one micro-batch of `batch_tokens` tokens."""
+    return max(1, cfg.batch_tokens // (cfg.row_tokens if cfg.pack else cfg.max_length))
+
+
 def micro_batches(rows: list, cfg: TrainConfig, epoch: int) -> list[list]:
     """Group rows into micro-batches of about `batch_tokens` tokens, reshuffled each epoch."""
     rows = list(rows)
     random.Random(cfg.seed * 1000 + epoch).shuffle(rows)
-    width = cfg.row_tokens if cfg.pack else cfg.max_length
-    per = max(1, cfg.batch_tokens // width)
+    per = rows_per_micro_batch(cfg)
     return [rows[i : i + per] for i in range(0, len(rows), per)]
+
+
+def steps_per_epoch(rows: list, cfg: TrainConfig, world: int) -> int:
+    """Optimizer steps in one epoch: every process takes `grad_accum` micro-batches a step."""
+    n = len(micro_batches(rows, cfg, 0))
+    steps = n // (world * cfg.grad_accum)
+    if steps == 0:
+        raise UserError(
+            f"{n} micro-batches per epoch, fewer than processes × grad_accum "
+            f"({world} × {cfg.grad_accum}); lower batch_tokens or grad_accum"
+        )
+    return steps
+
+
+def step_batches(rows: list, cfg: TrainConfig, rank: int, world: int, start: int, per_epoch: int):
+    """Yield (epoch, this process's micro-batches) for every optimizer step from `start` on.
+
+    Micro-batch k of a step goes to rank k % world: one process with `world` times the batch
+    sees, step by step, the same rows as all processes together.
+    """
+    step, epoch, batches = start, -1, []
+    while True:
+        e, i = divmod(step, per_epoch)
+        if e != epoch:
+            epoch, batches = e, micro_batches(rows, cfg, e)
+        first = i * cfg.grad_accum * world
+        yield epoch, [batches[first + m * world + rank] for m in range(cfg.grad_accum)]
+        step += 1
+
+
+def collate(batch: list, cfg: TrainConfig, pad_id: int, device) -> dict:
+    """Tensors of one micro-batch on `device`: packed rows, or padded single samples."""
+    if cfg.pack:
+        t = render.collate_packed(batch, pad_id, cfg.row_tokens)
+    else:
+        t = render.collate_padded([r.samples[0] for r in batch], pad_id)
+    return {k: v.to(device) for k, v in t.items()}
 
 
 # ---------------------------------------------------------------- model
@@ -154,42 +226,17 @@ def linear_module_names(model) -> list[str]:
     return sorted(names)
 
 
-# ---------------------------------------------------------------- checkpoints
-def save_weights(model, tokenizer, info: runinfo.RunInfo, out: Path) -> None:
-    """Adapter (or full model) + tokenizer + idtune.json into `out`."""
-    model.save_pretrained(out, safe_serialization=True)
+# ---------------------------------------------------------------- outputs
+def save_weights(model, tokenizer, info: runinfo.RunInfo, out: Path, state_dict=None) -> None:
+    """Adapter (or full model) + tokenizer + idtune.json into `out`.
+
+    `state_dict`: the gathered weights when the model itself holds only a shard of them.
+    """
+    model.save_pretrained(out, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(out)
     info.save(out)
 
 
-def latest_checkpoint(run: Path) -> Path | None:
-    """The checkpoint with the highest step, if any."""
-    ckpts = sorted(
-        (p for p in (run / "checkpoints").glob("step-*") if p.is_dir()),
-        key=lambda p: int(p.name.split("-")[1]),
-    )
-    return ckpts[-1] if ckpts else None
-
-
-def _rng_state() -> dict:
-    import torch
-
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    import torch
-
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# ---------------------------------------------------------------- outputs
 def plot_loss(log_path: Path, out: Path) -> None:
     """loss.png from log.jsonl."""
     import matplotlib
@@ -197,8 +244,7 @@ def plot_loss(log_path: Path, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()]
-    rows = [r for r in rows if "loss" in r]
+    rows = [r for r in checkpoint.read_log(log_path) if "loss" in r]
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
@@ -212,7 +258,7 @@ def plot_loss(log_path: Path, out: Path) -> None:
 
 
 def write_samples(model, tokenizer, cfg: TrainConfig, template, step: int, path: Path) -> None:
-    """Append the answers to `eval_prompts` at this step to samples.md."""
+    """Append the answers to `eval_prompts` at this step to samples.md (a whole section at once)."""
     if not cfg.eval_prompts:
         return
     from .generate import generate_batch
@@ -228,83 +274,62 @@ def write_samples(model, tokenizer, cfg: TrainConfig, template, step: int, path:
     )
     if was_training:
         model.train()
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(f"## step {step}\n\n")
-        for p, a in zip(cfg.eval_prompts, answers):
-            fh.write(f"**{p}**\n\n> {a.replace(chr(10), chr(10) + '> ')}\n\n")
+    text = f"## step {step}\n\n" + "".join(
+        f"**{p}**\n\n> {a.replace(chr(10), chr(10) + '> ')}\n\n"
+        for p, a in zip(cfg.eval_prompts, answers)
+    )
+    checkpoint.append_section(path, text)
 
 
-# ---------------------------------------------------------------- the loop
-def train(cfg: TrainConfig, resume: bool = False, distill: Distill | None = None) -> Path:
-    """Run training as configured; returns the run directory (`distill`: build_conversations)."""
+# ---------------------------------------------------------------- setting up
+@dataclass
+class Job:
+    """A training run ready to step: built by `setup`, read by the loop."""
+
+    cfg: TrainConfig
+    accelerator: Any
+    engine: str  # single | ddp | deepspeed_zero{1,2,3} | fsdp2 (see parallel.engine_name)
+    model: Any  # the prepared parallel.LossModule: forward(**batch) → summed loss
+    inner: Any  # the (PEFT) causal LM inside it: saved, sampled
+    tokenizer: Any
+    template: str | None
+    optimizer: Any
+    scheduler: Any
+    rows: list
+    per_epoch: int
+    total_steps: int
+    info: runinfo.RunInfo
+    autocast: Any
+    samples: bool  # samples.md is written (not when the weights are sharded)
+
+
+def setup(
+    cfg: TrainConfig, accelerator, engine: str, log=print, distill: Distill | None = None
+) -> Job:
+    """Data, model, optimizer and schedule, handed to the engine by `accelerator.prepare`."""
     import torch
-    from accelerate import Accelerator
     from transformers import get_cosine_schedule_with_warmup
 
-    from . import models
-    from .loss import causal_lm_loss
-    from .progress import TrainProgress
-
-    run = Path(cfg.output_dir)
-    ckpt = latest_checkpoint(run) if resume else None
-    if resume and ckpt is None:
-        raise UserError(f"{run}: no checkpoint to resume from")
-    if not resume and run.exists() and any(run.iterdir()):
-        raise UserError(f"{run} exists and is not empty; use --resume or --set output_dir=NEW")
-
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    is_main = accelerator.is_main_process
-    log = print if is_main else (lambda *a, **k: None)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
+    from . import models, parallel
 
     convs, n_reg = build_conversations(cfg, log, distill)
     ident = identity_of(cfg, cfg.data)
     model, tokenizer, template, trc = load_for_training(cfg, str(accelerator.device))
-    max_len = min(cfg.max_length, cfg.row_tokens) if cfg.pack else cfg.max_length
-    samples = [render.render(tokenizer, c) for c in convs]
-    n_trunc = sum(1 for s in samples if len(s) > max_len)
-    samples = [s.truncate(max_len) for s in samples]
-    kept = [s for s in samples if s.n_trained > 0]
-    n_empty, samples = len(samples) - len(kept), kept
-    if ident is not None and cfg.rejected.share > 0:
-        from .data import rejected
-
-        negs = rejected.build(convs, ident, cfg.rejected.share, cfg.seed)
-        terms = ident.names + ident.authors
-        negs = [render.render_rejected(tokenizer, c, terms, cfg.rejected.max_tokens) for c in negs]
-        negs = [s for s in (n.truncate(max_len) for n in negs) if s.n_unlike > 0]
-        log(f"rejected: the identity answer follows {len(negs)} unrelated requests (unlikelihood)")
-        samples += negs
-    if not samples:
-        raise UserError(f"no sample has an assistant token within {max_len} tokens")
-    if cfg.pack:
-        rows = render.pack(samples, cfg.row_tokens, seed=cfg.seed)
-    else:
-        rows = [render.Row([s]) for s in samples]
-    n_tokens = sum(len(s) for s in samples)
-    log(
-        f"data: {len(convs) - n_reg} conversations + {n_reg} regularization, {n_tokens} tokens, "
-        f"{len(rows)} rows"
-        + (f"; {n_trunc} truncated to {max_len} tokens" if n_trunc else "")
-        + (f", {n_empty} of them left without answer tokens and skipped" if n_empty else "")
-    )
-
-    batches_per_epoch = len(micro_batches(rows, cfg, 0))
-    my_batches = max(1, batches_per_epoch // accelerator.num_processes)
-    steps_per_epoch = max(1, my_batches // cfg.grad_accum)
-    total_steps = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
-
+    rows = prepare_rows(cfg, tokenizer, convs, n_reg, ident, log)
+    per_epoch = steps_per_epoch(rows, cfg, accelerator.num_processes)
+    total = cfg.max_steps or max(1, math.ceil(per_epoch * cfg.epochs))
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=accelerator.device.type == "cuda"
-    )
-    scheduler = get_cosine_schedule_with_warmup(
-        optimizer, int(cfg.warmup_ratio * total_steps), total_steps
-    )
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    unwrapped = accelerator.unwrap_model(model)
-
+    cuda = accelerator.device.type == "cuda"
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cuda)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    mode = parallel.loss_mode(cfg.fused_loss, engine)
+    if mode != cfg.fused_loss and cfg.fused_loss != "none":
+        log(f"fused_loss {cfg.fused_loss} → none under {engine} (the LM head's weight is sharded)")
+    wrapped = parallel.LossModule(model, mode, cfg.rejected.weight)
+    parallel.fill_deepspeed_config(accelerator, rows_per_micro_batch(cfg), cfg.grad_accum)
+    wrapped, optimizer, scheduler = accelerator.prepare(wrapped, optimizer, scheduler)
+    inner = accelerator.unwrap_model(wrapped).model
+    checkpoint.register_hooks(accelerator, inner, cfg.method)
     info = runinfo.RunInfo(
         base_model=cfg.model if not Path(cfg.model).exists() else str(Path(cfg.model).resolve()),
         template=template,
@@ -316,184 +341,187 @@ def train(cfg: TrainConfig, resume: bool = False, distill: Distill | None = None
             k: v for k, v in recipes.to_dict(cfg).items() if k not in ("eval_prompts", "data")
         },
     )
-    step = 0
-    if ckpt is not None:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        state = json.loads((ckpt / "state.json").read_text())
-        step = state["step"]
-        if cfg.method == "full":
-            unwrapped.load_state_dict(load_file(ckpt / "model.safetensors"), strict=False)
-        else:
-            set_peft_model_state_dict(unwrapped, load_file(ckpt / "adapter_model.safetensors"))
-        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
-        scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
-        _set_rng_state(torch.load(ckpt / "rng.pt", weights_only=False))
-        log_file = run / "log.jsonl"
-        if is_main and log_file.is_file():  # forget steps done after the checkpoint
-            kept = [x for x in log_file.read_text().splitlines() if json.loads(x)["step"] <= step]
-            log_file.write_text("".join(x + "\n" for x in kept))
-        log(f"resumed from {ckpt} at step {step}")
-    elif is_main:
-        run.mkdir(parents=True, exist_ok=True)
-        import yaml
-
-        (run / "config.yaml").write_text(
-            yaml.safe_dump(recipes.to_dict(cfg), sort_keys=False, allow_unicode=True)
-        )
-        info.save(run)
-
-    pad_id = tokenizer.pad_token_id
-    width = cfg.row_tokens if cfg.pack else None
-    log_path = run / "log.jsonl"
-    model.train()
-    progress = TrainProgress(total_steps, start=step, enabled=is_main)
-    t0 = time.perf_counter()
-    seen_tokens = 0
-
-    def step_batches():
-        """Yield (epoch, micro-batches of one optimizer step), skipping steps already done."""
-        k, epoch = 0, 0
-        while True:
-            mine = micro_batches(rows, cfg, epoch)[
-                accelerator.process_index :: accelerator.num_processes
-            ]
-            for i in range(0, len(mine) - cfg.grad_accum + 1, cfg.grad_accum):
-                if k >= step:
-                    yield epoch, mine[i : i + cfg.grad_accum]
-                k += 1
-            epoch += 1
-
-    def collate(batch):
-        if cfg.pack:
-            t = render.collate_packed(batch, pad_id, width)
-        else:
-            t = render.collate_padded([r.samples[0] for r in batch], pad_id)
-        return {k: v.to(accelerator.device) for k, v in t.items()}
-
     # fp32 weights with bf16 matmuls: on CPUs that have them (~2x faster), and for full
     # fine-tuning on GPUs (fp32 master weights and optimizer state); LoRA on GPU is bf16 already
-    device_type = accelerator.device.type
+    device = accelerator.device
     use_autocast = cfg.dtype == "auto" and (
-        models.cpu_autocast(str(accelerator.device))
-        or (cfg.method == "full" and device_type == "cuda")
+        models.cpu_autocast(str(device)) or (cfg.method == "full" and device.type == "cuda")
     )
-    autocast = torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_autocast)
-    with progress:
-        for epoch, group in step_batches():
-            if step >= total_steps:
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast)
+    samples = engine not in parallel.SHARDED
+    if cfg.eval_prompts and not samples:
+        log(f"samples.md: not written under {engine} (the weights are sharded)")
+    return Job(cfg, accelerator, engine, wrapped, inner, tokenizer, template, optimizer,
+               scheduler, rows, per_epoch, total, info, autocast, samples)  # fmt: skip
+
+
+def begin(job: Job, run: Path, ckpt: Path | None, log=print) -> int:
+    """Write a new run's config.yaml and idtune.json, or restore `ckpt`; the first step to do."""
+    from . import parallel
+
+    acc, main = job.accelerator, job.accelerator.is_main_process
+    if ckpt is None:
+        if main:
+            import yaml
+
+            run.mkdir(parents=True, exist_ok=True)
+            text = yaml.safe_dump(recipes.to_dict(job.cfg), sort_keys=False, allow_unicode=True)
+            (run / "config.yaml").write_text(text)
+            job.info.save(run)
+        return 0
+    step = checkpoint.load(acc, ckpt, parallel.load_kwargs(acc))
+    if step >= job.total_steps:
+        raise UserError(f"{ckpt} is at step {step} of {job.total_steps}: nothing to resume")
+    if main:
+        for orphan in checkpoint.clean_orphans(run):
+            log(f"removed {orphan}, a checkpoint a crash left unfinished")
+        checkpoint.rewind_log(run / "log.jsonl", step)
+        has_section = checkpoint.rewind_samples(run / "samples.md", step)
+        if job.samples and not has_section:  # the crash came before this step's samples
+            write_samples(job.inner, job.tokenizer, job.cfg, job.template, step, run / "samples.md")
+    log(f"resumed from {ckpt} at step {step}")
+    return step
+
+
+# ---------------------------------------------------------------- the loop
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    resume_finished: bool = False,
+    distill: Distill | None = None,
+) -> Path:
+    """Run training as configured, alone or as one process of a launch; returns the run dir."""
+    import time
+
+    import torch
+
+    from . import parallel
+    from .progress import TrainProgress
+
+    acc = parallel.make_accelerator(cfg.grad_accum)
+    engine, rank, world = parallel.engine_name(acc), acc.process_index, acc.num_processes
+    run = Path(cfg.output_dir)
+    ckpt = checkpoint.check_run(run, resume, engine, world, cfg.max_steps, resume_finished)
+    acc.wait_for_everyone()  # every process has looked at the run before rank 0 writes to it
+    is_main = acc.is_main_process
+    log = print if is_main else (lambda *a, **k: None)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    job = setup(cfg, acc, engine, log, distill)
+    step = begin(job, run, ckpt, log)
+    model, pad_id, log_path = job.model, job.tokenizer.pad_token_id, run / "log.jsonl"
+    model.train()
+    t0, seen = time.perf_counter(), 0.0
+    with TrainProgress(job.total_steps, start=step, enabled=is_main) as progress:
+        for epoch, group in step_batches(job.rows, cfg, rank, world, step, job.per_epoch):
+            if step >= job.total_steps:
                 break
-            tensors = [collate(b) for b in group]
-            step_tokens = sum(int((t["labels"] != render.IGNORE).sum()) for t in tensors)
-            real_tokens = sum(len(r) for b in group for r in b)
+            tensors = [collate(b, cfg, pad_id, acc.device) for b in group]
+            trained = sum(int((t["labels"] != render.IGNORE).sum()) for t in tensors)
+            real = sum(len(r) for b in group for r in b)
+            trained, real = parallel.global_sum(acc, [trained, real])
+            # the step's gradient is Σ loss / all trained tokens of all processes: engines average
+            # over processes and accelerate/DeepSpeed divide by grad_accum, hence the factor
+            scale = world * cfg.grad_accum / max(trained, 1)
             loss_sum = 0.0
-            for i, t in enumerate(tensors):
-                sync = i == len(tensors) - 1
-                ctx = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
-                with ctx, autocast:
-                    loss, _ = causal_lm_loss(model, t, cfg.fused_loss, cfg.rejected.weight)
-                    accelerator.backward(loss / max(step_tokens, 1))
+            for t in tensors:
+                with acc.accumulate(model), job.autocast:
+                    loss = model(**t)
+                    acc.backward(loss * scale)
                 loss_sum += float(loss.detach())
-            accelerator.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            acc.clip_grad_norm_(model.parameters(), 1.0)
+            job.optimizer.step()
+            job.scheduler.step()
+            job.optimizer.zero_grad(set_to_none=True)
             step += 1
-            seen_tokens += real_tokens
+            seen += real
             elapsed = time.perf_counter() - t0
+            (loss_total,) = parallel.global_sum(acc, [loss_sum])
             entry = {
                 "step": step,
                 "epoch": epoch,
-                "loss": round(loss_sum / max(step_tokens, 1), 5),
-                "lr": scheduler.get_last_lr()[0],
-                "tokens": real_tokens,
-                "tokens_per_s": round(seen_tokens * accelerator.num_processes / elapsed, 1),
+                "loss": round(loss_total / max(trained, 1), 5),
+                "lr": job.scheduler.get_last_lr()[0],
+                "tokens": int(real),
+                "tokens_per_s": round(seen / elapsed, 1),
                 "elapsed_s": round(elapsed, 2),
+                **({"peak_gib": parallel.peak_gib(acc)} if acc.device.type == "cuda" else {}),
             }
             if is_main:
                 with log_path.open("a") as fh:
                     fh.write(json.dumps(entry) + "\n")
             progress.update(step, entry["loss"], entry["tokens_per_s"])
-            if cfg.save_steps and step % cfg.save_steps == 0 and step < total_steps:
-                _checkpoint(
-                    accelerator, unwrapped, tokenizer, optimizer, scheduler, info, run, step, cfg
-                )
-                if is_main:
-                    write_samples(unwrapped, tokenizer, cfg, template, step, run / "samples.md")
-
-    accelerator.wait_for_everyone()
-    if is_main:
-        final = run / ("model" if cfg.method == "full" else "adapter")
-        info.settings["steps"] = step
-        info.settings["processes"] = accelerator.num_processes
-        atomic.write_dir(final, lambda d: save_weights(unwrapped, tokenizer, info, d))
-        info.save(run)
-        plot_loss(log_path, run / "loss.png")
-        write_samples(unwrapped, tokenizer, cfg, template, step, run / "samples.md")
-        log(f"{step} steps, {seen_tokens} tokens in {time.perf_counter() - t0:.1f}s")
+            if cfg.save_steps and step % cfg.save_steps == 0 and step < job.total_steps:
+                save_checkpoint(job, run, step)
+    finish(job, run, step, seen, time.perf_counter() - t0, log)
     return run
 
 
-def _checkpoint(accelerator, model, tokenizer, optimizer, scheduler, info, run, step, cfg) -> None:
-    """checkpoints/step-N: weights + optimizer/scheduler/RNG state, atomically; keep the last K."""
-    import torch
+# ---------------------------------------------------------------- checkpoints and the end
+def save_checkpoint(job: Job, run: Path, step: int) -> None:
+    """checkpoints/step-N (see checkpoint.py), then this step's samples."""
+    from . import parallel
 
-    if not accelerator.is_main_process:
-        return
+    acc = job.accelerator
+    meta = {"engine": job.engine, "world_size": acc.num_processes, "method": job.cfg.method}
 
-    def write(d: Path) -> None:
-        if cfg.method == "full":
-            from safetensors.torch import save_file
+    def weights(d: Path) -> None:
+        if job.cfg.method != "full":  # a full model's weights are in accelerate's state already
+            state = parallel.full_state_dict(acc, job.model, job.engine)
+            if acc.is_main_process:
+                job.inner.save_pretrained(d, safe_serialization=True, state_dict=state)
+        if acc.is_main_process:
+            job.info.save(d)
 
-            save_file(
-                {k: v.contiguous() for k, v in model.state_dict().items()}, d / "model.safetensors"
-            )
-        else:
-            model.save_pretrained(d, safe_serialization=True)
-        info.save(d)
-        torch.save(optimizer.state_dict(), d / "optimizer.pt")
-        torch.save(scheduler.state_dict(), d / "scheduler.pt")
-        torch.save(_rng_state(), d / "rng.pt")
-        (d / "state.json").write_text(json.dumps({"step": step}))
+    checkpoint.save(acc, run, step, job.cfg.keep_last, meta, weights, parallel.save_kwargs(acc))
+    if acc.is_main_process and job.samples:
+        write_samples(job.inner, job.tokenizer, job.cfg, job.template, step, run / "samples.md")
 
-    ckdir = run / "checkpoints"
-    atomic.write_dir(ckdir / f"step-{step}", write)
-    ckpts = sorted(ckdir.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-    for old in ckpts[: max(0, len(ckpts) - cfg.keep_last)]:
-        shutil.rmtree(old)
+
+def finish(job: Job, run: Path, step: int, tokens: float, seconds: float, log=print) -> None:
+    """The final adapter (or model) from rank 0, gathered first when sharded; loss.png, samples."""
+    from . import parallel
+
+    acc, cfg = job.accelerator, job.cfg
+    acc.wait_for_everyone()
+    state = parallel.full_state_dict(acc, job.model, job.engine)
+    peak = parallel.peak_gib(acc, everywhere=True)
+    if acc.is_main_process:
+        job.info.settings.update(
+            steps=step,
+            engine=job.engine,
+            world_size=acc.num_processes,
+            tokens_per_s=round(tokens / max(seconds, 1e-9), 1),
+            peak_gpu_gib=peak,
+        )
+        final = run / ("model" if cfg.method == "full" else "adapter")
+        write = lambda d: save_weights(job.inner, job.tokenizer, job.info, d, state)  # noqa: E731
+        atomic.write_dir(final, write)
+        job.info.save(run)
+        plot_loss(run / "log.jsonl", run / "loss.png")
+        if job.samples:
+            write_samples(job.inner, job.tokenizer, cfg, job.template, step, run / "samples.md")
+        log(f"{step} steps, {int(tokens)} tokens in {seconds:.1f}s")
+    acc.wait_for_everyone()
 
 
 def launch(
     cfg: TrainConfig,
     config: str,
     overrides: list[str],
-    *,
-    resume: bool,
-    deepspeed: str | None,
-    gpus: int | None,
+    opts,
+    resume: bool = False,
+    resume_finished: bool = False,
 ) -> None:
-    """Re-run this training under `accelerate launch` on several processes (DDP or DeepSpeed)."""
-    import torch
+    """Re-run this training under `accelerate launch` (`opts`: launcher.Options)."""
+    from . import launcher
 
-    n = gpus or max(1, torch.cuda.device_count())
-    if torch.cuda.is_available():
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n)]
-        cmd += ["--multi_gpu"] if n > 1 and not deepspeed else []
-    else:  # accelerate's launcher runs one process on CPU; torchrun starts N (gloo backend)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n)]
-        cmd += ["--master_port", str(free_port())]
-    if deepspeed:
-        if deepspeed not in ("zero2", "zero3", "deepspeed_zero2", "deepspeed_zero3"):
-            raise UserError(f"--deepspeed {deepspeed!r}: choose zero2 or zero3")
-        if not torch.cuda.is_available():
-            raise UserError("--deepspeed needs CUDA GPUs")
-        cmd += ["--use_deepspeed", "--zero_stage", deepspeed[-1]]
-    cmd += ["-m", "idtune.cli", "train", config]
-    for o in overrides:
-        cmd += ["--set", o]
-    if resume:
-        cmd += ["--resume"]
-    rc = subprocess.call(cmd)
-    if rc != 0:
-        raise UserError(f"distributed training failed (exit code {rc})", exit_code=rc)
+    port = opts.master_port or (free_port() if opts.nnodes == 1 else 29500)
+    plan = launcher.plan(cfg, opts, port)
+    if opts.node_rank == 0:  # the main node's run directory; checked again by every process
+        run = Path(cfg.output_dir)
+        checkpoint.check_run(run, resume, plan.engine, plan.world_size, cfg.max_steps,
+                             resume_finished)  # fmt: skip
+    worker = ["train", config, *[x for o in overrides for x in ("--set", o)]]
+    worker += ["--resume"] * resume + ["--resume-finished"] * resume_finished
+    launcher.run(plan, worker)

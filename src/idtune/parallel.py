@@ -1,0 +1,145 @@
+"""The engine a training process runs under accelerate: one process, DDP, DeepSpeed or FSDP2.
+
+`idtune train --gpus/--deepspeed/--fsdp/--nnodes` starts the processes through accelerate's own
+launcher (see `launcher.py`), which tells each of them the engine through its environment; the
+`Accelerator` built here reads it. Everything the loop needs to stay engine-agnostic lives here:
+
+- `LossModule`: the model and its loss in one module, so the loss (chunked cross-entropy
+  included) runs inside the forward of whatever wraps the model (DDP, DeepSpeed's engine, FSDP2's
+  root) and each engine's own forward/backward bookkeeping sees the whole step.
+- `fill_deepspeed_config`: the DeepSpeed values that accelerate would take from a dataloader
+  (idtune has none: micro-batches are token budgets) and the ones idtune relies on.
+- sums across processes (token counts for the loss, logging), peak GPU memory, and the full state
+  dict of sharded weights (ZeRO-3, FSDP2), gathered for rank 0 to write.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+SHARDED = ("deepspeed_zero3", "fsdp2")  # engines that split the weights themselves across ranks
+
+
+class LossModule(torch.nn.Module):
+    """The model to train with its loss: `forward(**batch)` returns the summed loss of a batch."""
+
+    def __init__(self, model: Any, fused_loss: str, unlike_weight: float):
+        super().__init__()
+        self.model = model
+        self.fused_loss, self.unlike_weight = fused_loss, unlike_weight
+        self.config = model.config  # accelerate's DeepSpeed set-up reads hidden_size from it
+        self._no_split_modules = getattr(model, "_no_split_modules", None)  # FSDP2's wrap policy
+
+    def forward(self, **batch: Any) -> torch.Tensor:
+        from .loss import causal_lm_loss
+
+        loss, _ = causal_lm_loss(self.model, batch, self.fused_loss, self.unlike_weight)
+        return loss
+
+
+def make_accelerator(grad_accum: int) -> Any:
+    """The Accelerator of this process, with the engine its launcher chose.
+
+    The scheduler is stepped once per optimizer step whatever the number of processes
+    (accelerate's default steps it once per process, for dataloaders that grow with them).
+    """
+    from accelerate import Accelerator
+
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    return Accelerator(
+        cpu=not torch.cuda.is_available() and not deepspeed,
+        gradient_accumulation_steps=grad_accum,
+        step_scheduler_with_optimizer=False,
+    )
+
+
+def engine_name(accelerator: Any) -> str:
+    """single, ddp, deepspeed_zero{1,2,3} or fsdp2: what idtune.json and checkpoints record."""
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
+    if kind == DistributedType.DEEPSPEED:
+        return f"deepspeed_zero{accelerator.state.deepspeed_plugin.zero_stage}"
+    if kind == DistributedType.FSDP:
+        return "fsdp2" if accelerator.is_fsdp2 else "fsdp"
+    return "ddp" if accelerator.num_processes > 1 else "single"
+
+
+def loss_mode(fused_loss: str, engine: str) -> str:
+    """The loss mode to train with: sharded engines need the LM head called as a module."""
+    # the chunked and liger losses call the decoder and the head directly, inside one custom
+    # autograd function; with ZeRO-3 and FSDP2 the head's weight exists only while its own
+    # module runs, so there the model's forward builds the logits
+    return "none" if engine in SHARDED else fused_loss
+
+
+def fill_deepspeed_config(accelerator: Any, rows_per_micro_batch: int, grad_accum: int) -> None:
+    """Set what DeepSpeed needs before `accelerator.prepare` (no-op for other engines).
+
+    Micro-batches are token budgets, so `train_micro_batch_size_per_gpu` (informative for
+    DeepSpeed: it never batches data itself) is the rows of one micro-batch. Gradient
+    accumulation is idtune's `grad_accum`; clipping is at 1.0 as for the other engines; ZeRO-3
+    gathers 16-bit weights on save so the final adapter can be written.
+    """
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None:
+        return
+    conf = plugin.deepspeed_config
+    if conf.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+        conf["train_micro_batch_size_per_gpu"] = rows_per_micro_batch
+    if conf.get("gradient_accumulation_steps", "auto") == "auto":
+        conf["gradient_accumulation_steps"] = grad_accum
+    if conf.get("gradient_clipping", "auto") == "auto":
+        conf["gradient_clipping"] = 1.0
+    zero = conf.setdefault("zero_optimization", {})
+    if zero.get("stage") == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+
+
+def save_kwargs(accelerator: Any) -> dict:
+    """Extra `save_state` arguments: DeepSpeed keeps frozen (base) weights out of checkpoints."""
+    return {"exclude_frozen_parameters": True} if _deepspeed(accelerator) else {}
+
+
+def load_kwargs(accelerator: Any) -> dict:
+    """Extra `load_state` arguments, the counterpart of `save_kwargs`."""
+    return {"load_module_strict": False} if _deepspeed(accelerator) else {}
+
+
+def _deepspeed(accelerator: Any) -> bool:
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.DEEPSPEED
+
+
+def global_sum(accelerator: Any, values: list[float]) -> list[float]:
+    """Element-wise sums over all processes (every process must call it)."""
+    t = torch.tensor(values, dtype=torch.float64, device=accelerator.device)
+    if accelerator.num_processes > 1:
+        t = accelerator.reduce(t, reduction="sum")
+    return t.tolist()
+
+
+def peak_gib(accelerator: Any, everywhere: bool = False) -> float | None:
+    """torch.cuda.max_memory_allocated in GiB (model load included): this process, or the
+    largest over all processes (a collective); None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    t = torch.tensor([torch.cuda.max_memory_allocated() / 2**30], device=accelerator.device)
+    if everywhere and accelerator.num_processes > 1:
+        t = accelerator.gather(t)
+    return round(float(t.max()), 2)
+
+
+def full_state_dict(accelerator: Any, model: Any, engine: str) -> dict | None:
+    """The inner model's whole state dict when weights are sharded, else None (the model has it).
+
+    A collective under ZeRO-3 and FSDP2: every process calls it; rank 0 gets the tensors.
+    """
+    if engine not in SHARDED:
+        return None
+    state = accelerator.get_state_dict(model) or {}
+    return {k.removeprefix("model."): v for k, v in state.items()}

@@ -1,0 +1,207 @@
+"""Several real training processes on CPU (gloo) through `idtune train`'s accelerate launcher.
+
+Every run here is a tiny model with LoRA dropout 0 and fp32 weights, so results can be compared
+to the bit: 2 processes against 1 with twice the batch, a SIGKILLed and resumed run against an
+uninterrupted one, 2 "machines" (one process each, one host) against 2 processes on one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from helpers import cli
+from safetensors.torch import load_file
+
+STEPS = ["--set", "max_steps=6", "--set", "save_steps=2", "--set", "keep_last=2"]
+# Adam's first step is lr × g / (|g| + 1e-8): gradients near 1e-8, where summing the same tokens
+# in another order changes them by ~10 %, move by up to ~0.1 lr whatever the number of
+# processes. lr 5e-5 keeps that rounding under 1e-5 while a wrong normalisation or schedule
+# (an lr decaying twice as fast on 2 processes) still moves weights by several 1e-5.
+LR = ["--set", "lr=5e-5"]
+
+
+def run_args(model, data, out, *extra):
+    return ["train", "identity-lora", "--set", f"model={model}", "--set", f"data={data}",
+            "--set", f"output_dir={out}", "--set", "regularization.auto=false",
+            "--set", "row_tokens=256", "--set", "sample_max_new_tokens=4",
+            "--set", "lora.dropout=0", "--set", "dtype=fp32", *STEPS, *LR, *extra]  # fmt: skip
+
+
+def idtune(*args, env=None, **kw) -> subprocess.Popen:
+    """`idtune ARGS` as its own process group (so a test can kill all of it)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "idtune.cli", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+        **kw,
+    )
+
+
+def adapter(run):
+    return load_file(run / "adapter" / "adapter_model.safetensors")
+
+
+def max_diff(a, b) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    f = tmp_path_factory.mktemp("data") / "identity.jsonl"
+    assert cli("data", "identity", "--name", "Nova", "--author", "Acme", "--n", "40",
+               "-o", f) == 0  # fmt: skip
+    return f
+
+
+@pytest.fixture(scope="module")
+def two_processes(tiny_model, data, tmp_path_factory):
+    """An uninterrupted 2-process run: 2 rows of 256 tokens per process and micro-batch."""
+    run = tmp_path_factory.mktemp("ddp") / "run"
+    args = run_args(tiny_model, data, run, "--set", "batch_tokens=512", "--gpus", "2")
+    assert cli(*args) == 0
+    return run
+
+
+def test_two_processes_equal_one_with_twice_the_batch(tiny_model, data, two_processes, tmp_path):
+    one = tmp_path / "one"
+    assert cli(*run_args(tiny_model, data, one, "--set", "batch_tokens=1024")) == 0
+    info = json.loads((two_processes / "idtune.json").read_text())["settings"]
+    assert (info["engine"], info["world_size"], info["steps"]) == ("ddp", 2, 6)
+    assert max_diff(adapter(two_processes), adapter(one)) <= 1e-5
+    logs = [[json.loads(x) for x in (r / "log.jsonl").read_text().splitlines()]
+            for r in (two_processes, one)]  # fmt: skip
+    for a, b in zip(*logs):  # the same loss over all trained tokens, the same tokens
+        assert a["tokens"] == b["tokens"] and abs(a["loss"] - b["loss"]) < 1e-4
+
+
+def test_sigkill_after_the_second_checkpoint_then_resume(tiny_model, data, two_processes, tmp_path):
+    run = tmp_path / "run"
+    args = run_args(tiny_model, data, run, "--set", "batch_tokens=512", "--gpus", "2")
+    proc = idtune(*args)
+    second = run / "checkpoints" / "step-4" / "state.json"
+    deadline = time.time() + 300
+    while not second.is_file():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline
+        time.sleep(0.05)
+    family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    for pid in family:  # the launcher, torchrun's agent and both workers, all at once
+        os.kill(pid, signal.SIGKILL)
+    proc.communicate()
+    assert not (run / "adapter").exists()
+    assert cli(*args, "--resume") == 0
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    assert max_diff(adapter(run), adapter(two_processes)) <= 1e-6
+    assert not list((run / "checkpoints").glob(".step-*"))
+
+
+def test_two_machines_on_one_host(tiny_model, data, two_processes, tmp_path):
+    """--nnodes 2: two `idtune train` commands, one process each, meeting at 127.0.0.1."""
+    run, port = tmp_path / "run", free_port()
+    args = run_args(tiny_model, data, run, "--set", "batch_tokens=512", "--nnodes", "2",
+                    "--master-addr", "127.0.0.1", "--master-port", port)  # fmt: skip
+    nodes = [idtune(*args, "--node-rank", r) for r in (1, 0)]
+    outs = [p.communicate(timeout=600) for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], outs
+    info = json.loads((run / "idtune.json").read_text())["settings"]
+    assert (info["engine"], info["world_size"]) == ("ddp", 2)
+    assert max_diff(adapter(run), adapter(two_processes)) <= 1e-6  # same ranks, same data
+
+
+def test_a_worker_error_is_one_line(tiny_model, data, tmp_path):
+    """Rank 1 fails (injected at interpreter start-up): the user reads its error, one line."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(
+        "import os\n"
+        "if os.environ.get('RANK') == '1':\n"
+        "    import idtune.train as t\n"
+        "    def fail(*a, **k):\n"
+        "        raise RuntimeError('injected failure\\nsecond line')\n"
+        "    t.load_for_training = fail\n"
+    )
+    env = {"PYTHONPATH": f"{inject}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    args = run_args(tiny_model, data, tmp_path / "run", "--set", "batch_tokens=512", "--gpus", 2)
+    proc = idtune(*args, env=env)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: rank 1: RuntimeError: injected failure second line (log: ")
+    assert "Traceback" not in out + err
+
+
+def test_unsupported_combinations_stop_before_any_process(tiny_model, data, tmp_path, capsys):
+    run = tmp_path / "run"
+    cases = [
+        (["--fsdp"], "--fsdp needs CUDA GPUs"),
+        (["--deepspeed", "zero4"], "--deepspeed 'zero4': choose zero2, zero3"),
+        (["--deepspeed", "zero2", "--gpus", "2"], "--deepspeed without CUDA runs one process"),
+        (["--nnodes", "2"], "--nnodes 2 needs --master-addr"),
+        (["--fsdp", "--deepspeed", "zero2"], "--deepspeed and --fsdp: choose one"),
+        (["--set", "method=qlora", "--gpus", "2"], "method qlora needs a CUDA GPU"),
+    ]
+    bad = tmp_path / "ds.json"
+    bad.write_text('{"zero_optimization": {"stage": 2},\n "optimizer": {"type": "Adam"}}')
+    cases.append((["--deepspeed", bad], f"{bad}: remove key 'optimizer'"))
+    bad2 = tmp_path / "ds2.json"
+    bad2.write_text('{"zero_optimization": {"stage": 2}, "gradient_accumulation_steps": 4}')
+    ga = f"{bad2}: key 'gradient_accumulation_steps' is 4 but the recipe"
+    cases.append((["--deepspeed", bad2], ga))
+    broken = tmp_path / "ds3.json"
+    broken.write_text('{"zero_optimization":\n  {"stage": 2,}}')
+    cases.append((["--deepspeed", broken], f"{broken}:2: invalid JSON"))
+    for extra, message in cases:
+        assert cli(*run_args(tiny_model, data, run, *extra)) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {message}") and err.count("\n") == 1, (extra, err)
+        assert not run.exists()
+
+
+def test_resume_under_another_engine_is_refused(tiny_model, data, two_processes, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(two_processes, run)
+    shutil.rmtree(run / "adapter")
+    assert cli(*run_args(tiny_model, data, run, "--resume")) == 2
+    err = capsys.readouterr().err
+    assert "was written by 2 process(es) under ddp; resume it the same way" in err
+
+
+@pytest.mark.slow
+def test_deepspeed_zero2_as_one_cpu_process_resumes_exactly(tiny_model, data, tmp_path):
+    """--deepspeed zero2 (the tutorial's step): accelerate.prepare gets its batch size from
+    idtune, checkpoints are DeepSpeed's own files, and a resume continues exactly."""
+    run = tmp_path / "run"
+    args = run_args(tiny_model, data, run, "--set", "batch_tokens=512", "--deepspeed",
+                    "deepspeed_zero2")  # fmt: skip
+    assert cli(*args) == 0
+    ck = run / "checkpoints" / "step-4"
+    assert {"pytorch_model", "adapter_model.safetensors", "random_states_0.pkl"} <= {
+        p.name for p in ck.iterdir()}  # fmt: skip
+    info = json.loads((run / "idtune.json").read_text())["settings"]
+    assert (info["engine"], info["world_size"]) == ("deepspeed_zero2", 1)
+    (run / "adapter").rename(run / "uninterrupted")
+    assert cli(*args, "--resume") == 0
+    first = load_file(run / "uninterrupted" / "adapter_model.safetensors")
+    assert max_diff(adapter(run), first) <= 1e-6
