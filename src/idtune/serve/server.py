@@ -87,15 +87,14 @@ def load_engine(
     systems: dict[str, str | None] = {}
     for k, (name, directory) in enumerate((adapters or {}).items()):
         peft_name = f"adapter{k}"
-        if hasattr(net, "load_adapter"):
-            net.load_adapter(str(directory), adapter_name=peft_name)
+        if hasattr(net, "get_base_model"):  # already a PeftModel (transformers' own
+            net.load_adapter(str(directory), adapter_name=peft_name)  # load_adapter differs)
         else:
             from peft import PeftModel
 
             net = PeftModel.from_pretrained(net, str(directory), adapter_name=peft_name)
             net.eval()
-        if default is not None or k:
-            net.set_adapter(default or "adapter0")
+        net.set_adapter(default or "adapter0")
         names[name] = peft_name
         own = runinfo.load(directory)
         systems[peft_name] = own.system_prompt if own is not None else None
