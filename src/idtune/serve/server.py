@@ -253,10 +253,12 @@ def bind(host: str, port: int) -> socket.socket:
 def serve(
     model: str,
     *,
+    adapter: Path | None = None,
     adapters: list[str] | None = None,
     served_model_name: str | None = None,
     host: str = "127.0.0.1",
     port: int = 7860,
+    api_key: str | None = None,
     api_key_file: Path | None = None,
     backend: str = "transformers",
     system: str | None = None,
@@ -265,13 +267,17 @@ def serve(
     max_batch: int = 64,
     max_tokens_in_flight: int = 65536,
 ) -> None:
-    """Serve MODEL_OR_RUN until interrupted: web chat at `/`, OpenAI API at `/v1`."""
+    """Serve MODEL_OR_RUN until interrupted: web chat at `/`, OpenAI API at `/v1`.
+
+    `adapter` is MODEL's own adapter, `adapters` the CLI's `--adapter` values; `api_key` (from
+    Python, e.g. a deployed app's environment) wins over `api_key_file` and IDTUNE_API_KEY.
+    """
     import uvicorn
 
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}: {', '.join(BACKENDS)}")
-    api_key = read_api_key(api_key_file)
-    default, named = parse_adapters(adapters)
+    api_key = api_key or read_api_key(api_key_file)
+    default, named = parse_adapters([*([str(adapter)] if adapter else []), *(adapters or [])])
     sock = bind(host, port)  # before minutes of loading, not after
     opts = dict(
         adapter=default,
