@@ -382,3 +382,23 @@ def test_a_failing_request_ends_alone(client, engine, monkeypatch):
     assert "processor broke" in str(results[0])
     assert all(r.usage.completion_tokens == 20 for r in results[1:]), results
     assert engine.health()["status"] == "ok"
+
+
+def test_web_chat_shows_a_working_api_snippet(engine, capsys):
+    import re
+
+    from idtune.serve.ui import api_snippet
+
+    bg = server.Background(server.build_app(engine))
+    try:
+        config = httpx.get(f"{bg.url}/config").text
+        assert "api-snippet" in config and "/v1/chat/completions" in config
+        text = api_snippet(bg.url, engine.model_id, keyed=False)
+        [code] = re.findall(r"```python\n(.*?)```", text, re.S)
+        exec(compile(code, "snippet", "exec"), {})  # the openai snippet, as a user would paste it
+        assert capsys.readouterr().out.strip()
+        [curl] = re.findall(r"```bash\n(.*?)\n```", text, re.S)
+        out = __import__("subprocess").run(curl, shell=True, capture_output=True, text=True)
+        assert json.loads(out.stdout)["choices"][0]["message"]["content"] is not None
+    finally:
+        bg.stop()

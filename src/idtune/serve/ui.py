@@ -78,24 +78,22 @@ def build_ui(engine: ChatEngine, url: str = "http://127.0.0.1:7860", keyed: bool
     description = getattr(engine, "description", None) or (
         f"Model `{engine.model_id}` · OpenAI-compatible API at [`/v1`]({url}/v1/docs)"
     )
-    with gr.Blocks(title=engine.title, fill_height=True) as demo:
-        system_box = gr.Textbox(
-            value=engine.system or "",
-            label="System prompt",
-            placeholder="Empty: the default system prompt",
-            lines=2,
-            render=False,
-        )
-        gr.ChatInterface(
-            respond,
-            additional_inputs=[system_box],
-            additional_inputs_accordion=gr.Accordion("System prompt", open=False),
-            title=engine.title,
-            description=description,
-            concurrency_limit=None,
-            fill_height=True,
-            api_name="chat",
-        )
-        with gr.Accordion("Use this model from code: the /v1 API", open=False):
-            gr.Markdown(api_snippet(url, engine.model_id, keyed), elem_id="api-snippet")
+    system_box = gr.Textbox(
+        value=engine.system or "",
+        label="System prompt",
+        placeholder="Empty: the default system prompt",
+        lines=2,
+    )
+    demo = gr.ChatInterface(
+        respond,
+        additional_inputs=[system_box],
+        additional_inputs_accordion=gr.Accordion("System prompt", open=False),
+        title=engine.title,
+        description=description,
+        concurrency_limit=None,
+        fill_height=True,
+        api_name="chat",
+    )
+    with demo, gr.Accordion("Use this model from code: the /v1 API", open=False):
+        gr.Markdown(api_snippet(url, engine.model_id, keyed), elem_id="api-snippet")
     return demo
