@@ -19,7 +19,9 @@ LAYERS = {
     **dict.fromkeys(
         ["train", "chat", "evaluate", "merge", "serve", "hub", "deploy", "regularize"], 1
     ),
-    **dict.fromkeys(["modelcard", "accel", "loss", "checkpoint", "launcher", "parallel"], 1.5),  # verb helpers
+    **dict.fromkeys(
+        ["modelcard", "accel", "loss", "checkpoint", "launcher", "parallel"], 1.5
+    ),  # verb helpers
     "generate": 2,
     "models": 3,
     # the ground floor: pure data and small utilities

@@ -196,7 +196,7 @@ def test_errors_use_the_openai_envelope(url, client, engine):
     assert error(b"{not json", 400)["code"] == "invalid_json"
     assert error({"model": m, "messages": []}, 400)["param"] == "messages"
     assert error({"model": m, "messages": USER, "temperature": 5}, 400)["param"] == "temperature"
-    assert error({"model": m, "messages": USER, "n": 2}, 400)["param"] == "n"
+    assert error({"model": m, "messages": USER, "n": 17}, 400)["param"] == "n"
     tool = [{"role": "tool", "content": "x"}]
     assert error({"model": m, "messages": tool}, 400)["param"] == "messages.0.role"
     image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]
@@ -225,8 +225,13 @@ def test_bearer_key(keyed_url, engine):
     assert r.usage.completion_tokens >= 1
     assert httpx.get(f"{keyed_url}/health").status_code == 200  # health needs no key
     assert httpx.get(f"{keyed_url}/config").status_code == 401  # the web chat wants a login
-    login = httpx.post(f"{keyed_url}/login", data={"username": "me", "password": KEY})
+    # the login wants the server's user name with the key, not any name (issue 14, item 2)
+    anyone = httpx.post(f"{keyed_url}/login", data={"username": "me", "password": KEY})
+    assert anyone.status_code != 200
+    login = httpx.post(f"{keyed_url}/login", data={"username": "idtune", "password": KEY})
     assert login.status_code == 200 and login.json()["success"]
+    wrong_key = httpx.post(f"{keyed_url}/login", data={"username": "idtune", "password": "x"})
+    assert wrong_key.status_code != 200
 
 
 def test_stopped_engine_answers_503(tiny_model):

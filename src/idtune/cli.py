@@ -349,30 +349,58 @@ AllowHttpOpt = Annotated[
 @app.command("serve")
 def serve_cmd(
     model: ModelArg = DEFAULT_MODEL,
-    adapter: Annotated[Path | None, typer.Option(help="PEFT adapter directory.")] = None,
+    adapter: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="PEFT adapter: DIR for MODEL's own, NAME=DIR (repeatable) for more on the same "
+            "base, picked per request by `model`."
+        ),
+    ] = None,
+    served_model_name: Annotated[
+        str | None, typer.Option(help="The `model` name clients send (default: from the run).")
+    ] = None,
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 7860,
-    api_key: Annotated[
-        str | None, typer.Option(help="Bearer key (or IDTUNE_API_KEY).", envvar="IDTUNE_API_KEY")
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File whose first line is the bearer key; or set IDTUNE_API_KEY. (A key on the "
+            "command line would show in every user's process list.)"
+        ),
     ] = None,
-    backend: Annotated[str, typer.Option(help="transformers, vllm or lmdeploy.")] = "transformers",
+    api_key: Annotated[str | None, typer.Option(hidden=True)] = None,
+    backend: Annotated[
+        str, typer.Option(help="transformers, or vllm / lmdeploy on a GPU machine (untested here).")
+    ] = "transformers",
     system: Annotated[str | None, typer.Option(help="Default system prompt.")] = None,
+    max_batch: Annotated[int, typer.Option(help="Requests decoded together.")] = 64,
+    max_tokens_in_flight: Annotated[
+        int, typer.Option(help="KV-cache tokens (prompt + max_tokens) held by running requests.")
+    ] = 65536,
     prompt_template: TemplateOpt = None,
     trust_remote_code: TrustOpt = False,
 ) -> None:
-    """Web chat at / and an OpenAI-compatible API at /v1."""
+    """Web chat at / and an OpenAI-compatible API at /v1 (bearer key: IDTUNE_API_KEY)."""
     from .serve import server
 
+    if api_key is not None:
+        raise UserError(
+            "--api-key: a key on the command line is visible to every user (ps, /proc); "
+            "set IDTUNE_API_KEY or pass --api-key-file FILE"
+        )
     server.serve(
         model,
-        adapter=adapter,
+        adapters=adapter,
+        served_model_name=served_model_name,
         host=host,
         port=port,
-        api_key=api_key,
+        api_key_file=api_key_file,
         backend=backend,
         system=system,
         template=prompt_template,
         trust_remote_code=trust_remote_code,
+        max_batch=max_batch,
+        max_tokens_in_flight=max_tokens_in_flight,
     )
 
 

@@ -1,7 +1,10 @@
-"""OpenAI-compatible HTTP API: `/v1/chat/completions` (plain and SSE), `/v1/models`, `/health`.
+"""OpenAI-compatible HTTP API: `/v1/chat/completions`, `/v1/completions` (plain and SSE),
+`/v1/models`, `/health`, and the API's own schema at `/v1/openapi.json`.
 
-Errors use OpenAI's envelope `{"error": {"message", "type", "param", "code"}}` with real status
-codes, so the `openai` client raises its usual exceptions.
+Every field of OpenAI's request is either honoured or refused with a 400 that names it in `param`.
+Fields OpenAI does not define are accepted and ignored with a warning in the server log, as vLLM
+does. Errors use OpenAI's envelope `{"error": {"message", "type", "param", "code"}}` with real
+status codes, so the `openai` client raises its usual exceptions.
 """
 
 from __future__ import annotations
@@ -9,18 +12,25 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import time
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException
 
-from .engine import ChatEngine, Delta, Done, Failed, Params, RequestError
+from .engine import ChatEngine, Delta, Done, Failed, Params, RequestError, Stream
 
+log = logging.getLogger("idtune.serve")
 MAX_BODY_BYTES = 2 * 1024 * 1024
+MAX_N = 16
+MAX_STOP = 4  # OpenAI's limit on stop sequences
+MAX_STOP_CHARS = 256
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -29,47 +39,278 @@ ERROR_TYPES = {
     413: "invalid_request_error",
     503: "service_unavailable",
 }
+# OpenAI request fields idtune does not do, and why (answered with a 400 naming the field).
+REFUSED = {
+    "audio": "audio output is not supported; this server generates text",
+    "prediction": "predicted outputs are not supported",
+    "reasoning_effort": "this model has no reasoning-effort setting",
+    "verbosity": "this model has no verbosity setting",
+    "web_search_options": "web search is not available on this server",
+    "functions": "the deprecated `functions` field is not supported; use `tools`",
+    "function_call": "the deprecated `function_call` field is not supported; use `tool_choice`",
+    "suffix": "suffix (fill-in-the-middle) is not supported",
+}
 
 
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Open(BaseModel):
+    """Unknown fields are kept (and reported in the log) rather than refused, as vLLM does."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class _ToolCallFunction(_Open):
+    name: str
+    arguments: str = "{}"
+
+
+class _ToolCall(_Open):
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: _ToolCallFunction
+
+
+class _Message(_Open):
     role: str
     content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+    tool_call_id: str | None = None
 
 
-class _StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _StreamOptions(_Open):
     include_usage: bool = False
+    include_obfuscation: bool | None = None
 
 
-class ChatRequest(BaseModel):
-    """The fields of a chat completion request that idtune honours; others are ignored."""
+class _JSONSchema(_Open):
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
 
-    model_config = ConfigDict(extra="ignore")
+
+class _ResponseFormat(_Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: _JSONSchema | None = None
+
+
+class _Function(_Open):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class _Tool(_Strict):
+    type: Literal["function"]
+    function: _Function
+
+
+class _Sampling(_Open):
+    """Fields shared by chat completions and completions."""
+
     model: str
-    messages: list[_Message] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
+    n: int | None = Field(1, ge=1, le=MAX_N)
     stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool = False
+    seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    stream: bool | None = False
     stream_options: _StreamOptions | None = None
-    n: int = Field(1, ge=1, le=1)
-    min_tokens: int = Field(0, ge=0)  # vLLM extension
+    user: str | None = None  # an end-user id: recorded nowhere, changes nothing
+    min_tokens: int = Field(0, ge=0)  # vLLM's extension
 
-    def params(self) -> Params:
-        """The engine's view of the sampling settings."""
+    @field_validator("stop")
+    @classmethod
+    def _stop_limits(cls, v):
+        stops = [v] if isinstance(v, str) else list(v or [])
+        if len(stops) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} stop sequences")
+        if any(len(s) > MAX_STOP_CHARS for s in stops):
+            raise ValueError(f"a stop sequence has at most {MAX_STOP_CHARS} characters")
+        return v
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias_limits(cls, v):
+        for key, bias in (v or {}).items():
+            if not key.lstrip("-").isdigit():
+                raise ValueError(f"keys are token ids; {key!r} is not")
+            if not -100 <= bias <= 100:
+                raise ValueError("biases lie between -100 and 100")
+        if len(v or {}) > 1024:
+            raise ValueError("at most 1024 biased tokens")
+        return v
+
+    def sampling(self, max_tokens: int | None) -> Params:
+        """The engine's view of the settings shared by both endpoints."""
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return Params(
-            max_tokens=self.max_completion_tokens or self.max_tokens,
+            max_tokens=max_tokens,
             temperature=self.temperature,
             top_p=self.top_p,
             stop=stop,
             seed=self.seed,
             min_tokens=self.min_tokens,
+            presence_penalty=self.presence_penalty or 0.0,
+            frequency_penalty=self.frequency_penalty or 0.0,
+            logit_bias={int(k): float(v) for k, v in (self.logit_bias or {}).items()},
         )
+
+
+class ChatRequest(_Sampling):
+    """OpenAI's chat completion request: every field honoured, or refused by `check`."""
+
+    messages: list[_Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool | None = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    response_format: _ResponseFormat | None = None
+    tools: list[_Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    # identifiers and bookkeeping: accepted, they change no output
+    metadata: dict[str, str] | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    web_search_options: dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+
+    def check(self) -> None:
+        """Refuse, by name, the fields this server does not do."""
+        for name, why in REFUSED.items():
+            if getattr(self, name, None) is not None:
+                raise APIError(400, f"{name}: {why}", "unsupported_parameter", name)
+        if self.store:
+            raise APIError(
+                400, "store: stored completions are not kept here", "unsupported_parameter", "store"
+            )
+        if self.service_tier not in (None, "auto", "default"):
+            raise APIError(
+                400,
+                f"service_tier: only 'auto' or 'default' ({self.service_tier!r} given)",
+                "unsupported_parameter",
+                "service_tier",
+            )
+        if self.modalities not in (None, ["text"]):
+            raise APIError(400, "modalities: only ['text']", "unsupported_parameter", "modalities")
+        if self.top_logprobs and not self.logprobs:
+            raise APIError(
+                400, "top_logprobs needs logprobs: true", "invalid_value", "top_logprobs"
+            )
+        fmt = self.response_format
+        if fmt and fmt.type == "json_schema" and fmt.json_schema is None:
+            raise APIError(
+                400,
+                "response_format.json_schema is required for type json_schema",
+                "invalid_value",
+                "response_format.json_schema",
+            )
+        if self.tool_choice is not None and not self.tools and self.tool_choice != "none":
+            raise APIError(400, "tool_choice needs tools", "invalid_value", "tool_choice")
+        if isinstance(self.tool_choice, dict):
+            name = (self.tool_choice.get("function") or {}).get("name")
+            if self.tool_choice.get("type") != "function" or name not in self.tool_names():
+                raise APIError(
+                    400,
+                    "tool_choice: {type: function, function: {name}} naming one of the tools",
+                    "invalid_value",
+                    "tool_choice",
+                )
+        if self.forced_tool() and fmt and fmt.type != "text":
+            raise APIError(
+                400,
+                "response_format cannot be combined with a required tool call",
+                "invalid_value",
+                "response_format",
+            )
+
+    def tool_names(self) -> set[str]:
+        return {t.function.name for t in self.tools or []}
+
+    def calls_tools(self) -> bool:
+        return bool(self.tools) and self.tool_choice != "none"
+
+    def forced_tool(self) -> bool:
+        return self.calls_tools() and (
+            self.tool_choice == "required" or isinstance(self.tool_choice, dict)
+        )
+
+    def tool_dicts(self) -> list[dict[str, Any]]:
+        return [t.model_dump(exclude_none=True) for t in self.tools or []]
+
+    def params(self) -> Params:
+        """The engine's view of the sampling settings."""
+        from .tools import call_schema
+
+        p = self.sampling(self.max_completion_tokens or self.max_tokens)
+        p.logprobs = bool(self.logprobs)
+        p.top_logprobs = self.top_logprobs or 0
+        if self.forced_tool():
+            schema = call_schema(self.tool_dicts(), self.tool_choice)
+            p.response_format = {"type": "json_schema", "json_schema": {"schema": schema}}
+        elif self.response_format is not None and self.response_format.type != "text":
+            p.response_format = self.response_format.model_dump(by_alias=True)
+        return p
+
+
+class CompletionRequest(_Sampling):
+    """OpenAI's (legacy) completion request on a plain-text prompt."""
+
+    prompt: str | list[str] | list[int] | list[list[int]]
+    max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for this endpoint
+    logprobs: int | None = Field(None, ge=0, le=5)
+    echo: bool | None = False
+    best_of: int | None = Field(None, ge=1, le=MAX_N)
+    suffix: str | None = None
+
+    def check(self) -> None:
+        """Refuse, by name, what this endpoint does not do."""
+        if self.suffix is not None:
+            raise APIError(400, f"suffix: {REFUSED['suffix']}", "unsupported_parameter", "suffix")
+        if self.best_of not in (None, self.n or 1):
+            raise APIError(
+                400, "best_of: only best_of equal to n", "unsupported_parameter", "best_of"
+            )
+        if self.echo and self.logprobs is not None:
+            raise APIError(
+                400,
+                "echo with logprobs: prompt log-probabilities are not computed",
+                "unsupported_parameter",
+                "echo",
+            )
+        if isinstance(self.prompt, list) and not self.prompt:
+            raise APIError(400, "prompt is empty", "invalid_value", "prompt")
+
+    def prompts(self) -> list[str | list[int]]:
+        p = self.prompt
+        if isinstance(p, str):
+            return [p]
+        if all(isinstance(x, int) for x in p):
+            return [list(p)]
+        return list(p)
+
+    def params(self) -> Params:
+        p = self.sampling(self.max_tokens)
+        p.logprobs = self.logprobs is not None
+        p.top_logprobs = self.logprobs or 0
+        return p
 
 
 class APIError(Exception):
@@ -101,25 +342,60 @@ def content_text(content: str | list[dict[str, Any]] | None) -> str:
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
-def to_messages(raw: list[_Message]) -> list[dict[str, str]]:
-    """OpenAI messages → plain `{"role", "content"}` dicts; other roles or parts are refused."""
+def to_messages(raw: list[_Message], tools_ok: bool = False) -> list[dict[str, Any]]:
+    """OpenAI messages → template dicts; other roles or parts are refused by position."""
+    from .tools import template_messages
+
     out = []
     for i, m in enumerate(raw):
-        if m.role not in ROLES:
+        role = ROLES.get(m.role) or ("tool" if m.role == "tool" and tools_ok else None)
+        if role is None:
+            why = "this model's chat template has no tool support" if m.role == "tool" else ""
             raise APIError(
-                400, f"role {m.role!r} is not supported", "invalid_value", f"messages.{i}.role"
+                400,
+                f"role {m.role!r} is not supported" + (f": {why}" if why else ""),
+                "invalid_value",
+                f"messages.{i}.role",
             )
         try:
-            out.append({"role": ROLES[m.role], "content": content_text(m.content)})
+            msg: dict[str, Any] = {"role": role, "content": content_text(m.content)}
         except ValueError as e:
             raise APIError(400, str(e), "invalid_value", f"messages.{i}.content") from None
-    return out
+        if m.tool_calls:
+            if not tools_ok:
+                raise APIError(
+                    400,
+                    "tool_calls: this model's chat template has no tool support",
+                    "unsupported_parameter",
+                    f"messages.{i}.tool_calls",
+                )
+            msg["tool_calls"] = [c.model_dump(exclude_none=True) for c in m.tool_calls]
+        if m.tool_call_id is not None and role == "tool":
+            msg["tool_call_id"] = m.tool_call_id
+        out.append(msg)
+    return template_messages(out)
+
+
+def _ignored(req: BaseModel, where: str = "") -> list[str]:
+    """Names of the fields in a request that no model declares (reported, as vLLM does)."""
+    names = [f"{where}{k}" for k in (req.model_extra or {})]
+    for name, value in req:
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if isinstance(item, BaseModel):
+                sub = f"{where}{name}." + (f"{i}." if isinstance(value, list) else "")
+                names += _ignored(item, sub)
+    return names
 
 
 def build_api(engine: ChatEngine, *, api_key: str | None = None) -> FastAPI:
     """The FastAPI app with the OpenAI routes; the web chat is mounted on it by `server`."""
     app = FastAPI(
-        title=f"idtune · {engine.title}", docs_url="/v1/docs", openapi_url="/v1/openapi.json"
+        title=f"idtune · {engine.title}",
+        version="1",
+        docs_url="/v1/docs",
+        openapi_url="/v1/openapi.json",
+        redoc_url=None,
     )
 
     @app.exception_handler(APIError)
@@ -137,13 +413,25 @@ def build_api(engine: ChatEngine, *, api_key: str | None = None) -> FastAPI:
             return
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), api_key):
+        given = token.strip().encode()
+        if not (scheme.lower() == "bearer") & hmac.compare_digest(given, api_key.encode()):
             raise APIError(
                 401, "missing or wrong API key (Authorization: Bearer KEY)", "invalid_api_key"
             )
 
-    def model_card() -> dict[str, Any]:
-        return {"id": engine.model_id, "object": "model", "created": 0, "owned_by": "idtune"}
+    def served() -> list[str]:
+        names = getattr(engine, "served_models", None)
+        return names() if names else [engine.model_id]
+
+    def adapter_for(model: str) -> str | None:
+        pick = getattr(engine, "adapter_for", None)
+        if pick is not None:
+            return pick(model)
+        known = {engine.model_id, *getattr(engine, "aliases", ())}
+        return model if model in known else None
+
+    def model_card(name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": 0, "owned_by": "idtune"}
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -153,54 +441,146 @@ def build_api(engine: ChatEngine, *, api_key: str | None = None) -> FastAPI:
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:
         check_key(request)
-        return {"object": "list", "data": [model_card()]}
+        return {"object": "list", "data": [model_card(n) for n in served()]}
 
     @app.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str, request: Request) -> dict[str, Any]:
         check_key(request)
-        if model_id != engine.model_id:
+        if model_id not in served():
             raise APIError(404, f"model {model_id!r} does not exist", "model_not_found", "model")
-        return model_card()
+        return model_card(model_id)
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request):
-        check_key(request)
-        req = await _parse(request)
-        if req.model not in {engine.model_id, *getattr(engine, "aliases", ())}:
+    def pick_model(model: str) -> str | None:
+        adapter = adapter_for(model)
+        if adapter is None:
             raise APIError(
                 404,
-                f"model {req.model!r} does not exist; this server serves {engine.model_id!r}",
+                f"model {model!r} does not exist; this server serves "
+                + ", ".join(repr(n) for n in served()),
                 "model_not_found",
                 "model",
             )
-        messages = to_messages(req.messages)
-        try:
-            stream = engine.submit(messages, req.params())
-        except RequestError as e:
-            raise APIError(e.status, str(e), e.code, e.param) from None
-        meta = {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "created": int(time.time()),
-            "model": req.model,
-        }
-        if req.stream:
-            usage = bool(req.stream_options and req.stream_options.include_usage)
-            return StreamingResponse(
-                _sse(stream, meta, usage),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
-        return await _complete(request, stream, meta)
+        return adapter
 
-    @app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    def submit(call, n: int, params: Params) -> list[Stream]:
+        streams = []
+        try:
+            for i in range(n):
+                p = params
+                if i and params.seed is not None:
+                    p = Params(**{**params.__dict__, "seed": (params.seed + i) % 2**64})
+                streams.append(call(p))
+        except RequestError as e:
+            for s in streams:
+                s.cancel()
+            raise APIError(e.status, str(e), e.code, e.param) from None
+        return streams
+
+    async def prepare(request: Request, kind: type[_Sampling]):
+        """Key, body, refusals and the engine's settings (with the adapter `model` picks)."""
+        check_key(request)
+        req = await _parse(request, kind)
+        req.check()
+        params = req.params()
+        params.adapter = pick_model(req.model)
+        _refused_by_engine(engine, req)
+        return req, params
+
+    @app.post("/v1/chat/completions", openapi_extra=_body_schema(ChatRequest))
+    async def chat_completions(request: Request):
+        req, params = await prepare(request, ChatRequest)
+        tools_ok = bool(getattr(engine, "supports_tools", lambda: False)())
+        if req.tools and not tools_ok:
+            raise APIError(
+                400,
+                "tools: this model's chat template has no tool support",
+                "unsupported_parameter",
+                "tools",
+            )
+        messages = to_messages(req.messages, tools_ok)
+        tools = req.tool_dicts() if req.tools else None
+        if tools:
+            streams = submit(lambda p: engine.submit(messages, p, tools), req.n or 1, params)
+        else:
+            streams = submit(lambda p: engine.submit(messages, p), req.n or 1, params)
+        return await _reply(request, req, streams, "chatcmpl", _Chat(req))
+
+    @app.post("/v1/completions", openapi_extra=_body_schema(CompletionRequest))
+    async def completions(request: Request):
+        req, params = await prepare(request, CompletionRequest)
+        if not hasattr(engine, "submit_text"):
+            raise APIError(404, "this engine has no /v1/completions", "not_found")
+        streams = []
+        for prompt in req.prompts():
+            if isinstance(prompt, list):
+                if not hasattr(engine, "submit_tokens"):
+                    raise APIError(
+                        400, "prompt: token ids are not supported", "invalid_value", "prompt"
+                    )
+                call = lambda p, x=prompt: engine.submit_tokens(x, p)  # noqa: E731
+            else:
+                call = lambda p, x=prompt: engine.submit_text(x, p)  # noqa: E731
+            streams += submit(call, req.n or 1, params)
+        return await _reply(request, req, streams, "cmpl", _Text(req, engine))
+
+    @app.api_route(
+        "/v1/{path:path}",
+        methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+        include_in_schema=False,
+    )
     async def not_found(path: str, request: Request):
         check_key(request)
         raise APIError(404, f"no route /v1/{path}", "not_found")
 
+    install_schema(app)
     return app
 
 
-async def _parse(request) -> ChatRequest:
+async def _reply(request, req: _Sampling, streams: list[Stream], prefix: str, shape):
+    """The whole answer as JSON, or its events as SSE."""
+    meta = {"id": f"{prefix}-{uuid.uuid4().hex}", "created": int(time.time()), "model": req.model}
+    if req.stream:
+        usage = bool(req.stream_options and req.stream_options.include_usage)
+        return _event_stream(_sse(streams, meta, usage, shape))
+    return await _complete(request, streams, meta, shape)
+
+
+def _refused_by_engine(engine: Any, req: BaseModel) -> None:
+    """Fields an engine cannot honour (a remote backend through this proxy), refused by name."""
+    for name, why in getattr(engine, "refused_fields", {}).items():
+        value = getattr(req, name, None)
+        if value not in (None, False, 0, [], {}):
+            raise APIError(400, f"{name}: {why}", "unsupported_parameter", name)
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The request body's JSON schema for the route's OpenAPI entry (definitions inlined)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+        "x-idtune-defs": defs,
+    }
+
+
+def install_schema(app: FastAPI) -> None:
+    """Move the request models' definitions into the OpenAPI document's components."""
+    default = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = default()
+            components = doc.setdefault("components", {}).setdefault("schemas", {})
+            for path in doc.get("paths", {}).values():
+                for op in path.values():
+                    components.update(op.pop("x-idtune-defs", {}))
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def _parse(request, model: type[_Sampling]):
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise APIError(413, f"request body over {MAX_BODY_BYTES} bytes", "request_too_large")
@@ -211,83 +591,261 @@ async def _parse(request) -> ChatRequest:
         data = json.loads(body)
     except ValueError:
         raise APIError(400, "the body is not valid JSON", "invalid_json") from None
+    if not isinstance(data, dict):
+        raise APIError(400, "the body must be a JSON object", "invalid_value")
     try:
-        return ChatRequest.model_validate(data)
+        req = model.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
-        param = ".".join(str(x) for x in err["loc"]) or None
+        loc = [str(x) for x in err["loc"]]
+        # a union's failing branch is named in the location ("stop.str"): keep the field path
+        param = ".".join(x for x in loc if not _is_type_name(x)) or None
         raise APIError(400, f"{param}: {err['msg']}", "invalid_value", param) from None
+    ignored = _ignored(req)
+    if ignored:
+        log.warning("fields present in the request but ignored: %s", ", ".join(ignored))
+    return req
 
 
-def _usage(done: Done) -> dict[str, int]:
-    total = done.prompt_tokens + done.completion_tokens
+def _is_type_name(part: str) -> bool:
+    return (
+        part in {"str", "int", "float", "bool", "dict", "list", "none", "function-after"}
+        or part.startswith(("list[", "dict[", "function-", "literal["))
+        or part[:1].isupper()
+        and part.isidentifier()
+        and not part.isupper()
+    )
+
+
+def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
     return {
-        "prompt_tokens": done.prompt_tokens,
-        "completion_tokens": done.completion_tokens,
-        "total_tokens": total,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
     }
 
 
-async def _complete(request, stream, meta: dict[str, Any]) -> dict[str, Any]:
-    """Collect a whole answer; a client that hangs up cancels the generation."""
+async def _merged(streams: list[Stream]) -> AsyncIterator[tuple[int, Any]]:
+    """The events of several streams as they come, tagged with the stream's index."""
+    if len(streams) == 1:
+        async for event in streams[0]:
+            yield 0, event
+        return
+    q: asyncio.Queue = asyncio.Queue()
+
+    async def pump(i: int, s: Stream) -> None:
+        async for event in s:
+            await q.put((i, event))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        ends = 0
+        while ends < len(streams):
+            i, event = await q.get()
+            ends += not isinstance(event, Delta)
+            yield i, event
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+class _Chat:
+    """How chat completions present choices."""
+
+    obj, chunk_obj = "chat.completion", "chat.completion.chunk"
+
+    def __init__(self, req: ChatRequest):
+        self.req, self.n = req, req.n or 1
+        self.wants_logprobs = bool(req.logprobs)
+        self.holds = req.calls_tools()  # text held until the end: it may be a tool call
+
+    def logprobs(self, entries: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+        return None if entries is None else {"content": entries, "refusal": None}
+
+    def finish(self, text: str, reason: str) -> tuple[dict[str, Any], str]:
+        """The final message (content or tool_calls) and finish reason."""
+        from .tools import parse_tool_calls
+
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if self.holds:
+            content, calls = parse_tool_calls(text, self.req.tool_names())
+            if calls:
+                if self.req.parallel_tool_calls is False:
+                    calls = calls[:1]
+                message = {"role": "assistant", "content": content, "tool_calls": calls}
+                reason = "tool_calls"
+        return message, reason
+
+    def choice(self, i: int, text: str, reason: str, logprobs) -> dict[str, Any]:
+        message, reason = self.finish(text, reason)
+        return {
+            "index": i,
+            "message": message,
+            "logprobs": self.logprobs(logprobs),
+            "finish_reason": reason,
+        }
+
+    def delta(self, text: str, first: bool) -> dict[str, Any]:
+        return {"role": "assistant", "content": text} if first else {"content": text}
+
+    def held_delta(self, text: str, reason: str) -> tuple[dict[str, Any], str]:
+        message, reason = self.finish(text, reason)
+        if "tool_calls" in message:
+            calls = [{"index": k, **c} for k, c in enumerate(message["tool_calls"])]
+            return {"content": message["content"], "tool_calls": calls}, reason
+        return {"content": text}, reason
+
+
+class _Text:
+    """How (legacy) completions present choices."""
+
+    obj, chunk_obj = "text_completion", "text_completion"
+    holds = False
+
+    def __init__(self, req: CompletionRequest, engine: Any):
+        self.req, self.engine, self.n = req, engine, req.n or 1
+        self.wants_logprobs = req.logprobs is not None
+        self.prompts = req.prompts()
+
+    def logprobs(self, entries: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+        if entries is None:
+            return None
+        return {
+            "tokens": [e["token"] for e in entries],
+            "token_logprobs": [e["logprob"] for e in entries],
+            "top_logprobs": [
+                {t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries
+            ],
+            "text_offset": _offsets(entries),
+        }
+
+    def echo(self, i: int) -> str:
+        if not self.req.echo:
+            return ""
+        prompt = self.prompts[i // self.n]
+        if isinstance(prompt, list):
+            return self.engine.tokenizer.decode(prompt)
+        return prompt
+
+    def choice(self, i: int, text: str, reason: str, logprobs) -> dict[str, Any]:
+        return {
+            "index": i,
+            "text": self.echo(i) + text,
+            "logprobs": self.logprobs(logprobs),
+            "finish_reason": reason,
+        }
+
+
+def _offsets(entries: list[dict[str, Any]]) -> list[int]:
+    out, at = [], 0
+    for e in entries:
+        out.append(at)
+        at += len(e["token"])
+    return out
+
+
+async def _complete(request, streams: list[Stream], meta: dict[str, Any], shape) -> dict:
+    """Collect whole answers; a client that hangs up cancels the generation."""
 
     async def watch() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
-        stream.cancel()
+        for s in streams:
+            s.cancel()
 
     watcher = asyncio.create_task(watch())
-    parts: list[str] = []
+    texts = [[] for _ in streams]
+    logprobs: list[list | None] = [None] * len(streams)
+    done: list[Done | None] = [None] * len(streams)
     try:
-        async for event in stream:
+        async for i, event in _merged(streams):
             if isinstance(event, Delta):
-                parts.append(event.text)
+                texts[i].append(event.text)
+                if event.logprobs is not None:
+                    logprobs[i] = (logprobs[i] or []) + event.logprobs
             elif isinstance(event, Failed):
                 raise APIError(event.status, event.message, "generation_failed")
             else:
-                done = event
+                done[i] = event
     finally:
         watcher.cancel()
-        stream.cancel()
-    message = {"role": "assistant", "content": "".join(parts)}
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": done.finish_reason}
+        for s in streams:
+            s.cancel()
+    choices = []
+    for i, d in enumerate(done):
+        lp = logprobs[i] if logprobs[i] is not None or not shape.wants_logprobs else []
+        choices.append(shape.choice(i, "".join(texts[i]), d.finish_reason, lp))
     return {
         **meta,
-        "object": "chat.completion",
+        "object": shape.obj,
         "system_fingerprint": None,
-        "choices": [choice],
-        "usage": _usage(done),
+        "choices": choices,
+        "usage": _usage(*_totals(done, shape.n)),
     }
 
 
-async def _sse(stream, meta: dict[str, Any], include_usage: bool):
-    """OpenAI's chunk sequence: role, content deltas, finish_reason, [usage], [DONE]."""
+def _totals(done: list[Done | None], n: int) -> tuple[int, int]:
+    """Usage: each prompt counted once (not once per choice), every choice's tokens added."""
+    prompt = sum(d.prompt_tokens for d in done[::n] if d is not None)
+    return prompt, sum(d.completion_tokens for d in done if d is not None)
 
-    def chunk(delta: dict | None, finish: str | None = None, usage: dict | None = None) -> str:
+
+async def _sse(streams: list[Stream], meta: dict[str, Any], include_usage: bool, shape):
+    """OpenAI's chunk sequence: role, content deltas, finish_reason, [usage], [DONE]."""
+    chat = shape.obj == "chat.completion"
+
+    def chunk(choices: list[dict] | None, usage: dict | None = None) -> str:
         body: dict[str, Any] = {
             **meta,
-            "object": "chat.completion.chunk",
+            "object": shape.chunk_obj,
             "system_fingerprint": None,
+            "choices": choices or [],
         }
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        body["choices"] = [choice] if delta is not None else []
         if include_usage:
             body["usage"] = usage
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
+    def choice(i: int, delta: Any, finish: str | None = None, logprobs=None) -> dict:
+        lp = shape.logprobs(logprobs) if logprobs is not None else None
+        if chat:
+            return {"index": i, "delta": delta, "logprobs": lp, "finish_reason": finish}
+        return {"index": i, "text": delta, "logprobs": lp, "finish_reason": finish}
+
+    held = [[] for _ in streams]
+    done: list[Done | None] = [None] * len(streams)
     try:
-        yield chunk({"role": "assistant", "content": ""})
-        async for event in stream:
+        for i in range(len(streams)):
+            first = shape.delta("", True) if chat else shape.echo(i)
+            if chat or first:
+                yield chunk([choice(i, first)])
+        async for i, event in _merged(streams):
             if isinstance(event, Delta):
-                if event.text:
-                    yield chunk({"content": event.text})
+                if shape.holds:
+                    held[i].append(event.text)
+                elif event.text or event.logprobs:
+                    delta = {"content": event.text} if chat else event.text
+                    yield chunk([choice(i, delta, logprobs=event.logprobs)])
             elif isinstance(event, Failed):
                 err = error_body(event.status, event.message, "generation_failed")
                 yield f"data: {json.dumps(err)}\n\n"
             else:
-                yield chunk({}, event.finish_reason)
-                if include_usage:
-                    yield chunk(None, usage=_usage(event))
+                done[i] = event
+                reason = event.finish_reason
+                if shape.holds:
+                    delta, reason = shape.held_delta("".join(held[i]), reason)
+                    yield chunk([choice(i, delta)])
+                yield chunk([choice(i, {} if chat else "", reason)])
+        if include_usage:
+            yield chunk(None, usage=_usage(*_totals(done, shape.n)))
         yield "data: [DONE]\n\n"
     finally:
-        stream.cancel()
+        for s in streams:
+            s.cancel()

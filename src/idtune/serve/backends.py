@@ -1,5 +1,8 @@
 """Scale engines for GPU machines: start vLLM's or LMDeploy's OpenAI server for the base model
-with the adapter, wait for it, and let idtune's web chat and API talk to it (`RemoteEngine`).
+with its adapters, wait for it, and let idtune's web chat and API talk to it (`RemoteEngine`).
+
+Untested here (no GPU on CI): the command lines are checked in tests, the proxy is run against
+idtune's own server, and the backends themselves run only on a GPU machine.
 """
 
 from __future__ import annotations
@@ -44,19 +47,24 @@ def vllm_argv(
     name: str,
     port: int,
     adapter: str | None = None,
+    adapters: dict[str, str] | None = None,
     rank: int | None = None,
     host: str = "127.0.0.1",
     chat_template: str | None = None,
     trust_remote_code: bool = False,
 ) -> list[str]:
-    """`vllm serve` for the base model, the adapter as LoRA module NAME (else the model as NAME)."""
+    """`vllm serve` for the base model: the default adapter as LoRA module NAME (else the model
+    as NAME), each named adapter as a LoRA module of its own, as `--adapter NAME=DIR` asked."""
     argv = ["vllm", "serve", base, "--host", host, "--port", str(port)]
-    if adapter:
-        r = rank if rank is not None else adapter_rank(adapter)
-        argv += ["--enable-lora", "--lora-modules", f"{name}={adapter}"]
-        argv += ["--max-lora-rank", str(vllm_max_lora_rank(r))]
-    else:
+    modules = ({name: adapter} if adapter else {}) | dict(adapters or {})
+    if not adapter:
         argv += ["--served-model-name", name]
+    if modules:
+        r = rank if rank is not None else max(adapter_rank(d) for d in modules.values())
+        argv += ["--enable-lora", "--lora-modules", *(f"{n}={d}" for n, d in modules.items())]
+        argv += ["--max-lora-rank", str(vllm_max_lora_rank(r))]
+        if len(modules) > 1:
+            argv += ["--max-loras", str(len(modules))]
     if chat_template:
         argv += ["--chat-template", chat_template]
     if trust_remote_code:
@@ -70,16 +78,18 @@ def lmdeploy_argv(
     name: str,
     port: int,
     adapter: str | None = None,
+    adapters: dict[str, str] | None = None,
     host: str = "127.0.0.1",
     template: str | None = None,
 ) -> list[str]:
-    """`lmdeploy serve api_server` on the PyTorch engine, the adapter registered as NAME."""
+    """`lmdeploy serve api_server` on the PyTorch engine, each adapter registered by its name."""
     argv = ["lmdeploy", "serve", "api_server", base, "--backend", "pytorch"]
     argv += ["--server-name", host, "--server-port", str(port)]
-    if adapter:
-        argv += ["--adapters", f"{name}={adapter}"]
-    else:
+    modules = ({name: adapter} if adapter else {}) | dict(adapters or {})
+    if not adapter:
         argv += ["--model-name", name]
+    if modules:
+        argv += ["--adapters", *(f"{n}={d}" for n, d in modules.items())]
     if template in LMDEPLOY_TEMPLATES:
         argv += ["--chat-template", LMDEPLOY_TEMPLATES[template]]
     return argv
@@ -141,8 +151,19 @@ def start(
     return proc
 
 
+# Request fields RemoteEngine does not pass through to the backend (refused by name).
+REMOTE_REFUSED = {
+    "tools": "tool calls are not passed through to the scale backend by idtune's proxy",
+    "logprobs": "log-probabilities are not passed through to the scale backend by idtune's proxy",
+    "top_logprobs": "log-probabilities are not passed through to the scale backend",
+}
+FORWARDED = ("max_tokens", "temperature", "top_p", "seed", "response_format")
+
+
 class RemoteEngine:
-    """An engine that forwards each conversation to an OpenAI-compatible server, streaming."""
+    """An engine that forwards each request to an OpenAI-compatible server, streaming."""
+
+    refused_fields = REMOTE_REFUSED
 
     def __init__(
         self,
@@ -152,11 +173,23 @@ class RemoteEngine:
         model_id: str,
         title: str | None = None,
         system: str | None = None,
+        adapters: list[str] | None = None,
         proc: subprocess.Popen | None = None,
     ):
         self.base_url, self.served_name = base_url.rstrip("/"), served_name
         self.model_id, self.title, self.system = model_id, title or model_id, system
+        self.adapters = list(adapters or [])
         self.proc = proc
+
+    def served_models(self) -> list[str]:
+        """The default model's name, then each named adapter's."""
+        return [self.model_id, *(a for a in self.adapters if a != self.model_id)]
+
+    def adapter_for(self, model: str) -> str | None:
+        """The backend's name for a request's `model` (None: not served)."""
+        if model == self.model_id:
+            return self.served_name
+        return model if model in self.adapters else None
 
     def health(self) -> dict[str, Any]:
         """ok while the backend process is alive."""
@@ -167,44 +200,56 @@ class RemoteEngine:
             "backend": self.base_url,
         }
 
-    def submit(self, messages: Messages, params: Params) -> Stream:
-        """Start streaming from the backend in the caller's event loop."""
-        import asyncio
-
+    def submit(self, messages: Messages, params: Params, tools: list | None = None) -> Stream:
+        """Start streaming a chat completion from the backend in the caller's event loop."""
         from ..generate import with_system
+
+        return self._start(
+            "chat/completions", {"messages": with_system(messages, self.system)}, params
+        )
+
+    def submit_text(self, prompt: str, params: Params) -> Stream:
+        """Start streaming a plain completion from the backend."""
+        return self._start("completions", {"prompt": prompt}, params)
+
+    def _start(self, route: str, body: dict[str, Any], params: Params) -> Stream:
+        import asyncio
 
         if self.proc is not None and self.proc.poll() is not None:
             raise RequestError("the backend has stopped", 503, "engine_unavailable")
-        body: dict[str, Any] = {
-            "model": self.served_name,
-            "messages": with_system(messages, self.system),
+        body |= {
+            "model": params.adapter or self.served_name,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        for key in ("max_tokens", "temperature", "top_p", "seed"):
+        for key in FORWARDED:
             if getattr(params, key) is not None:
+                body[key] = getattr(params, key)
+        for key in ("presence_penalty", "frequency_penalty", "min_tokens"):
+            if getattr(params, key):
                 body[key] = getattr(params, key)
         if params.stop:
             body["stop"] = params.stop
-        if params.min_tokens:
-            body["min_tokens"] = params.min_tokens
+        if params.logit_bias:
+            body["logit_bias"] = {str(k): v for k, v in params.logit_bias.items()}
         stream = Stream()
-        task = asyncio.get_running_loop().create_task(self._pump(body, stream))
+        task = asyncio.get_running_loop().create_task(self._pump(route, body, stream))
         stream.on_cancel = task.cancel  # closing the connection aborts the backend's request
         return stream
 
-    async def _pump(self, body: dict[str, Any], stream: Stream) -> None:
+    async def _pump(self, route: str, body: dict[str, Any], stream: Stream) -> None:
         import httpx
 
         reason, usage = "stop", {}
         try:
             async with httpx.AsyncClient(timeout=httpx.Timeout(600, connect=10)) as client:
-                url = f"{self.base_url}/v1/chat/completions"
+                url = f"{self.base_url}/v1/{route}"
                 async with client.stream("POST", url, json=body) as resp:
                     if resp.status_code != 200:
                         text = (await resp.aread()).decode(errors="replace")
+                        status = resp.status_code if 400 <= resp.status_code < 500 else 502
                         stream.put(
-                            Failed(f"backend answered {resp.status_code}: {text[:300]}", 502)
+                            Failed(f"backend answered {resp.status_code}: {text[:300]}", status)
                         )
                         return
                     async for line in resp.aiter_lines():
@@ -213,7 +258,7 @@ class RemoteEngine:
                         chunk = json.loads(line[5:])
                         usage = chunk.get("usage") or usage
                         for choice in chunk.get("choices") or []:
-                            text = (choice.get("delta") or {}).get("content")
+                            text = (choice.get("delta") or {}).get("content") or choice.get("text")
                             if text:
                                 stream.put(Delta(text))
                             reason = choice.get("finish_reason") or reason

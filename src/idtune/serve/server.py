@@ -6,6 +6,7 @@ web chat at `/`, all on the same engine.
 
 from __future__ import annotations
 
+import errno
 import hmac
 import os
 import re
@@ -32,36 +33,83 @@ def model_id_for(spec: str | Path, info: Any = None) -> str:
     return Path(str(spec).rstrip("/")).name or str(spec)
 
 
+def parse_adapters(specs: list[str] | None) -> tuple[Path | None, dict[str, Path]]:
+    """`--adapter DIR` (the default model's adapter) and `--adapter NAME=DIR` (named ones)."""
+    default, named = None, {}
+    for spec in specs or []:
+        name, eq, path = spec.partition("=")
+        if not eq:
+            if default is not None:
+                raise UserError(f"--adapter {spec}: only one adapter without NAME=; name the rest")
+            default = Path(spec)
+            continue
+        if not re.fullmatch(r"[\w.:-]+", name):
+            raise UserError(f"--adapter {spec}: NAME may hold letters, digits and . _ : -")
+        if name in named:
+            raise UserError(f"--adapter {spec}: the name {name!r} is given twice")
+        directory = Path(path)
+        if not (directory / "adapter_config.json").is_file():
+            raise UserError(f"--adapter {spec}: {directory} has no adapter_config.json")
+        named[name] = directory
+    return default, named
+
+
 def load_engine(
     model: str,
     *,
     adapter: Path | None = None,
+    adapters: dict[str, Path] | None = None,
+    served_model_name: str | None = None,
     system: str | None = None,
     template: str | None = None,
     trust_remote_code: bool = False,
     **engine_kw: Any,
 ) -> Engine:
-    """Load MODEL_OR_RUN (base + adapter, unmerged) into a batching engine."""
-    from .. import models
+    """Load MODEL_OR_RUN (base + adapter, unmerged) and any named adapters into one engine.
+
+    One base model stays in memory; each named adapter is a PEFT adapter on it, picked per
+    request by `model` (several adapters share one batch).
+    """
+    from .. import models, runinfo
 
     loaded = models.load(model, adapter, template=template, trust_remote_code=trust_remote_code)
     info = loaded.info
     if system is None and info is not None:
         system = info.system_prompt
-    model_id = model_id_for(model, info)
+    model_id = served_model_name or model_id_for(model, info)
     title, description = model_id_for(model), None
     if info is not None and info.identity:
         title = info.identity.name
         description = f"Made by {info.identity.author} · model `{model_id}` · API at `/v1`"
+    net = loaded.model
+    default = "default" if loaded.source.adapter else None
+    names: dict[str, str] = {}
+    systems: dict[str, str | None] = {}
+    for k, (name, directory) in enumerate((adapters or {}).items()):
+        peft_name = f"adapter{k}"
+        if hasattr(net, "get_base_model"):  # already a PeftModel (transformers' own
+            net.load_adapter(str(directory), adapter_name=peft_name)  # load_adapter differs)
+        else:
+            from peft import PeftModel
+
+            net = PeftModel.from_pretrained(net, str(directory), adapter_name=peft_name)
+            net.eval()
+        net.set_adapter(default or "adapter0")
+        names[name] = peft_name
+        own = runinfo.load(directory)
+        systems[peft_name] = own.system_prompt if own is not None else None
     return Engine(
-        loaded.model,
+        net,
         loaded.tokenizer,
         model_id=model_id,
         title=title,
         description=description,
         aliases={str(model), title},
         system=system,
+        systems=systems,
         template=loaded.template,
+        adapters=names,
+        default_adapter=default,
         **engine_kw,
     )
 
@@ -71,6 +119,8 @@ def remote_engine(
     model: str,
     *,
     adapter: Path | None = None,
+    adapters: dict[str, Path] | None = None,
+    served_model_name: str | None = None,
     system: str | None = None,
     template: str | None = None,
     trust_remote_code: bool = False,
@@ -83,7 +133,9 @@ def remote_engine(
     backends.require(backend)  # one clear line before anything is loaded
     src = models.locate(model, adapter, template=template, trust_remote_code=trust_remote_code)
     info, tmpl, trc = src.info, src.template, src.trust_remote_code
-    model_id = model_id_for(model, info)
+    model_id = served_model_name or model_id_for(model, info)
+    named = {name: str(path) for name, path in (adapters or {}).items()}
+
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix=f"idtune-{backend}-"))
     if backend == "vllm":
@@ -96,12 +148,13 @@ def remote_engine(
             name=model_id,
             port=port,
             adapter=src.adapter,
+            adapters=named,
             chat_template=chat_template,
             trust_remote_code=trc,
         )
     else:
         argv = backends.lmdeploy_argv(
-            src.base, name=model_id, port=port, adapter=src.adapter, template=tmpl
+            src.base, name=model_id, port=port, adapter=src.adapter, adapters=named, template=tmpl
         )
     proc = backends.start(backend, argv, port, work / "backend.log")
     title = info.identity.name if info is not None and info.identity else model_id
@@ -113,8 +166,12 @@ def remote_engine(
         model_id=model_id,
         title=title,
         system=system,
+        adapters=list(named),
         proc=proc,
     )
+
+
+LOGIN_USER = "idtune"  # the web chat's login: this user name and the API key
 
 
 def build_app(
@@ -134,58 +191,128 @@ def build_app(
 
         from .ui import build_ui
 
-        def auth(_user: str, password: str) -> bool:
-            return hmac.compare_digest(password, api_key or "")
+        def auth(user: str, password: str) -> bool:
+            key = (api_key or "").encode()
+            same_user = hmac.compare_digest(user.encode(), LOGIN_USER.encode())
+            return same_user & hmac.compare_digest(password.encode(), key)
 
         gr.mount_gradio_app(
             app,
-            build_ui(engine),
+            build_ui(engine, url=f"http://{shown_host(host)}:{port}", keyed=bool(api_key)),
             path="/",
             server_name=host,
             server_port=port,
             auth=auth if api_key else None,
-            auth_message="Password: the server's API key" if api_key else None,
-            footer_links=["api"],
+            auth_message=f"User name: {LOGIN_USER} · password: the server's API key"
+            if api_key
+            else None,
+            footer_links=["gradio", "settings"],
         )
     return app
+
+
+def shown_host(host: str) -> str:
+    """The address to print for a bind address (a wildcard is reachable as localhost)."""
+    return "localhost" if host in ("0.0.0.0", "::", "") else host
+
+
+def read_api_key(key_file: Path | None) -> str | None:
+    """The bearer key: `--api-key-file` (first line), else `IDTUNE_API_KEY`, else none."""
+    if key_file is not None:
+        try:
+            key = key_file.read_text().strip().splitlines()[0].strip()
+        except (OSError, UnicodeDecodeError, IndexError) as e:
+            reason = "empty" if isinstance(e, IndexError) else type(e).__name__
+            raise UserError(f"--api-key-file {key_file}: cannot read a key ({reason})") from None
+        if not key:
+            raise UserError(f"--api-key-file {key_file}: the first line is empty")
+        return key
+    return os.environ.get("IDTUNE_API_KEY") or None
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Claim HOST:PORT before the model loads; a taken or impossible port is one line."""
+    if not 1 <= port <= 65535:
+        raise UserError(f"--port {port}: a TCP port is between 1 and 65535")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        why = "already in use" if e.errno == errno.EADDRINUSE else e.strerror
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({why})") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def serve(
     model: str,
     *,
     adapter: Path | None = None,
+    adapters: list[str] | None = None,
+    served_model_name: str | None = None,
     host: str = "127.0.0.1",
     port: int = 7860,
     api_key: str | None = None,
+    api_key_file: Path | None = None,
     backend: str = "transformers",
     system: str | None = None,
     template: str | None = None,
     trust_remote_code: bool = False,
+    max_batch: int = 64,
+    max_tokens_in_flight: int = 65536,
 ) -> None:
-    """Serve MODEL_OR_RUN until interrupted: web chat at `/`, OpenAI API at `/v1`."""
+    """Serve MODEL_OR_RUN until interrupted: web chat at `/`, OpenAI API at `/v1`.
+
+    `adapter` is MODEL's own adapter, `adapters` the CLI's `--adapter` values; `api_key` (from
+    Python, e.g. a deployed app's environment) wins over `api_key_file` and IDTUNE_API_KEY.
+    """
     import uvicorn
 
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}: {', '.join(BACKENDS)}")
-    api_key = api_key or os.environ.get("IDTUNE_API_KEY") or None
+    api_key = api_key or read_api_key(api_key_file)
+    default, named = parse_adapters([*([str(adapter)] if adapter else []), *(adapters or [])])
+    sock = bind(host, port)  # before minutes of loading, not after
     opts = dict(
-        adapter=adapter, system=system, template=template, trust_remote_code=trust_remote_code
+        adapter=default,
+        adapters=named,
+        served_model_name=served_model_name,
+        system=system,
+        template=template,
+        trust_remote_code=trust_remote_code,
     )
-    if backend == "transformers":
-        engine: Any = load_engine(model, **opts)
-    else:
-        engine = remote_engine(backend, model, **opts)
+    try:
+        if backend == "transformers":
+            engine: Any = load_engine(
+                model, max_batch=max_batch, max_tokens_in_flight=max_tokens_in_flight, **opts
+            )
+        else:
+            engine = remote_engine(backend, model, **opts)
+    except BaseException:
+        sock.close()
+        raise
     app = build_app(engine, api_key=api_key, host=host, port=port)
-    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    shown = shown_host(host)
+    names = ", ".join(repr(n) for n in getattr(engine, "served_models", lambda: [])()) or repr(
+        engine.model_id
+    )
     print(
-        f"idtune: serving {engine.model_id!r} — web chat http://{shown}:{port}/ · "
+        f"idtune: serving {names} — web chat http://{shown}:{port}/ · "
         f"API http://{shown}:{port}/v1" + (" (bearer key required)" if api_key else ""),
         file=sys.stderr,
     )
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5
+    )
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         _shutdown(engine)
+        sock.close()
 
 
 def _shutdown(engine: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,8 +27,29 @@ def history_messages(history: list[dict[str, Any]]) -> list[dict[str, str]]:
     return out
 
 
-def build_ui(engine: ChatEngine):
-    """A ChatInterface titled with the assistant's name; every browser tab shares the engine."""
+def api_snippet(url: str, model: str, keyed: bool) -> str:
+    """Markdown: a `curl` and an `openai` call that work against this server as it runs."""
+    auth = ' -H "Authorization: Bearer $IDTUNE_API_KEY"' if keyed else ""
+    key = 'os.environ["IDTUNE_API_KEY"]' if keyed else '"unused"'
+    body = json.dumps(
+        {"model": model, "messages": [{"role": "user", "content": "Who are you?"}]},
+        ensure_ascii=False,
+    )
+    return (
+        f"OpenAI-compatible API at [`{url}/v1`]({url}/v1/docs) "
+        f"(schema: [`/v1/openapi.json`]({url}/v1/openapi.json)).\n\n"
+        f"```bash\ncurl {url}/v1/chat/completions -H 'Content-Type: application/json'{auth} "
+        f"-d '{body}'\n```\n\n"
+        "```python\nimport os\nfrom openai import OpenAI\n\n"
+        f'client = OpenAI(base_url="{url}/v1", api_key={key})\n'
+        f"answer = client.chat.completions.create(\n    model={model!r},\n"
+        '    messages=[{"role": "user", "content": "Who are you?"}],\n)\n'
+        "print(answer.choices[0].message.content)\n```"
+    )
+
+
+def build_ui(engine: ChatEngine, url: str = "http://127.0.0.1:7860", keyed: bool = False):
+    """A ChatInterface titled with the assistant's name, and how to reach it from code."""
     import gradio as gr
 
     async def respond(
@@ -53,16 +75,16 @@ def build_ui(engine: ChatEngine):
         if not text:
             yield text
 
+    description = getattr(engine, "description", None) or (
+        f"Model `{engine.model_id}` · OpenAI-compatible API at [`/v1`]({url}/v1/docs)"
+    )
     system_box = gr.Textbox(
         value=engine.system or "",
         label="System prompt",
         placeholder="Empty: the default system prompt",
         lines=2,
     )
-    description = getattr(engine, "description", None) or (
-        f"Model `{engine.model_id}` · OpenAI-compatible API at `/v1`"
-    )
-    return gr.ChatInterface(
+    demo = gr.ChatInterface(
         respond,
         additional_inputs=[system_box],
         additional_inputs_accordion=gr.Accordion("System prompt", open=False),
@@ -72,3 +94,6 @@ def build_ui(engine: ChatEngine):
         fill_height=True,
         api_name="chat",
     )
+    with demo, gr.Accordion("Use this model from code: the /v1 API", open=False):
+        gr.Markdown(api_snippet(url, engine.model_id, keyed), elem_id="api-snippet")
+    return demo
