@@ -10,6 +10,7 @@ import errno
 import hmac
 import os
 import re
+import socket
 import sys
 import tempfile
 import threading
