@@ -97,7 +97,7 @@ def load_engine(
             net.eval()
         net.set_adapter(default or "adapter0")
         names[name] = peft_name
-        own = runinfo.load(directory)
+        own = runinfo.read_info(directory)
         systems[peft_name] = own.system_prompt if own is not None else None
     return Engine(
         net,
