@@ -4,9 +4,10 @@
 
 On the Qwen2.5-1.5B shape (random weights, built as bench/train_gpu.py builds them), each case
 runs the real CLI (`python -m idtune.cli train …`, so DeepSpeed and FSDP2 start through
-accelerate's launcher): 6 steps with a checkpoint at step 3, then the final adapter (or model) is
+accelerate's launcher): 8 steps with a checkpoint at step 3, then the final adapter (or model) is
 put aside and the run is resumed from step 3 (`--resume`); the table shows steady tokens/s
-(steps 3–6 of the first run, from log.jsonl), peak GPU memory (idtune.json: max over processes,
+(steps 5–8 of the first run, from log.jsonl: past compilation, warm-up and step 4, whose
+logged time includes writing the checkpoint), peak GPU memory (idtune.json: max over processes,
 model load included) and the largest difference between the resumed and the uninterrupted
 weights. Cases: single-process, ZeRO-2 (LoRA, QLoRA), ZeRO-3 (LoRA, full), FSDP2 (LoRA, full),
 and with --gpus N > 1 DDP too (every engine case then runs on N GPUs).
@@ -58,7 +59,7 @@ CASES = {
     "ddp-lora": ("qwen2.5-1.5b", "lora", ["--gpus"], []),  # only with --gpus N > 1
 }
 CUDA_ONLY = ("qlora", "--fsdp")
-STEPS, SAVE = 6, 3
+STEPS, SAVE = 8, 3
 
 
 def main() -> None:
@@ -162,7 +163,7 @@ def _idtune(args: list, timeout: float) -> subprocess.CompletedProcess:
 
 
 def _case(model, data, run, shape, method, flags, sets, cap, cuda, peak, dry) -> dict:
-    """One engine: 6 steps (checkpoint at 3), then resume from step 3 and compare the weights."""
+    """One engine: STEPS steps (checkpoint at SAVE), then resume from there and compare the weights."""
     rows = (
         ["row_tokens=512", "batch_tokens=1024"] if dry else ["row_tokens=2048", "batch_tokens=8192"]
     )
@@ -177,7 +178,7 @@ def _case(model, data, run, shape, method, flags, sets, cap, cuda, peak, dry) ->
     final = run / ("model" if method == "full" else "adapter")
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     settings = json.loads((run / "idtune.json").read_text())["settings"]
-    first = 2  # steps 1-2 include compilation and warm-up
+    first = SAVE + 1  # steps 1-2 compile and warm up; step SAVE + 1 includes the checkpoint
     tokens = sum(r["tokens"] for r in log[first:])
     seconds = log[-1]["elapsed_s"] - log[first - 1]["elapsed_s"]
     tps = tokens / seconds if seconds > 0 else float("nan")
