@@ -7,8 +7,11 @@ prompts are also answered one at a time with plain `model.generate` (no server).
 
     .venv/bin/python bench/serve_cpu.py                      # default model, 16 requests
     .venv/bin/python bench/serve_cpu.py --n 16 --max-tokens 128 --rounds 2
+    .venv/bin/python bench/serve_cpu.py --load 64 --long 4     # load: streams, latency, TTFT
 
-Prints a table and writes bench/results/serve_cpu.json.
+Prints a table and writes bench/results/serve_cpu.json (`--load`: serve_cpu_load.json): with
+`--load N`, N streamed requests at once, every status code counted, p50/p99 latency and time to
+first token, once alone and once with `--long` prompts of about 7.9k tokens sent just before.
 """
 
 from __future__ import annotations
@@ -117,6 +120,122 @@ def hf_generate(loaded, prompts: list[str], max_tokens: int) -> dict:
     return summarize(out, time.perf_counter() - t0)
 
 
+def streamed(client, model: str, prompt: str, max_tokens: int) -> dict:
+    """One streamed request: status, time to first token, total latency."""
+    import openai
+
+    t = time.perf_counter()
+    first = None
+    try:
+        stream = client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=max_tokens,
+            temperature=0,
+            stream=True,
+        )
+        for chunk in stream:
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter() - t
+        status = 200
+    except openai.APIStatusError as e:
+        status = e.status_code
+    except openai.APIError:
+        status = -1  # connection dropped
+    return {"status": status, "ttft_s": first, "latency_s": time.perf_counter() - t}
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(round(q * (len(values) - 1))))], 2)
+
+
+def load(client, model: str, n: int, n_long: int, max_tokens: int) -> dict:
+    """N short streams at once (plus `n_long` long prompts started just before them)."""
+    long_prompt = "Summarize this text. " + "The quick brown fox jumps over the lazy dog. " * 790
+    out: list = [None] * (n + n_long)
+    jobs = [(long_prompt, 16)] * n_long + [
+        (PROMPTS[i % len(PROMPTS)], max_tokens) for i in range(n)
+    ]
+
+    def work(i: int) -> None:
+        out[i] = streamed(client, model, *jobs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+    t = time.perf_counter()
+    for i, th in enumerate(threads):
+        th.start()
+        if i == n_long - 1:
+            time.sleep(0.5)  # the long prompts are admitted first
+    for th in threads:
+        th.join()
+    short, longs = out[n_long:], out[:n_long]
+    ok = [r for r in short if r["status"] == 200]
+    statuses = sorted({r["status"] for r in out})
+    return {
+        "wall_s": round(time.perf_counter() - t, 2),
+        "short_requests": n,
+        "long_prompts": n_long,
+        "statuses": {str(s): sum(1 for r in out if r["status"] == s) for s in statuses},
+        "server_errors": sum(1 for r in out if r["status"] >= 500 or r["status"] < 0),
+        "short_completed": len(ok),
+        "ttft_p50_s": pct([r["ttft_s"] for r in ok if r["ttft_s"] is not None], 0.5),
+        "ttft_p99_s": pct([r["ttft_s"] for r in ok if r["ttft_s"] is not None], 0.99),
+        "latency_p50_s": pct([r["latency_s"] for r in ok], 0.5),
+        "latency_p99_s": pct([r["latency_s"] for r in ok], 0.99),
+        "long_latency_max_s": round(max((r["latency_s"] for r in longs), default=0.0), 2),
+    }
+
+
+def run_load(args) -> None:
+    """`--load N`: the server under N concurrent streams, alone and with long prompts."""
+    import openai
+    import torch
+
+    from idtune.serve import server
+
+    load_before = os.getloadavg()
+    engine = server.load_engine(args.model, max_batch=args.load + args.long)
+    bg = server.Background(server.build_app(engine, ui=False))
+    client = openai.OpenAI(base_url=f"{bg.url}/v1", api_key="x", max_retries=0, timeout=3600)
+    ask(client, engine.model_id, "Hello!", 8)  # warm-up
+    runs = {
+        "alone": load(client, engine.model_id, args.load, 0, args.max_tokens),
+        f"with {args.long} long prompts": load(
+            client, engine.model_id, args.load, args.long, args.max_tokens
+        ),
+    }
+    bg.stop()
+    engine.close()
+    print(f"\n{args.load} streamed requests, max_tokens={args.max_tokens}, greedy, {args.model}")
+    print(f"CPU: {cpu_name()} ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})")
+    keys = ["short_completed", "server_errors", "ttft_p50_s", "ttft_p99_s", "latency_p50_s",
+            "latency_p99_s", "long_latency_max_s", "wall_s"]  # fmt: skip
+    print("| case | " + " | ".join(keys) + " | statuses |")
+    print("|---|" + "---:|" * len(keys) + "---|")
+    for name, r in runs.items():
+        print(f"| {name} | " + " | ".join(str(r[k]) for k in keys) + f" | {r['statuses']} |")
+    result = {
+        "benchmark": "serve_cpu --load",
+        "model": args.model,
+        "max_tokens": args.max_tokens,
+        "machine": {
+            "cpu": cpu_name(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        },
+        "results": runs,
+    }
+    out = args.out.with_name("serve_cpu_load.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 def summarize(out: list, wall: float) -> dict:
     tokens = sum(n for _, n, _ in out)
     lat = [s for _, _, s in out]
@@ -139,7 +258,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--no-hf", action="store_true", help="skip the plain generate reference")
     ap.add_argument("--out", type=Path, default=Path("bench/results/serve_cpu.json"))
+    ap.add_argument("--load", type=int, default=0, help="N concurrent streams (load mode)")
+    ap.add_argument("--long", type=int, default=4, help="long prompts in load mode's second case")
     args = ap.parse_args()
+    if args.load:
+        return run_load(args)
 
     import openai
     import torch
