@@ -163,7 +163,7 @@ def _idtune(args: list, timeout: float) -> subprocess.CompletedProcess:
 
 
 def _case(model, data, run, shape, method, flags, sets, cap, cuda, peak, dry) -> dict:
-    """One engine: STEPS steps (checkpoint at SAVE), then resume from there and compare the weights."""
+    """One engine: STEPS steps (checkpoint at SAVE), then resume from there; compare weights."""
     rows = (
         ["row_tokens=512", "batch_tokens=1024"] if dry else ["row_tokens=2048", "batch_tokens=8192"]
     )
