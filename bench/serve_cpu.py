@@ -63,6 +63,21 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def machine(load_before: tuple) -> dict:
+    """CPU, threads, versions and the load average before and after a run."""
+    import torch
+
+    return {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def ask(client, model: str, prompt: str, max_tokens: int) -> tuple[str, int, float]:
     t = time.perf_counter()
     r = client.chat.completions.create(
@@ -219,15 +234,7 @@ def run_load(args) -> None:
         "benchmark": "serve_cpu --load",
         "model": args.model,
         "max_tokens": args.max_tokens,
-        "machine": {
-            "cpu": cpu_name(),
-            "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": machine(load_before),
         "results": runs,
     }
     out = args.out.with_name("serve_cpu_load.json")
@@ -319,15 +326,7 @@ def main() -> None:
         "requests": args.n,
         "max_tokens": args.max_tokens,
         "rounds": args.rounds,
-        "machine": {
-            "cpu": cpu_name(),
-            "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": machine(load_before),
         "ratio_concurrent_over_sequential": round(ratio, 2),
         "answers_identical": same,
         "engine": engine_stats,
