@@ -205,3 +205,25 @@ def test_deepspeed_zero2_as_one_cpu_process_resumes_exactly(tiny_model, data, tm
     assert cli(*args, "--resume") == 0
     first = load_file(run / "uninterrupted" / "adapter_model.safetensors")
     assert max_diff(adapter(run), first) <= 1e-6
+
+
+@pytest.mark.slow
+def test_users_own_deepspeed_json_trains(tiny_model, data, tmp_path):
+    """--deepspeed FILE.json (a user's own config, as XTuner users bring): its stage is used and
+    the "auto" batch values are filled from the token budget."""
+    own = tmp_path / "my_ds.json"
+    own.write_text(
+        json.dumps(
+            {
+                "zero_optimization": {"stage": 2},
+                "train_micro_batch_size_per_gpu": "auto",
+                "gradient_accumulation_steps": "auto",
+            }
+        )
+    )
+    run = tmp_path / "run"
+    args = run_args(tiny_model, data, run, "--set", "batch_tokens=512", "--deepspeed", own)
+    assert cli(*args) == 0
+    info = json.loads((run / "idtune.json").read_text())["settings"]
+    assert (info["engine"], info["world_size"]) == ("deepspeed_zero2", 1)
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
