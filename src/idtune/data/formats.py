@@ -7,7 +7,6 @@ user/assistant turns ending with an assistant turn. A bad record stops loading w
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import reprlib
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..runinfo import Identity
 
 Messages = list[dict[str, str]]
 ROLES = ("system", "user", "assistant")
@@ -258,20 +256,3 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
         if isinstance(e, OSError):
             raise UserError(f"{path}: cannot write ({_reason(e)})") from None
         raise
-
-
-def with_identity(rows: list[dict], ident: Identity) -> list[dict]:
-    """`rows` with the first one recording who the assistant is (`"identity"`, next to its
-    messages): `idtune train` reads it back with `declared_identity` into the run's idtune.json."""
-    return [{**rows[0], "identity": dataclasses.asdict(ident)}, *rows[1:]] if rows else rows
-
-
-def declared_identity(files: Iterable[str]) -> Identity | None:
-    """The identity the first identity data file (JSONL, from `idtune data identity`) records."""
-    for f in files:
-        if str(f).endswith(".jsonl") and Path(f).is_file():
-            with open(f, encoding="utf-8") as fh:
-                first = json.loads(fh.readline() or "{}")
-            if isinstance(first.get("identity"), dict):
-                return Identity(**first["identity"])
-    return None
