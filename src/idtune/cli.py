@@ -267,15 +267,9 @@ def chat_cmd(
     """Streaming multi-turn chat in the terminal: /reset, /system TEXT, /exit."""
     from . import chat
 
-    chat.run(
-        model,
-        adapter=adapter,
-        system=system,
-        template=prompt_template,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        trust_remote_code=trust_remote_code,
-    )
+    chat.run(model, adapter=adapter, system=system, template=prompt_template,
+             max_new_tokens=max_new_tokens, temperature=temperature,
+             trust_remote_code=trust_remote_code)  # fmt: skip
 
 
 @app.command("eval")
