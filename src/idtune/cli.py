@@ -125,16 +125,20 @@ def data_identity(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUTPUT file.")] = False,
 ) -> None:
     """Write diverse identity conversations (OpenAI messages JSONL)."""
+    import shlex
+
     from . import outputs
     from .data import formats, identity
-    from .runinfo import Identity
 
     outputs.check_file(output, overwrite=overwrite)
     langs = [x.strip() for x in lang.split(",") if x.strip()]
     rows = identity.generate(name, author, name_zh, author_zh, langs, n, seed, phrases or [])
-    rows = formats.with_identity(rows, Identity(name, author, name_zh, author_zh))
     formats.write_jsonl(output, rows)
     typer.echo(f"wrote {len(rows)} conversations to {output}")
+    sets = {"data": output, "identity.name": name, "identity.author": author}
+    sets |= {"identity.name_zh": name_zh, "identity.author_zh": author_zh}
+    args = [f"--set {shlex.quote(f'{k}={v}')}" for k, v in sets.items() if v]
+    typer.echo("next: idtune train identity-lora " + " ".join(args))
 
 
 @data_app.command("regularize")
@@ -263,15 +267,9 @@ def chat_cmd(
     """Streaming multi-turn chat in the terminal: /reset, /system TEXT, /exit."""
     from . import chat
 
-    chat.run(
-        model,
-        adapter=adapter,
-        system=system,
-        template=prompt_template,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        trust_remote_code=trust_remote_code,
-    )
+    chat.run(model, adapter=adapter, system=system, template=prompt_template,
+             max_new_tokens=max_new_tokens, temperature=temperature,
+             trust_remote_code=trust_remote_code)  # fmt: skip
 
 
 @app.command("eval")

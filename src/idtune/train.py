@@ -24,11 +24,32 @@ from .recipes import TrainConfig
 
 
 # ---------------------------------------------------------------- data
-def identity_of(cfg: TrainConfig, files: list[str]) -> runinfo.Identity | None:
-    """The identity from the recipe, else the one the identity data file records."""
+def identity_of(cfg: TrainConfig, log=print) -> runinfo.Identity | None:
+    """The recipe's identity (recorded in idtune.json for eval/chat/serve), or None: logged."""
     if cfg.identity.name and cfg.identity.author:
         return cfg.identity
-    return formats.declared_identity(files)
+    log("identity unset: eval and the model card won't know the name; set it with "
+        "--set identity.name=NAME --set identity.author=AUTHOR")  # fmt: skip
+    return None
+
+
+def identity_data(cfg: TrainConfig, log=print) -> list:
+    """`cfg.data`'s conversations; with no data and an identity set, `idtune data identity`'s
+    1000 zh+en conversations for it (seeded by the recipe's seed)."""
+    if cfg.data:
+        return formats.load_files(cfg.data)
+    ident = cfg.identity
+    if not (ident.name and ident.author):
+        raise UserError(
+            "no training data: pass --set identity.name=NAME --set identity.author=AUTHOR "
+            "(the identity data is made for you), or --set data=FILE"
+        )
+    from .data import identity
+
+    log(f"no data: {ident.name} by {ident.author}, 1000 conversations (seed {cfg.seed})")
+    rows = identity.generate(ident.name, ident.author, ident.name_zh, ident.author_zh,
+                             seed=cfg.seed)  # fmt: skip
+    return [formats.to_messages(r) for r in rows]
 
 
 # Answers general prompts with the base model (self-distillation), as `regularize.for_training`:
@@ -44,9 +65,7 @@ def build_conversations(
     With `regularization.auto` and no regularization files, `distill` makes the regularization
     data (the caller passes it: training imports no other verb).
     """
-    if not cfg.data:
-        raise UserError("no training data: pass --set data=FILE (see `idtune data identity`)")
-    main = formats.load_files(cfg.data)
+    main = identity_data(cfg, log)
     reg: list = []
     want = int(round(len(main) * cfg.regularization.ratio))
     if want > 0:
@@ -313,7 +332,7 @@ def setup(
     from . import models, parallel
 
     convs, n_reg = build_conversations(cfg, log, distill)
-    ident = identity_of(cfg, cfg.data)
+    ident = identity_of(cfg, log)
     model, tokenizer, template, trc = load_for_training(cfg, str(accelerator.device))
     rows = prepare_rows(cfg, tokenizer, convs, n_reg, ident, log)
     per_epoch = steps_per_epoch(rows, cfg, accelerator.num_processes)
