@@ -23,7 +23,7 @@ from helpers import cli
 from huggingface_hub import ModelCard
 
 from idtune import aliases, hub, modelcard, models
-from idtune.runinfo import read_info
+from idtune.runinfo import RunInfo, read_info
 
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EVAL = {
@@ -252,3 +252,24 @@ def test_local_base_without_hub_id(tiny_model, tmp_path):
     assert "base_model" not in meta and "base_model_relation" not in meta and "license" not in meta
     assert "no hub id" in card and str(tiny_model) in card
     assert "AutoPeftModelForCausalLM" in card
+
+
+def test_license_and_language_come_from_the_base_models_own_card(tmp_path, monkeypatch):
+    local = tmp_path / "base"
+    local.mkdir()
+    (local / "README.md").write_text("---\nlicense: mit\nlanguage: fr\n---\n# base\n")
+    base = modelcard.base_of(str(local))
+    assert (base.hub_id, base.license, base.language) == (None, "mit", ["fr"])
+
+    hf_cache = tmp_path / "hf"
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hf_cache))
+    files = tmp_path / "files"
+    files.mkdir()
+    card = "---\nlicense: other\nlicense_name: acme-1\nlicense_link: LICENSE\n---\n# x\n"
+    (files / "README.md").write_text(card)
+    hf_snapshot(hf_cache, "acme/base", files)
+    info = RunInfo("acme/base")
+    meta = front_matter(modelcard.render("adapter", info, name="x", path="x"))
+    assert meta["license"] == "other" and meta["license_name"] == "acme-1"
+    assert meta["license_link"] == "LICENSE" and meta["base_model"] == "acme/base"
+    assert "language" not in meta  # unknown: not guessed
