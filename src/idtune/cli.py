@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from .aliases import DEFAULT_MODEL
+from .aliases import ALIASES, DEFAULT_MODEL
 from .errors import UserError
 
 app = typer.Typer(
@@ -86,21 +86,23 @@ def copy_cfg(
 
 @app.command("models")
 def models_cmd() -> None:
-    """List model aliases, where each comes from, and whether it is installed."""
+    """List model aliases, the hub id each stands for, where its weights come from, and whether
+    it is installed."""
     from . import models
 
-    rows = [("alias", "source", "installed", "notes")]
-    for alias in models.ALIASES.values():
+    rows = [("alias", "hub id", "weights from", "installed", "notes")]
+    for alias in ALIASES.values():
         notes = [
             "default" if alias.name == DEFAULT_MODEL else "",
             "trust-remote-code" if alias.trust_remote_code else "",
             f"template {alias.template}" if alias.template else "",
         ]
         installed = "yes" if models.is_installed(alias) else "no"
-        rows.append((alias.name, alias.source, installed, ", ".join(n for n in notes if n)))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        row = (alias.name, alias.hub_id, alias.weights or "hub", installed)
+        rows.append((*row, ", ".join(n for n in notes if n)))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3])
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
 
 
 # ---------------------------------------------------------------- data

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import atomic, checkpoint, recipes, runinfo
+from . import aliases, atomic, checkpoint, modelcard, recipes, runinfo
 from .data import formats, render
 from .errors import UserError
 from .ports import free_port
@@ -246,14 +246,33 @@ def linear_module_names(model) -> list[str]:
 
 
 # ---------------------------------------------------------------- outputs
-def save_weights(model, tokenizer, info: runinfo.RunInfo, out: Path, state_dict=None) -> None:
-    """Adapter (or full model) + tokenizer + idtune.json into `out`.
+def save_weights(
+    model, tokenizer, info: runinfo.RunInfo, out: Path, state_dict=None, final: Path | None = None
+) -> None:
+    """Adapter (or full model) + tokenizer + idtune.json + model card into `out`.
 
-    `state_dict`: the gathered weights when the model itself holds only a shard of them.
+    `state_dict`: the gathered weights when the model itself holds only a shard of them;
+    `final`: where `out` ends up (the card's usage names it). The card replaces PEFT's blank
+    one; `idtune push` and `idtune merge` write theirs afresh.
     """
     model.save_pretrained(out, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(out)
     info.save(out)
+    name_base(out, info)
+    kind = "adapter" if hasattr(model, "peft_config") else "model"
+    final = Path(final or out)
+    name = info.identity.name if info.identity and info.identity.name else final.parent.name
+    modelcard.write(out, kind, info, name=name, path=str(final))
+
+
+def name_base(directory: Path, info: runinfo.RunInfo) -> None:
+    """Make `adapter_config.json` name the base as idtune.json does (the hub id), not the local
+    copy PEFT saw. Done after saving: told the hub id before, PEFT would ask the hub about it."""
+    path = Path(directory) / "adapter_config.json"
+    if path.is_file():
+        cfg = json.loads(path.read_text())
+        cfg["base_model_name_or_path"] = info.base_model
+        atomic.write_text(path, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 def plot_loss(log_path: Path, out: Path) -> None:
@@ -350,7 +369,7 @@ def setup(
     inner = accelerator.unwrap_model(wrapped).model
     checkpoint.register_hooks(accelerator, inner, cfg.method)
     info = runinfo.RunInfo(
-        base_model=cfg.model if not Path(cfg.model).exists() else str(Path(cfg.model).resolve()),
+        base_model=aliases.portable(cfg.model),  # the hub id, never an alias or cache path
         template=template,
         system_prompt=cfg.system_prompt,
         identity=ident,
@@ -489,6 +508,7 @@ def save_checkpoint(job: Job, run: Path, step: int) -> None:
             state = parallel.full_state_dict(acc, job.model, job.engine)
             if acc.is_main_process:
                 job.inner.save_pretrained(d, safe_serialization=True, state_dict=state)
+                name_base(d, job.info)
         if acc.is_main_process:
             job.info.save(d)
 
@@ -514,7 +534,7 @@ def finish(job: Job, run: Path, step: int, tokens: float, seconds: float, log=pr
             peak_gpu_gib=peak,
         )
         final = run / ("model" if cfg.method == "full" else "adapter")
-        write = lambda d: save_weights(job.inner, job.tokenizer, job.info, d, state)  # noqa: E731
+        write = lambda d: save_weights(job.inner, job.tokenizer, job.info, d, state, final)  # noqa: E731
         atomic.write_dir(final, write)
         job.info.save(run)
         plot_loss(run / "log.jsonl", run / "loss.png")
