@@ -72,6 +72,7 @@ def default_run(tmp_path_factory, tiny_model):
                    "-o", data) == 0  # fmt: skip
         run = root / "run"
         assert cli("train", "identity-lora", "--set", f"data={data}", "--set", f"output_dir={run}",
+                   "--set", "identity.name=Nova", "--set", "identity.author=Acme",
                    "--set", "regularization.auto=false", "--set", "max_steps=2",
                    "--set", "row_tokens=256", "--set", "batch_tokens=512",
                    "--set", "save_steps=1", "--set", "keep_last=1",
