@@ -23,13 +23,27 @@ def answer(engine, messages, n=20):
 
 
 def test_transformers_cache_layout_is_what_the_engine_edits(tiny_model):
-    """The engine merges and shrinks DynamicCache layers (keys/values); pin the versions."""
+    """The engine merges and shrinks DynamicCache layers (keys/values), which transformers has no
+    public API for: the versions it is tested with are pinned here and in pyproject.toml, so
+    widening the range there fails this test until the layout is checked again."""
+    from pathlib import Path
+
+    import tomllib
     import torch
     import transformers
+    from packaging.requirements import Requirement
     from packaging.specifiers import SpecifierSet
     from transformers import AutoModelForCausalLM, DynamicCache
 
-    assert transformers.__version__ in SpecifierSet(">=5.0,<6"), transformers.__version__
+    tested = SpecifierSet(">=5.0,<6")
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    [declared] = [
+        Requirement(d).specifier
+        for d in pyproject["project"]["dependencies"]
+        if Requirement(d).name == "transformers"
+    ]
+    assert declared == tested, f"pyproject.toml allows transformers {declared}; tested: {tested}"
+    assert transformers.__version__ in tested, transformers.__version__
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     cache = DynamicCache()
     with torch.inference_mode():

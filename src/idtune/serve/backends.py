@@ -14,8 +14,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import UserError
 from .engine import Delta, Done, Failed, Messages, Params, RequestError, Stream
@@ -160,26 +161,23 @@ REMOTE_REFUSED = {
 FORWARDED = ("max_tokens", "temperature", "top_p", "seed", "response_format")
 
 
+@dataclass(eq=False)
 class RemoteEngine:
     """An engine that forwards each request to an OpenAI-compatible server, streaming."""
 
-    refused_fields = REMOTE_REFUSED
+    base_url: str
+    served_name: str  # the backend's name for the default model
+    model_id: str
+    title: str | None = None  # None: model_id
+    system: str | None = None
+    adapters: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+    refused_fields: ClassVar[dict[str, str]] = REMOTE_REFUSED
 
-    def __init__(
-        self,
-        base_url: str,
-        served_name: str,
-        *,
-        model_id: str,
-        title: str | None = None,
-        system: str | None = None,
-        adapters: list[str] | None = None,
-        proc: subprocess.Popen | None = None,
-    ):
-        self.base_url, self.served_name = base_url.rstrip("/"), served_name
-        self.model_id, self.title, self.system = model_id, title or model_id, system
-        self.adapters = list(adapters or [])
-        self.proc = proc
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        self.title = self.title or self.model_id
+        self.adapters = list(self.adapters)
 
     def served_models(self) -> list[str]:
         """The default model's name, then each named adapter's."""

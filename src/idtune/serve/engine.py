@@ -701,8 +701,9 @@ class Engine:
 
 
 # transformers' DynamicCache keeps one (keys, values) pair per layer in `cache.layers`; the two
-# functions below are the only places that read or write them (tests/test_serve_engine.py pins
-# the transformers versions they are tested with).
+# functions below are the only places that read or write them. transformers has no public API
+# for splicing caches of different widths, so tests/test_serve_engine.py pins the transformers
+# versions they are tested with to the range pyproject.toml declares.
 def cache_tensors(cache) -> list[tuple[Any, Any]]:
     """Each layer's (keys, values), shaped (batch, kv_heads, width, head_dim)."""
     return [(layer.keys, layer.values) for layer in cache.layers]
