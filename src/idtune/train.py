@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import atomic, checkpoint, recipes, runinfo
+from . import atomic, checkpoint, recipes, runinfo, watch
 from .data import formats, render
 from .errors import UserError
 from .ports import free_port
@@ -46,7 +46,7 @@ def build_conversations(
     """
     if not cfg.data:
         raise UserError("no training data: pass --set data=FILE (see `idtune data identity`)")
-    main = formats.load_files(cfg.data)
+    main, _ = watch.split_val(formats.load_files(cfg.data), cfg.val_share, cfg.seed)
     reg: list = []
     want = int(round(len(main) * cfg.regularization.ratio))
     if want > 0:
@@ -114,11 +114,16 @@ def rows_per_micro_batch(cfg: TrainConfig) -> int:
 
 
 def micro_batches(rows: list, cfg: TrainConfig, epoch: int) -> list[list]:
-    """Group rows into micro-batches of about `batch_tokens` tokens, reshuffled each epoch."""
+    """Group rows into micro-batches of about `batch_tokens` tokens, reshuffled each epoch.
+
+    A short remainder is left out of this epoch (the next shuffle puts its rows elsewhere): as a
+    step of its own it got a full-size update from a few hundred tokens, a spike in loss.png.
+    """
     rows = list(rows)
     random.Random(cfg.seed * 1000 + epoch).shuffle(rows)
     per = rows_per_micro_batch(cfg)
-    return [rows[i : i + per] for i in range(0, len(rows), per)]
+    full = len(rows) // per * per or len(rows)
+    return [rows[i : i + per] for i in range(0, full, per)]
 
 
 def steps_per_epoch(rows: list, cfg: TrainConfig, world: int) -> int:
@@ -238,7 +243,7 @@ def save_weights(model, tokenizer, info: runinfo.RunInfo, out: Path, state_dict=
 
 
 def plot_loss(log_path: Path, out: Path) -> None:
-    """loss.png from log.jsonl."""
+    """loss.png from log.jsonl: the training loss and, where measured, the validation loss."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -248,7 +253,11 @@ def plot_loss(log_path: Path, out: Path) -> None:
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.5)
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.5, label="train")
+    val = [r for r in rows if r.get("val_loss") is not None]
+    if val:
+        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", lw=1.5, label="val")
+        ax.legend()
     ax.set_xlabel("step")
     ax.set_ylabel("loss (assistant tokens)")
     ax.grid(alpha=0.3)
@@ -301,6 +310,31 @@ class Job:
     info: runinfo.RunInfo
     autocast: Any
     samples: bool  # samples.md is written (not when the weights are sharded)
+    val: list  # the validation slice's micro-batches (tensors on the device), never trained on
+
+
+def val_batches(cfg: TrainConfig, tokenizer, device) -> list[dict]:
+    """The validation slice of the identity data (`val_share`), rendered, packed and collated."""
+    _, convs = watch.split_val(formats.load_files(cfg.data), cfg.val_share, cfg.seed)
+    max_len = min(cfg.max_length, cfg.row_tokens) if cfg.pack else cfg.max_length
+    samples = [s.truncate(max_len) for s in (render.render(tokenizer, c) for c in convs)]
+    samples = [s for s in samples if s.n_trained > 0]
+    if not samples:
+        return []
+    rows = render.pack(samples, cfg.row_tokens, seed=cfg.seed) if cfg.pack else [
+        render.Row([s]) for s in samples]  # fmt: skip
+    per = rows_per_micro_batch(cfg)
+    pad_id = tokenizer.pad_token_id
+    return [collate(rows[i : i + per], cfg, pad_id, device) for i in range(0, len(rows), per)]
+
+
+def val_entry(job: Job, step: int) -> dict:
+    """`{"val_loss": …}` at checkpoints and the last step (every process computes it), else {}."""
+    cfg = job.cfg
+    due = step == job.total_steps or (cfg.save_steps and step % cfg.save_steps == 0)
+    if not due or not job.val:
+        return {}
+    return {"val_loss": watch.val_loss(job.model, job.val, job.autocast)}
 
 
 def setup(
@@ -351,8 +385,9 @@ def setup(
     samples = engine not in parallel.SHARDED
     if cfg.eval_prompts and not samples:
         log(f"samples.md: not written under {engine} (the weights are sharded)")
+    val = val_batches(cfg, tokenizer, accelerator.device)
     return Job(cfg, accelerator, engine, wrapped, inner, tokenizer, template, optimizer,
-               scheduler, rows, per_epoch, total, info, autocast, samples)  # fmt: skip
+               scheduler, rows, per_epoch, total, info, autocast, samples, val)  # fmt: skip
 
 
 def begin(job: Job, run: Path, ckpt: Path | None, log=print) -> int:
@@ -360,6 +395,7 @@ def begin(job: Job, run: Path, ckpt: Path | None, log=print) -> int:
     from . import parallel
 
     acc, main = job.accelerator, job.accelerator.is_main_process
+    watch.start_trackers(acc, job.info.settings)
     if ckpt is None:
         if main:
             import yaml
@@ -398,9 +434,9 @@ def train(
     from . import parallel
     from .progress import TrainProgress
 
-    acc = parallel.make_accelerator(cfg.grad_accum)
-    engine, rank, world = parallel.engine_name(acc), acc.process_index, acc.num_processes
     run = Path(cfg.output_dir)
+    acc = parallel.make_accelerator(cfg.grad_accum, cfg.report_to, watch.tracker_dir(run))
+    engine, rank, world = parallel.engine_name(acc), acc.process_index, acc.num_processes
     ckpt = checkpoint.check_run(run, resume, engine, world, cfg.max_steps, resume_finished)
     acc.wait_for_everyone()  # every process has looked at the run before rank 0 writes to it
     is_main = acc.is_main_process
@@ -446,7 +482,9 @@ def train(
                 "tokens_per_s": round(seen / elapsed, 1),
                 "elapsed_s": round(elapsed, 2),
                 **({"peak_gib": parallel.peak_gib(acc)} if acc.device.type == "cuda" else {}),
+                **val_entry(job, step),
             }
+            acc.log(entry, step=step)
             if is_main:
                 with log_path.open("a") as fh:
                     fh.write(json.dumps(entry) + "\n")
@@ -502,6 +540,8 @@ def finish(job: Job, run: Path, step: int, tokens: float, seconds: float, log=pr
         if job.samples:
             write_samples(job.inner, job.tokenizer, cfg, job.template, step, run / "samples.md")
         log(f"{step} steps, {int(tokens)} tokens in {seconds:.1f}s")
+    for tracker in acc.trackers:  # not end_training(): it also ends the process group
+        tracker.finish()
     acc.wait_for_everyone()
 
 
