@@ -51,6 +51,8 @@ def test_tensorboard_gets_loss_and_val_loss(tmp_path, tiny_model, identity_data)
     assert [r["step"] for r in log] == [1, 2, 3, 4]
     assert [r["step"] for r in log if "val_loss" in r] == [2, 4]  # checkpoint and end
     assert all(r["val_loss"] > 0 for r in log if "val_loss" in r)
+    samples = (run / "samples.md").read_text()
+    assert "*(cut at 4 tokens)*" in samples  # a random model does not stop within 4 tokens
     events = list((run / "trackers").rglob("events.out.tfevents.*"))
     assert events
     acc = EventAccumulator(str(events[0].parent))

@@ -274,18 +274,21 @@ def write_samples(model, tokenizer, cfg: TrainConfig, template, step: int, path:
 
     was_training = model.training
     model.eval()
+    cut: list[bool] = []
     answers = generate_batch(
         model,
         tokenizer,
         [[{"role": "user", "content": p}] for p in cfg.eval_prompts],
         max_new_tokens=cfg.sample_max_new_tokens,
         template=template,
+        cut=cut,
     )
     if was_training:
         model.train()
+    mark = f" *(cut at {cfg.sample_max_new_tokens} tokens)*"
     text = f"## step {step}\n\n" + "".join(
-        f"**{p}**\n\n> {a.replace(chr(10), chr(10) + '> ')}\n\n"
-        for p, a in zip(cfg.eval_prompts, answers)
+        f"**{p}**\n\n> {a.replace(chr(10), chr(10) + '> ')}{mark if c else ''}\n\n"
+        for p, a, c in zip(cfg.eval_prompts, answers, cut)
     )
     checkpoint.append_section(path, text)
 
