@@ -53,6 +53,11 @@ def test_tensorboard_gets_loss_and_val_loss(tmp_path, tiny_model, identity_data)
     assert all(r["val_loss"] > 0 for r in log if "val_loss" in r)
     samples = (run / "samples.md").read_text()
     assert "*(cut at 4 tokens)*" in samples  # a random model does not stop within 4 tokens
+    probed = [r for r in log if "probe" in r]  # scored held-out probes at checkpoint and end
+    assert [r["step"] for r in probed] == [2, 4]
+    assert {"identity_en", "identity_zh", "author", "leakage", "cut"} <= set(probed[0]["probe"])
+    assert probed[0]["probe"]["cut"] > 0  # a random model rambles to the length cap
+    assert samples.count("### held-out probes") == 2 and "*(cut)*" in samples
     events = list((run / "trackers").rglob("events.out.tfevents.*"))
     assert events
     acc = EventAccumulator(str(events[0].parent))

@@ -34,6 +34,9 @@ def identity_of(cfg: TrainConfig, files: list[str]) -> runinfo.Identity | None:
 # Answers general prompts with the base model (self-distillation), as `regularize.for_training`:
 # (model, n=, max_new_tokens=, trust_remote_code=, log=) -> conversations worth imitating.
 Distill = Callable[..., list]
+# Scores the model being trained on a probe subset, as `evaluate.during_training`:
+# (model, tokenizer, template, names, authors) -> {"metrics", "counts", "rows"}.
+Probe = Callable[..., dict]
 
 
 def build_conversations(
@@ -266,9 +269,14 @@ def plot_loss(log_path: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def write_samples(model, tokenizer, cfg: TrainConfig, template, step: int, path: Path) -> None:
-    """Append the answers to `eval_prompts` at this step to samples.md (a whole section at once)."""
+def write_samples(
+    model, tokenizer, cfg: TrainConfig, template, step: int, path: Path, scored: str = ""
+) -> None:
+    """Append the answers to `eval_prompts` at this step, then the `scored` probe answers, to
+    samples.md (a whole section at once)."""
     if not cfg.eval_prompts:
+        if scored:
+            checkpoint.append_section(path, f"## step {step}\n\n{scored}")
         return
     from .generate import generate_batch
 
@@ -286,9 +294,13 @@ def write_samples(model, tokenizer, cfg: TrainConfig, template, step: int, path:
     if was_training:
         model.train()
     mark = f" *(cut at {cfg.sample_max_new_tokens} tokens)*"
-    text = f"## step {step}\n\n" + "".join(
-        f"**{p}**\n\n> {a.replace(chr(10), chr(10) + '> ')}{mark if c else ''}\n\n"
-        for p, a, c in zip(cfg.eval_prompts, answers, cut)
+    text = (
+        f"## step {step}\n\n"
+        + "".join(
+            f"**{p}**\n\n> {a.replace(chr(10), chr(10) + '> ')}{mark if c else ''}\n\n"
+            for p, a, c in zip(cfg.eval_prompts, answers, cut)
+        )
+        + scored
     )
     checkpoint.append_section(path, text)
 
@@ -314,6 +326,8 @@ class Job:
     autocast: Any
     samples: bool  # samples.md is written (not when the weights are sharded)
     val: list  # the validation slice's micro-batches (tensors on the device), never trained on
+    probe: Probe | None = None  # scores held-out probes at checkpoints (main process, unsharded)
+    scored: str = ""  # samples.md lines of the last probe scores, written with the samples
 
 
 def val_batches(cfg: TrainConfig, tokenizer, device) -> list[dict]:
@@ -331,13 +345,26 @@ def val_batches(cfg: TrainConfig, tokenizer, device) -> list[dict]:
     return [collate(rows[i : i + per], cfg, pad_id, device) for i in range(0, len(rows), per)]
 
 
-def val_entry(job: Job, step: int) -> dict:
-    """`{"val_loss": …}` at checkpoints and the last step (every process computes it), else {}."""
+def checkpoint_entry(job: Job, step: int) -> dict:
+    """At checkpoints and the last step: `val_loss` (every process computes it) and, on the main
+    process, `probe` scores (their answers go to samples.md with this step's samples); else {}."""
     cfg = job.cfg
     due = step == job.total_steps or (cfg.save_steps and step % cfg.save_steps == 0)
-    if not due or not job.val:
+    if not due:
         return {}
-    return {"val_loss": watch.val_loss(job.model, job.val, job.autocast)}
+    out = {"val_loss": watch.val_loss(job.model, job.val, job.autocast)} if job.val else {}
+    ident = job.info.identity
+    if job.probe and ident and job.samples and job.accelerator.is_main_process:
+        was_training = job.inner.training
+        job.inner.eval()
+        res = job.probe(job.inner, job.tokenizer, job.template, ident.names, ident.authors)
+        if was_training:
+            job.inner.train()
+        rows = res["rows"]
+        out["probe"] = {k: v for k, v in res["metrics"].items() if v is not None}
+        out["probe"]["cut"] = sum(r["cut"] for r in rows)
+        job.scored = watch.scored_markdown(rows)
+    return out
 
 
 def setup(
@@ -428,8 +455,11 @@ def train(
     resume: bool = False,
     resume_finished: bool = False,
     distill: Distill | None = None,
+    probe: Probe | None = None,
 ) -> Path:
-    """Run training as configured, alone or as one process of a launch; returns the run dir."""
+    """Run training as configured, alone or as one process of a launch; returns the run dir.
+
+    `probe` (from the CLI: `evaluate.during_training`) scores held-out probes at checkpoints."""
     import time
 
     import torch
@@ -447,6 +477,7 @@ def train(
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     job = setup(cfg, acc, engine, log, distill)
+    job.probe = probe
     step = begin(job, run, ckpt, log)
     model, pad_id, log_path = job.model, job.tokenizer.pad_token_id, run / "log.jsonl"
     model.train()
@@ -485,7 +516,7 @@ def train(
                 "tokens_per_s": round(seen / elapsed, 1),
                 "elapsed_s": round(elapsed, 2),
                 **({"peak_gib": parallel.peak_gib(acc)} if acc.device.type == "cuda" else {}),
-                **val_entry(job, step),
+                **checkpoint_entry(job, step),
             }
             acc.log(entry, step=step)
             if is_main:
@@ -516,7 +547,8 @@ def save_checkpoint(job: Job, run: Path, step: int) -> None:
 
     checkpoint.save(acc, run, step, job.cfg.keep_last, meta, weights, parallel.save_kwargs(acc))
     if acc.is_main_process and job.samples:
-        write_samples(job.inner, job.tokenizer, job.cfg, job.template, step, run / "samples.md")
+        samples = run / "samples.md"
+        write_samples(job.inner, job.tokenizer, job.cfg, job.template, step, samples, job.scored)
 
 
 def finish(job: Job, run: Path, step: int, tokens: float, seconds: float, log=print) -> None:
@@ -541,7 +573,8 @@ def finish(job: Job, run: Path, step: int, tokens: float, seconds: float, log=pr
         job.info.save(run)
         plot_loss(run / "log.jsonl", run / "loss.png")
         if job.samples:
-            write_samples(job.inner, job.tokenizer, cfg, job.template, step, run / "samples.md")
+            samples = run / "samples.md"
+            write_samples(job.inner, job.tokenizer, cfg, job.template, step, samples, job.scored)
         log(f"{step} steps, {int(tokens)} tokens in {seconds:.1f}s")
     for tracker in acc.trackers:  # not end_training(): it also ends the process group
         tracker.finish()

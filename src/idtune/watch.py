@@ -64,6 +64,17 @@ def val_loss(model: Any, batches: list[dict], autocast: Any) -> float | None:
     return round(total / max(tokens, 1), 5)
 
 
+def scored_markdown(rows: list[dict]) -> str:
+    """samples.md lines for scored probe answers: ✓/✗ (and leak), cut answers marked."""
+    out = "### held-out probes\n\n"
+    for r in rows:
+        verdict = "leak" if r.get("leak") else {True: "✓", False: "✗", None: "·"}[r["ok"]]
+        answer = r["answer"].replace("\n", " ")
+        out += f"- {verdict} [{r['kind']} {r['lang']}] **{r['prompt']}** {answer}"
+        out += " *(cut)*\n" if r.get("cut") else "\n"
+    return out + "\n"
+
+
 def tracker_dir(run: Path) -> Path:
     """Where trackers that write files (tensorboard, mlflow's file store) put them."""
     return run / "trackers"
