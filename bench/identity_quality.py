@@ -46,7 +46,8 @@ def seed_dataset(path: Path, scale: int = 2000) -> Path:
 def timed_train(run: Path, *sets: str) -> dict:
     """Train one run; return steps, tokens and seconds from its log."""
     t = time.perf_counter()
-    idtune("train", "identity-lora", "--set", f"output_dir={run}", *sets)
+    ident = ["--set", f"identity.name={NAME}", "--set", f"identity.author={AUTHOR}"]
+    idtune("train", "identity-lora", "--set", f"output_dir={run}", *ident, *sets)
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     return {
         "steps": len(log),
@@ -88,10 +89,6 @@ def main() -> None:
         "regularization.auto=false",
         "--set",
         f"max_steps={steps}",
-        "--set",
-        f"identity.name={NAME}",
-        "--set",
-        f"identity.author={AUTHOR}",
     )
     scores, near = {}, {}
     for label, run, trained in zip(rows, ("idtune", "seed"), (data, None), strict=True):

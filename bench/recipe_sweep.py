@@ -37,8 +37,7 @@ def one(cfg: dict, work: Path, reg: str | None) -> dict:
 
     from idtune import evaluate, models, recipes, regularize, train
     from idtune.data import identity, near_miss
-    from idtune.data.formats import with_identity, write_jsonl
-    from idtune.runinfo import Identity
+    from idtune.data.formats import write_jsonl
 
     models.default_dtype = lambda device: torch.float32  # fp32 weights and generation
     models.cpu_autocast = lambda device: True  # bf16 autocast in training, as on the CPU
@@ -48,8 +47,9 @@ def one(cfg: dict, work: Path, reg: str | None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     rows = identity.generate(NAME, AUTHOR, n=int(cfg.get("n", 400)), seed=int(cfg.get("seed", 0)))
     data = work / "identity.jsonl"
-    write_jsonl(data, with_identity(rows, Identity(NAME, AUTHOR)))
+    write_jsonl(data, rows)
     sets = [f"data={data}", f"output_dir={work / 'run'}"]
+    sets += [f"identity.name={NAME}", f"identity.author={AUTHOR}"]
     if reg:
         sets.append(f"regularization.files=[{reg}]")
     t = time.perf_counter()

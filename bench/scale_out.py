@@ -2,24 +2,25 @@
 
     python bench/scale_out.py --out DIR [--gpus N] [--cases a,b,...] [--budget 560] [--dry-run]
 
-On the Qwen2.5-1.5B shape (random weights, built as bench/train_gpu.py builds them), each case
-runs the real CLI (`python -m idtune.cli train …`, so DeepSpeed and FSDP2 start through
-accelerate's launcher): 8 steps with a checkpoint at step 3, then the final adapter (or model) is
-put aside and the run is resumed from step 3 (`--resume`); the table shows steady tokens/s
-(steps 5–8 of the first run, from log.jsonl: past compilation, warm-up and step 4, whose
-logged time includes writing the checkpoint), peak GPU memory (idtune.json: max over processes,
-model load included) and the largest difference between the resumed and the uninterrupted
-weights. Cases: single-process, ZeRO-2 (LoRA, QLoRA), ZeRO-3 (LoRA, full), FSDP2 (LoRA, full),
-and with --gpus N > 1 DDP too (every engine case then runs on N GPUs).
+On the Qwen2.5-1.5B shape (random weights, built as bench/train_gpu.py builds them), each case runs
+the real CLI (`python -m idtune.cli train …`, so DeepSpeed and FSDP2 start through accelerate's
+launcher): 12 steps with a checkpoint at step 3, then the final adapter (or model) is put aside and
+the run is resumed from step 3 (`--resume`); the table shows steady tokens/s (the median step of
+steps 5–11 of the first run, from log.jsonl: past compilation, warm-up, step 4, whose logged time
+includes writing the checkpoint, and the last step), peak GPU memory (idtune.json: max over
+processes, model load included) and the largest difference between the resumed and the uninterrupted
+weights. Cases: single-process, ZeRO-2 (LoRA, QLoRA), ZeRO-3 (LoRA, full), FSDP2 (LoRA, full), and
+with --gpus N > 1 DDP too (every engine case then runs on N GPUs).
 
-The Qwen2.5-7B LoRA bf16 cases (4×2048-token rows, compiled, no gradient checkpointing):
-single-process and ZeRO-2 through the CLI, and bench/train_gpu.py's plain transformers + peft
-loop on the same model; MFU = tokens/s × 4·N / the measured bf16 matmul peak.
+The 1.5B cases run compiled at 8,192 and 32,768 tokens a step (DeepSpeed's optimizer step has a
+fixed host cost). The Qwen2.5-7B LoRA bf16 cases (4×2048-token rows, compiled, no gradient
+checkpointing): single-process and ZeRO-2 through the CLI, and bench/train_gpu.py's plain
+transformers + peft loop on the same model; MFU = tokens/s × 4·N / the measured bf16 matmul peak.
 
-Every case has a time cap and the whole run a budget (--budget seconds): cases that would start
-too late are reported as skipped, so one call of at most 10 minutes always ends with the
-table. Results: DIR/scale_out.json and DIR/scale_out.md. `--dry-run` runs the same plumbing on
-CPU with a tiny shape (cases that need CUDA are reported as skipped).
+Every case has a time cap and the whole run a budget (--budget seconds): cases that would start too
+late are reported as skipped, so one call of at most 10 minutes always ends with the table. Results:
+DIR/scale_out.json and DIR/scale_out.md. `--dry-run` runs the same plumbing on CPU with a tiny shape
+(cases that need CUDA are reported as skipped).
 """
 
 from __future__ import annotations
@@ -44,12 +45,16 @@ sys.path.insert(0, str(ROOT / "src"))
 import train_gpu  # noqa: E402
 
 GIB = 2**30
-# name: (shape, method, engine flags, extra --set overrides)
+# name: (shape, method, engine flags, extra --set overrides); "speed" cases skip the resume
+BIG = ["batch_tokens=32768", "speed"]  # 16 rows of 2048 a step: DeepSpeed's per-step host cost
 CASES = {
-    "single-lora": ("qwen2.5-1.5b", "lora", [], []),
-    "zero2-lora": ("qwen2.5-1.5b", "lora", ["--deepspeed", "zero2"], []),
-    "7b-single-lora": ("qwen2.5-7b", "lora", [], ["compile=true"]),
-    "7b-zero2-lora": ("qwen2.5-7b", "lora", ["--deepspeed", "zero2"], ["compile=true"]),
+    "single-lora-32k": ("qwen2.5-1.5b", "lora", [], ["compile=true", *BIG]),
+    "zero2-lora-32k": ("qwen2.5-1.5b", "lora", ["--deepspeed", "zero2"], ["compile=true", *BIG]),
+    "7b-single-lora": ("qwen2.5-7b", "lora", [], ["compile=true", "speed"]),
+    "7b-zero2-lora": ("qwen2.5-7b", "lora", ["--deepspeed", "zero2"], ["compile=true", "speed"]),
+    "7b-single-lora-d0": ("qwen2.5-7b", "lora", [], ["compile=true", "lora.dropout=0", "speed"]),
+    "single-lora": ("qwen2.5-1.5b", "lora", [], ["compile=true"]),
+    "zero2-lora": ("qwen2.5-1.5b", "lora", ["--deepspeed", "zero2"], ["compile=true"]),
     "7b-plain-loop": ("qwen2.5-7b", "lora", None, []),  # bench/train_gpu.py's baseline
     "zero2-qlora": ("qwen2.5-1.5b", "qlora", ["--deepspeed", "zero2"], []),
     "zero3-lora": ("qwen2.5-1.5b", "lora", ["--deepspeed", "zero3"], []),
@@ -59,7 +64,7 @@ CASES = {
     "ddp-lora": ("qwen2.5-1.5b", "lora", ["--gpus"], []),  # only with --gpus N > 1
 }
 CUDA_ONLY = ("qlora", "--fsdp")
-STEPS, SAVE = 8, 3
+STEPS, SAVE = 12, 3
 
 
 def main() -> None:
@@ -85,7 +90,7 @@ def main() -> None:
     models: dict[str, Path] = {}
     try:
         data = work / "identity.jsonl"
-        _idtune(["data", "identity", "--name", "Nova", "--author", "Acme", "--n", "800",
+        _idtune(["data", "identity", "--name", "Nova", "--author", "Acme", "--n", "3200",
                  "-o", data], 120)  # fmt: skip
         for name in args.cases.split(","):
             shape, method, flags, sets = CASES[name]
@@ -170,18 +175,15 @@ def _case(model, data, run, shape, method, flags, sets, cap, cuda, peak, dry) ->
     sets = [f"model={model}", f"data={data}", f"output_dir={run}", "regularization.auto=false",
             "eval_prompts=", f"method={method}", f"max_steps={STEPS}", f"save_steps={SAVE}",
             "keep_last=1", "lora.r=64", "lora.alpha=128", *rows, *sets]  # fmt: skip
-    if dry:
-        sets = [s for s in sets if s != "compile=true"]
+    speed = "speed" in sets  # measures speed only: no resume
+    sets = [s for s in sets if s != "speed" and not (dry and s == "compile=true")]
     args = ["train", "identity-lora", *[x for s in sets for x in ("--set", s)], *flags]
     t0 = time.perf_counter()
     _idtune(args, cap)
     final = run / ("model" if method == "full" else "adapter")
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     settings = json.loads((run / "idtune.json").read_text())["settings"]
-    first = SAVE + 1  # steps 1-2 compile and warm up; step SAVE + 1 includes the checkpoint
-    tokens = sum(r["tokens"] for r in log[first:])
-    seconds = log[-1]["elapsed_s"] - log[first - 1]["elapsed_s"]
-    tps = tokens / seconds if seconds > 0 else float("nan")
+    tps, rates = steady_rate(log)
     n = train_gpu.flop_params(shape)
     res = {
         "engine": settings.get("engine"),
@@ -192,8 +194,9 @@ def _case(model, data, run, shape, method, flags, sets, cap, cuda, peak, dry) ->
         "mfu": tps * (6 if method == "full" else 4) * n / (peak * 1e12) if peak == peak else None,
         "loss_first_last": [log[0]["loss"], log[-1]["loss"]],
         "first_run_s": round(time.perf_counter() - t0, 1),
+        "step_tokens_per_s": rates,
     }
-    if "7b" in str(model.name):
+    if speed:
         shutil.rmtree(run, ignore_errors=True)
         return res  # the 7B cases measure speed only
     final.rename(run / "uninterrupted")
@@ -201,6 +204,20 @@ def _case(model, data, run, shape, method, flags, sets, cap, cuda, peak, dry) ->
     res["resumed_max_abs_diff"] = _max_diff(run / "uninterrupted", final)
     shutil.rmtree(run, ignore_errors=True)  # full fine-tunes leave tens of GB behind
     return res
+
+
+def steady_rate(log: list[dict]) -> tuple[float, list[float]]:
+    """Median tokens/s of the steps between the checkpoint's and the last: steps 1-2 compile,
+    step SAVE + 1 includes writing the checkpoint, the last can be an epoch's short batch (a new
+    shape, recompiled). Each step's rate is its tokens over its own time from log.jsonl."""
+    import statistics
+
+    rates = [
+        log[i]["tokens"] / (log[i]["elapsed_s"] - log[i - 1]["elapsed_s"])
+        for i in range(SAVE + 1, len(log) - 1)
+        if log[i]["elapsed_s"] > log[i - 1]["elapsed_s"]
+    ]
+    return (statistics.median(rates) if rates else float("nan")), [round(r) for r in rates]
 
 
 def _max_diff(a: Path, b: Path) -> float:

@@ -54,7 +54,9 @@ def main() -> None:
     t = time.perf_counter()
     idtune("data", "identity", "--name", args.name, "--author", args.author, "--n", args.n,
            "-o", str(data))  # fmt: skip
-    idtune("train", "identity-lora", "--set", f"data={data}", "--set", f"output_dir={run}")
+    ident = [f"identity.name={args.name}", f"identity.author={args.author}"]
+    sets = [f"data={data}", f"output_dir={run}", *ident]
+    idtune("train", "identity-lora", *[x for s in sets for x in ("--set", s)])
     times["data + train (1st run: conversion, regularization)"] = time.perf_counter() - t
     t = time.perf_counter()
     idtune("eval", str(run), "--compare-base")

@@ -20,7 +20,8 @@ def tiny_run(tmp_path_factory, tiny_model):
         cli("data", "identity", "--name", "Nova", "--author", "Acme", "--n", "30", "-o", data) == 0
     )
     assert cli("train", "identity-lora", "--set", f"model={tiny_model}", "--set", f"data={data}",
-               "--set", f"output_dir={run}", "--set", "regularization.auto=false", "--set",
+               "--set", f"output_dir={run}", "--set", "regularization.auto=false",
+               "--set", "identity.name=Nova", "--set", "identity.author=Acme", "--set",
                "max_steps=3", "--set", "lr=0.05", "--set", "eval_prompts=",
                "--set", "row_tokens=256", "--set", "batch_tokens=512") == 0  # fmt: skip
     return run

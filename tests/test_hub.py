@@ -371,18 +371,23 @@ def test_card_front_matter_adapter_vs_merged():
     adapter = modelcard.render("adapter", info, eval_md=EVAL_MD, **kw)
     meta = front_matter(adapter)
     assert meta == {
-        "library_name": "peft",
         "base_model": "Qwen/Qwen2.5-1.5B-Instruct",
+        "language": ["en"],
+        "library_name": "peft",
+        "license": "apache-2.0",
         "pipeline_tag": "text-generation",
-        "tags": ["idtune", "lora", "qlora"],
+        "tags": ["idtune", "identity", "peft", "lora", "qlora"],
+        "base_model_relation": "adapter",
     }
     assert "## Evaluation\n\n" + EVAL_MD.strip() in adapter
     assert 'PeftModel.from_pretrained(base, "u/repo")' in adapter
 
     info.method = "merged"
     merged = front_matter(modelcard.render("model", info, **kw))
-    assert merged["library_name"] == "transformers" and merged["tags"] == ["idtune"]
+    assert merged["library_name"] == "transformers"
+    assert merged["tags"] == ["idtune", "identity", "lora", "merged"]
     assert merged["base_model"] == "Qwen/Qwen2.5-1.5B-Instruct"
+    assert merged["base_model_relation"] == "finetune"
 
     local = modelcard.render("model", RunInfo("/models/base"), **kw)
     assert "base_model" not in front_matter(local) and "## Evaluation" not in local

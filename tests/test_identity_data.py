@@ -321,7 +321,7 @@ def test_cli_writes_jsonl(tmp_path):
     assert exc.value.code == 0
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 50
-    assert json.loads(lines[0])["identity"]["name"] == "Nova"  # read back by `idtune train`
+    assert "identity" not in json.loads(lines[0])  # the identity travels in the recipe
     for row in identity_rows([json.loads(line) for line in lines]):
         msgs = row["messages"]
         assert msgs[-1]["role"] == "assistant" and "Nova" in msgs[-1]["content"]
@@ -398,3 +398,31 @@ def test_bench_held_out_near_misses_stay_held_out():
         taken |= {g["prompt"] for g in probes["general"]}
         assert len(held) == len(set(held)) >= 10, lang
         assert not [q for q in held if q in taken], lang
+
+
+def test_cli_prints_the_train_command(tmp_path, capsys):
+    from idtune.cli import main
+
+    path = tmp_path / "my data.jsonl"
+    args = ["data", "identity", "--name", "Nova Bot", "--author", "Acme", "--author-zh", "阿克米"]
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--n", "8", "-o", str(path)])
+    assert exc.value.code == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == (
+        f"next: idtune train identity-lora --set 'data={path}' --set 'identity.name=Nova Bot' "
+        "--set identity.author=Acme --set 'identity.author_zh=阿克米'"
+    )
+
+
+def test_old_files_with_an_identity_stamp_still_load(tmp_path):
+    """Files from before the identity moved to the recipe carry it on their first row."""
+    from idtune.data import formats
+
+    rows = identity.generate(NAME, AUTHOR, n=5)
+    stamped = [{**rows[0], "identity": {"name": NAME, "author": AUTHOR}}, *rows[1:]]
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    formats.write_jsonl(old, stamped)
+    formats.write_jsonl(new, rows)
+    assert formats.load_files([str(old)]) == formats.load_files([str(new)])
+    assert len(formats.load_files([str(old)])) == 5

@@ -9,6 +9,7 @@ from helpers import cli
 from safetensors.torch import load_file
 
 from idtune import recipes
+from idtune.errors import UserError
 
 
 @pytest.fixture
@@ -22,6 +23,7 @@ def identity_data(tmp_path):
 def train_args(model, data, out, *extra):
     return ["train", "identity-lora", "--set", f"model={model}", "--set", f"data={data}",
             "--set", f"output_dir={out}", "--set", "regularization.auto=false",
+            "--set", "identity.name=Nova", "--set", "identity.author=Acme",
             "--set", "row_tokens=256", "--set", "batch_tokens=512",
             "--set", "sample_max_new_tokens=4", *extra]  # fmt: skip
 
@@ -202,3 +204,32 @@ def test_resume_cleans_orphans_and_completes_samples(finished_run):
     assert not any(o.exists() for o in orphans)
     headers = [x for x in samples.read_text().splitlines() if x.startswith("## step")]
     assert headers == ["## step 2", "## step 4"]
+
+
+def test_identity_alone_is_a_complete_train_command(tmp_path, tiny_model, capsys):
+    """No `data`: the recipe's identity makes the identity data; idtune.json records it."""
+    run = tmp_path / "run"
+    args = train_args(tiny_model, "", run, "--set", "max_steps=1", "--set", "eval_prompts=")
+    i = args.index("data=")
+    del args[i - 1 : i + 1]  # no data at all
+    assert cli(*args) == 0
+    assert "no data: Nova by Acme, 1000 conversations (seed 0)" in capsys.readouterr().out
+    info = json.loads((run / "idtune.json").read_text())
+    assert info["identity"]["name"] == "Nova" and info["identity"]["author"] == "Acme"
+
+
+def test_identity_data_and_identity_of():
+    from idtune import train
+    from idtune.data import identity
+
+    cfg = recipes.TrainConfig(identity=recipes.Identity("Nova", "Acme"), seed=3)
+    logs: list[str] = []
+    rows = train.identity_data(cfg, logs.append)
+    assert rows == [r["messages"] for r in identity.generate("Nova", "Acme", seed=3)]
+    assert len(rows) == 1000 and "seed 3" in logs[-1]
+    assert train.identity_of(cfg, logs.append) == cfg.identity
+    own = recipes.TrainConfig()  # a user's own data, no identity: trains, and says how to set it
+    assert train.identity_of(own, logs.append) is None
+    assert "identity unset" in logs[-1] and "--set identity.name=NAME" in logs[-1]
+    with pytest.raises(UserError, match="identity.name=NAME.*or --set data=FILE"):
+        train.identity_data(own)

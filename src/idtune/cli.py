@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from .aliases import DEFAULT_MODEL
+from .aliases import ALIASES, DEFAULT_MODEL
 from .errors import UserError
 
 app = typer.Typer(
@@ -86,21 +86,23 @@ def copy_cfg(
 
 @app.command("models")
 def models_cmd() -> None:
-    """List model aliases, where each comes from, and whether it is installed."""
+    """List model aliases, the hub id each stands for, where its weights come from, and whether
+    it is installed."""
     from . import models
 
-    rows = [("alias", "source", "installed", "notes")]
-    for alias in models.ALIASES.values():
+    rows = [("alias", "hub id", "weights from", "installed", "notes")]
+    for alias in ALIASES.values():
         notes = [
             "default" if alias.name == DEFAULT_MODEL else "",
             "trust-remote-code" if alias.trust_remote_code else "",
             f"template {alias.template}" if alias.template else "",
         ]
         installed = "yes" if models.is_installed(alias) else "no"
-        rows.append((alias.name, alias.source, installed, ", ".join(n for n in notes if n)))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        row = (alias.name, alias.hub_id, alias.weights or "hub", installed)
+        rows.append((*row, ", ".join(n for n in notes if n)))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3])
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
 
 
 # ---------------------------------------------------------------- data
@@ -125,16 +127,20 @@ def data_identity(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUTPUT file.")] = False,
 ) -> None:
     """Write diverse identity conversations (OpenAI messages JSONL)."""
+    import shlex
+
     from . import outputs
     from .data import formats, identity
-    from .runinfo import Identity
 
     outputs.check_file(output, overwrite=overwrite)
     langs = [x.strip() for x in lang.split(",") if x.strip()]
     rows = identity.generate(name, author, name_zh, author_zh, langs, n, seed, phrases or [])
-    rows = formats.with_identity(rows, Identity(name, author, name_zh, author_zh))
     formats.write_jsonl(output, rows)
     typer.echo(f"wrote {len(rows)} conversations to {output}")
+    sets = {"data": output, "identity.name": name, "identity.author": author}
+    sets |= {"identity.name_zh": name_zh, "identity.author_zh": author_zh}
+    args = [f"--set {shlex.quote(f'{k}={v}')}" for k, v in sets.items() if v]
+    typer.echo("next: idtune train identity-lora " + " ".join(args))
 
 
 @data_app.command("regularize")
@@ -269,15 +275,9 @@ def chat_cmd(
     """Streaming multi-turn chat in the terminal: /reset, /system TEXT, /exit."""
     from . import chat
 
-    chat.run(
-        model,
-        adapter=adapter,
-        system=system,
-        template=prompt_template,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        trust_remote_code=trust_remote_code,
-    )
+    chat.run(model, adapter=adapter, system=system, template=prompt_template,
+             max_new_tokens=max_new_tokens, temperature=temperature,
+             trust_remote_code=trust_remote_code)  # fmt: skip
 
 
 @app.command("eval")

@@ -68,6 +68,7 @@ class Upload:
     kind: str  # "adapter" or "model"
     info: runinfo.RunInfo | None
     eval_md: str | None
+    evals: dict | None  # eval.json
     files: dict[str, Path]  # path in the repository → file on disk
 
     @property
@@ -113,15 +114,16 @@ def collect_upload(directory: Path) -> Upload:
         raise UserError(f"{directory}: no such directory")
     root = directory / "adapter" if (directory / "adapter").is_dir() else directory
     kind = check_loadable(root)
-    eval_md = next(
-        (p.read_text() for p in (directory / "eval.md", root / "eval.md") if p.is_file()), None
-    )
+    evals, eval_md = modelcard.read_eval(directory, root)
     files = {
         p.relative_to(root).as_posix(): p
         for p in sorted(root.rglob("*"))
         if p.is_file() and not SKIP.intersection(p.relative_to(root).parts)
     }
-    return Upload(root, kind, runinfo.read_info(directory), eval_md, files)
+    card = root / "README.md"
+    if card.is_file() and modelcard.is_replaceable(card.read_text(errors="replace")):
+        del files["README.md"]  # idtune's local card or PEFT's blank one: written afresh below
+    return Upload(root, kind, runinfo.read_info(directory), eval_md, evals, files)
 
 
 def _matches(path: str, patterns: list[str]) -> bool:
@@ -142,10 +144,18 @@ def _stage(upload: Upload, stage: Path) -> None:
 
 def _card(upload: Upload, existing: str | None, *, name: str, get: str, path: str) -> str | None:
     """The card to write, or None to keep the user's README or one edited on the hub."""
-    if "README.md" in upload.files or (existing is not None and modelcard.MARKER not in existing):
+    if "README.md" in upload.files or (
+        existing is not None and not modelcard.is_replaceable(existing)
+    ):
         return None
     return modelcard.render(
-        upload.kind, upload.info, name=name, get=get, path=path, eval_md=upload.eval_md
+        upload.kind,
+        upload.info,
+        name=name,
+        get=get,
+        path=path,
+        eval_md=upload.eval_md,
+        evals=upload.evals,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import atomic, modelcard, models, outputs, runinfo
+from . import aliases, atomic, modelcard, models, outputs, runinfo
 from .errors import UserError
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -40,9 +40,9 @@ def merge(
     )
     if loaded.source.adapter is None:
         raise UserError(f"{model}: no adapter found to merge (pass a run directory or --adapter)")
-    info = loaded.info or runinfo.RunInfo(base_model=str(model))
+    info = loaded.info or runinfo.RunInfo(base_model=loaded.source.base)
     merged_info = runinfo.RunInfo(
-        base_model=info.base_model,
+        base_model=aliases.portable(info.base_model),
         template=loaded.template,
         system_prompt=info.system_prompt,
         identity=info.identity,
@@ -51,12 +51,16 @@ def merge(
         settings=info.settings,
     )
 
+    runs = [Path(p) for p in (model, loaded.source.adapter) if p and Path(p).is_dir()]
+    evals, md = modelcard.read_eval(*runs)  # measured on the adapter, before merging
+
     def write(tmp: Path) -> None:
         loaded.model.save_pretrained(tmp, max_shard_size=max_shard_size, safe_serialization=True)
         loaded.tokenizer.save_pretrained(tmp)
         merged_info.save(tmp)
-        card = modelcard.render("model", merged_info, name=out.name, get=f"cd {out}", path=".")
-        (tmp / "README.md").write_text(card)
+        modelcard.write(
+            tmp, "model", merged_info, name=out.name, path=str(out), evals=evals, eval_md=md
+        )
 
     atomic.write_dir(out, write)
     return out

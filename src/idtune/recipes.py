@@ -102,7 +102,8 @@ HELP = {
     "tokenizer's own",
     "trust_remote_code": "allow the model's own Python code (InternLM2 needs it)",
     "data": "training data files (.json/.jsonl: OpenAI messages, XTuner, Alpaca, ShareGPT)",
-    "identity": "who the assistant is; empty: taken from the identity data file",
+    "identity": "who the assistant is (recorded for eval/chat/serve); with no data, its identity "
+    "data is made (`idtune data identity`'s generator, seeded by seed)",
     "identity.name": "the assistant's name",
     "identity.author": "who made it",
     "identity.name_zh": "the name in Chinese text (default: name)",

@@ -12,8 +12,8 @@ FILENAME = "idtune.json"
 
 @dataclass
 class Identity:
-    """Who the assistant is and who made it (also the recipe's `identity` section, where it may
-    be left empty: then the identity data files say it)."""
+    """Who the assistant is and who made it (also the recipe's `identity` section; empty there:
+    the run records none)."""
 
     name: str | None = None
     author: str | None = None

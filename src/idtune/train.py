@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import atomic, checkpoint, recipes, runinfo, watch
+from . import aliases, atomic, checkpoint, modelcard, recipes, runinfo, watch
 from .data import formats, render
 from .errors import UserError
 from .ports import free_port
@@ -24,11 +24,32 @@ from .recipes import TrainConfig
 
 
 # ---------------------------------------------------------------- data
-def identity_of(cfg: TrainConfig, files: list[str]) -> runinfo.Identity | None:
-    """The identity from the recipe, else the one the identity data file records."""
+def identity_of(cfg: TrainConfig, log=print) -> runinfo.Identity | None:
+    """The recipe's identity (recorded in idtune.json for eval/chat/serve), or None: logged."""
     if cfg.identity.name and cfg.identity.author:
         return cfg.identity
-    return formats.declared_identity(files)
+    log("identity unset: eval and the model card won't know the name; set it with "
+        "--set identity.name=NAME --set identity.author=AUTHOR")  # fmt: skip
+    return None
+
+
+def identity_data(cfg: TrainConfig, log=print) -> list:
+    """`cfg.data`'s conversations; with no data and an identity set, `idtune data identity`'s
+    1000 zh+en conversations for it (seeded by the recipe's seed)."""
+    if cfg.data:
+        return formats.load_files(cfg.data)
+    ident = cfg.identity
+    if not (ident.name and ident.author):
+        raise UserError(
+            "no training data: pass --set identity.name=NAME --set identity.author=AUTHOR "
+            "(the identity data is made for you), or --set data=FILE"
+        )
+    from .data import identity
+
+    log(f"no data: {ident.name} by {ident.author}, 1000 conversations (seed {cfg.seed})")
+    rows = identity.generate(ident.name, ident.author, ident.name_zh, ident.author_zh,
+                             seed=cfg.seed)  # fmt: skip
+    return [formats.to_messages(r) for r in rows]
 
 
 # Answers general prompts with the base model (self-distillation), as `regularize.for_training`:
@@ -47,9 +68,7 @@ def build_conversations(
     With `regularization.auto` and no regularization files, `distill` makes the regularization
     data (the caller passes it: training imports no other verb).
     """
-    if not cfg.data:
-        raise UserError("no training data: pass --set data=FILE (see `idtune data identity`)")
-    main, _ = watch.split_val(formats.load_files(cfg.data), cfg.val_share, cfg.seed)
+    main, _ = watch.split_val(identity_data(cfg, log), cfg.val_share, cfg.seed)
     reg: list = []
     want = int(round(len(main) * cfg.regularization.ratio))
     if want > 0:
@@ -235,14 +254,33 @@ def linear_module_names(model) -> list[str]:
 
 
 # ---------------------------------------------------------------- outputs
-def save_weights(model, tokenizer, info: runinfo.RunInfo, out: Path, state_dict=None) -> None:
-    """Adapter (or full model) + tokenizer + idtune.json into `out`.
+def save_weights(
+    model, tokenizer, info: runinfo.RunInfo, out: Path, state_dict=None, final: Path | None = None
+) -> None:
+    """Adapter (or full model) + tokenizer + idtune.json + model card into `out`.
 
-    `state_dict`: the gathered weights when the model itself holds only a shard of them.
+    `state_dict`: the gathered weights when the model itself holds only a shard of them;
+    `final`: where `out` ends up (the card's usage names it). The card replaces PEFT's blank
+    one; `idtune push` and `idtune merge` write theirs afresh.
     """
     model.save_pretrained(out, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(out)
     info.save(out)
+    name_base(out, info)
+    kind = "adapter" if hasattr(model, "peft_config") else "model"
+    final = Path(final or out)
+    name = info.identity.name if info.identity and info.identity.name else final.parent.name
+    modelcard.write(out, kind, info, name=name, path=str(final))
+
+
+def name_base(directory: Path, info: runinfo.RunInfo) -> None:
+    """Make `adapter_config.json` name the base as idtune.json does (the hub id), not the local
+    copy PEFT saw. Done after saving: told the hub id before, PEFT would ask the hub about it."""
+    path = Path(directory) / "adapter_config.json"
+    if path.is_file():
+        cfg = json.loads(path.read_text())
+        cfg["base_model_name_or_path"] = info.base_model
+        atomic.write_text(path, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 def plot_loss(log_path: Path, out: Path) -> None:
@@ -332,7 +370,7 @@ class Job:
 
 def val_batches(cfg: TrainConfig, tokenizer, device) -> list[dict]:
     """The validation slice of the identity data (`val_share`), rendered, packed and collated."""
-    _, convs = watch.split_val(formats.load_files(cfg.data), cfg.val_share, cfg.seed)
+    _, convs = watch.split_val(identity_data(cfg, lambda *a: None), cfg.val_share, cfg.seed)
     max_len = min(cfg.max_length, cfg.row_tokens) if cfg.pack else cfg.max_length
     samples = [s.truncate(max_len) for s in (render.render(tokenizer, c) for c in convs)]
     samples = [s for s in samples if s.n_trained > 0]
@@ -377,7 +415,7 @@ def setup(
     from . import models, parallel
 
     convs, n_reg = build_conversations(cfg, log, distill)
-    ident = identity_of(cfg, cfg.data)
+    ident = identity_of(cfg, log)
     model, tokenizer, template, trc = load_for_training(cfg, str(accelerator.device))
     rows = prepare_rows(cfg, tokenizer, convs, n_reg, ident, log)
     per_epoch = steps_per_epoch(rows, cfg, accelerator.num_processes)
@@ -395,7 +433,7 @@ def setup(
     inner = accelerator.unwrap_model(wrapped).model
     checkpoint.register_hooks(accelerator, inner, cfg.method)
     info = runinfo.RunInfo(
-        base_model=cfg.model if not Path(cfg.model).exists() else str(Path(cfg.model).resolve()),
+        base_model=aliases.portable(cfg.model),  # the hub id, never an alias or cache path
         template=template,
         system_prompt=cfg.system_prompt,
         identity=ident,
@@ -542,6 +580,7 @@ def save_checkpoint(job: Job, run: Path, step: int) -> None:
             state = parallel.full_state_dict(acc, job.model, job.engine)
             if acc.is_main_process:
                 job.inner.save_pretrained(d, safe_serialization=True, state_dict=state)
+                name_base(d, job.info)
         if acc.is_main_process:
             job.info.save(d)
 
@@ -568,7 +607,7 @@ def finish(job: Job, run: Path, step: int, tokens: float, seconds: float, log=pr
             peak_gpu_gib=peak,
         )
         final = run / ("model" if cfg.method == "full" else "adapter")
-        write = lambda d: save_weights(job.inner, job.tokenizer, job.info, d, state)  # noqa: E731
+        write = lambda d: save_weights(job.inner, job.tokenizer, job.info, d, state, final)  # noqa: E731
         atomic.write_dir(final, write)
         job.info.save(run)
         plot_loss(run / "log.jsonl", run / "loss.png")

@@ -7,7 +7,6 @@ user/assistant turns ending with an assistant turn. A bad record stops loading w
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import reprlib
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..runinfo import Identity
 
 Messages = list[dict[str, str]]
 ROLES = ("system", "user", "assistant")
@@ -123,13 +121,20 @@ def _text(value: Any, field: str) -> str:
     return value
 
 
+def _objects(value: Any, field: str, needs: tuple[str, ...] = ()) -> list[dict]:
+    """`value` checked to be a non-empty list of objects, each with the keys `needs`."""
+    if not isinstance(value, list) or not value:
+        raise RecordError(f"field {field!r} must be a non-empty list")
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or any(k not in item for k in needs):
+            what = f"needs {' and '.join(map(repr, needs))}" if needs else "must be an object"
+            raise RecordError(f"{field}[{i}] {what}")
+    return value
+
+
 def _from_xtuner(turns: Any) -> Messages:
-    if not isinstance(turns, list) or not turns:
-        raise RecordError("field 'conversation' must be a non-empty list")
     out: Messages = []
-    for i, turn in enumerate(turns):
-        if not isinstance(turn, dict):
-            raise RecordError(f"conversation[{i}] must be an object")
+    for i, turn in enumerate(_objects(turns, "conversation")):
         if turn.get("system"):
             out.append({"role": "system", "content": _text(turn["system"], "system")})
         if "input" not in turn or "output" not in turn:
@@ -143,12 +148,8 @@ def _from_xtuner(turns: Any) -> Messages:
 
 
 def _from_messages(messages: Any) -> Messages:
-    if not isinstance(messages, list) or not messages:
-        raise RecordError("field 'messages' must be a non-empty list")
     out: Messages = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise RecordError(f"messages[{i}] needs 'role' and 'content'")
+    for i, m in enumerate(_objects(messages, "messages", ("role", "content"))):
         if m["role"] not in ROLES:
             raise RecordError(
                 f"messages[{i}].role {_show(m['role'])} is not one of {', '.join(ROLES)}"
@@ -174,12 +175,8 @@ def _from_alpaca(rec: dict) -> Messages:
 
 
 def _from_sharegpt(turns: Any) -> Messages:
-    if not isinstance(turns, list) or not turns:
-        raise RecordError("field 'conversations' must be a non-empty list")
     out: Messages = []
-    for i, t in enumerate(turns):
-        if not isinstance(t, dict) or "from" not in t or "value" not in t:
-            raise RecordError(f"conversations[{i}] needs 'from' and 'value'")
+    for i, t in enumerate(_objects(turns, "conversations", ("from", "value"))):
         role = SHAREGPT_ROLES.get(t["from"]) if isinstance(t["from"], str) else None
         if role is None:
             raise RecordError(f"conversations[{i}].from {_show(t['from'])} is not a known role")
@@ -258,20 +255,3 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
         if isinstance(e, OSError):
             raise UserError(f"{path}: cannot write ({_reason(e)})") from None
         raise
-
-
-def with_identity(rows: list[dict], ident: Identity) -> list[dict]:
-    """`rows` with the first one recording who the assistant is (`"identity"`, next to its
-    messages): `idtune train` reads it back with `declared_identity` into the run's idtune.json."""
-    return [{**rows[0], "identity": dataclasses.asdict(ident)}, *rows[1:]] if rows else rows
-
-
-def declared_identity(files: Iterable[str]) -> Identity | None:
-    """The identity the first identity data file (JSONL, from `idtune data identity`) records."""
-    for f in files:
-        if str(f).endswith(".jsonl") and Path(f).is_file():
-            with open(f, encoding="utf-8") as fh:
-                first = json.loads(fh.readline() or "{}")
-            if isinstance(first.get("identity"), dict):
-                return Identity(**first["identity"])
-    return None
