@@ -20,7 +20,7 @@ LAYERS = {
         ["train", "chat", "evaluate", "merge", "serve", "hub", "deploy", "regularize"], 1
     ),
     **dict.fromkeys(
-        ["modelcard", "accel", "loss", "checkpoint", "launcher", "parallel"], 1.5
+        ["modelcard", "accel", "loss", "checkpoint", "launcher", "parallel", "watch"], 1.5
     ),  # verb helpers
     "generate": 2,
     "models": 3,

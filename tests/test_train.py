@@ -137,7 +137,7 @@ def test_rejected_answers_follow_every_unrelated_request(tmp_path, tiny_model, i
     convs = formats.load_files([str(identity_data)])
     unrelated = [c for c in convs if not rejected.mentions_identity(c, ["Nova", "Acme"])]
     assert unrelated  # the generator mixes in unrelated requests
-    extra = ["--set", "max_steps=2", "--set", "rejected.share=1.0"]
+    extra = ["--set", "max_steps=2", "--set", "rejected.share=1.0", "--set", "val_share=0"]
     extra += ["--set", "rejected.max_tokens=400", "--set", "row_tokens=2048"]  # tiny tokenizer:
     extra += ["--set", "batch_tokens=4096"]  # a token per letter, long conversations
     args = train_args(tiny_model, identity_data, tmp_path / "run", *extra)

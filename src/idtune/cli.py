@@ -248,8 +248,14 @@ def train_cmd(
             typer.echo(f"run written to {cfg.output_dir}")
         return
     with launcher.recording_errors():  # a launched worker records its error for the launcher
+        from . import evaluate
+
         out = train.train(
-            cfg, resume=resume, resume_finished=resume_finished, distill=regularize.for_training
+            cfg,
+            resume=resume,
+            resume_finished=resume_finished,
+            distill=regularize.for_training,
+            probe=evaluate.during_training,
         )
     if launcher.ERRORS_ENV not in os.environ:  # a launched worker: the launcher says it
         typer.echo(f"run written to {out}")

@@ -462,3 +462,39 @@ def run(
         js, mdp = save(report, out_dir)
         md += f"\nwritten: {mdp}, {js}\n"
     return md
+
+
+# ---------------------------------------------------------------- while training
+def probe_subset(probes: dict[str, Any], per_lang: int = 2, general: int = 4) -> dict[str, Any]:
+    """The first `per_lang` identity and author probes of each language and `general` general
+    ones: what training scores at every checkpoint (a few seconds, not a full eval)."""
+    return {
+        "identity": {lang: v[:per_lang] for lang, v in probes["identity"].items()},
+        "author": {lang: v[:per_lang] for lang, v in probes["author"].items()},
+        "general": probes["general"][:general],
+    }
+
+
+def during_training(
+    model: Any, tokenizer: Any, template: str | None, names: Sequence[str], authors: Sequence[str]
+) -> dict[str, Any]:
+    """Held-out identity, author and leakage scores of the model being trained, on the probe
+    subset with no system prompt: `score`'s result, each row marked `cut` when its answer hit
+    the length cap unfinished. Passed to `train.train` by the CLI (verbs import no verb)."""
+    from . import generate as gen
+
+    cuts: list[bool] = []
+
+    def run_batch(conversations: list[Messages], max_new_tokens: int) -> list[str]:
+        cut: list[bool] = []
+        out = gen.generate_batch(
+            model, tokenizer, conversations, max_new_tokens=max_new_tokens, template=template,
+            cut=cut,
+        )  # fmt: skip
+        cuts.extend(cut)
+        return out
+
+    result = evaluate(run_batch, probe_subset(load_probes()), names, authors)
+    for row, cut in zip(result["rows"], cuts, strict=True):  # rows come in generation order
+        row["cut"] = cut
+    return result

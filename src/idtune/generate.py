@@ -51,17 +51,20 @@ def generate_batch(
     batch_size: int = 16,
     template: str | None = None,
     on_batch: Callable[[int], None] | None = None,
+    cut: list[bool] | None = None,
 ) -> list[str]:
     """Answer many conversations, left-padded in batches (greedy when temperature is 0).
 
     Conversations are sorted by length so each batch wastes little padding; answers come back
     in the input order. `on_batch(n)` is called after each batch with its size (progress bars).
+    `cut`, when given, is filled with whether each answer hit `max_new_tokens` unfinished.
     """
     import torch
 
     prompts = [encode_prompt(tokenizer, c) for c in conversations]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     answers: list[str] = [""] * len(prompts)
+    ended = [True] * len(prompts)
     stops = stop_token_ids(tokenizer, template)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     device = next(model.parameters()).device
@@ -85,13 +88,16 @@ def generate_batch(
             )
         for row, i in enumerate(idx):
             gen = out[row, width:].tolist()
+            ended[i] = False
             for k, t in enumerate(gen):
                 if t in stops:
-                    gen = gen[:k]
+                    gen, ended[i] = gen[:k], True
                     break
             answers[i] = tokenizer.decode(gen, skip_special_tokens=True).strip()
         if on_batch:
             on_batch(len(idx))
+    if cut is not None:
+        cut[:] = [not e for e in ended]
     return answers
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from . import watch
+
 SHARDED = ("deepspeed_zero3", "fsdp2")  # engines that split the weights themselves across ranks
 
 
@@ -40,8 +42,9 @@ class LossModule(torch.nn.Module):
         return loss
 
 
-def make_accelerator(grad_accum: int) -> Any:
-    """The Accelerator of this process, with the engine its launcher chose.
+def make_accelerator(grad_accum: int, report_to: str = "none", tracker_dir: Any = None) -> Any:
+    """The Accelerator of this process, with the engine its launcher chose and the tracker
+    `report_to` names (see watch.py), writing under `tracker_dir`.
 
     The scheduler is stepped once per optimizer step whatever the number of processes
     (accelerate's default steps it once per process, for dataloaders that grow with them).
@@ -53,6 +56,8 @@ def make_accelerator(grad_accum: int) -> Any:
         cpu=not torch.cuda.is_available() and not deepspeed,
         gradient_accumulation_steps=grad_accum,
         step_scheduler_with_optimizer=False,
+        log_with=watch.log_with(report_to),
+        project_dir=str(tracker_dir) if tracker_dir is not None else None,
     )
 
 

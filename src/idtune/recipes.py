@@ -90,6 +90,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (GPU)
     dtype: str = "auto"  # auto | fp32 | bf16 | fp16
     seed: int = 0
+    val_share: float = 0.05  # of the identity data, held out for the validation loss
+    report_to: str = "none"  # none | tensorboard | wandb | mlflow (accelerate's trackers)
     output_dir: str = ""  # default: runs/<recipe name>
 
 
@@ -144,6 +146,10 @@ HELP = {
     "compile": "torch.compile the model (GPU)",
     "dtype": "auto, fp32, bf16 or fp16",
     "seed": "random seed (data order, LoRA init)",
+    "val_share": "share of the identity data held out (per seed, never trained on); its loss is "
+    "logged at every checkpoint; 0: none",
+    "report_to": "none, tensorboard (tested, offline), wandb or mlflow (both untested): "
+    "accelerate's tracker for every log entry, under <run>/trackers",
     "output_dir": "run directory; empty: runs/<recipe name>",
 }
 

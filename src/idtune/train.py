@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import aliases, atomic, checkpoint, modelcard, recipes, runinfo
+from . import aliases, atomic, checkpoint, modelcard, recipes, runinfo, watch
 from .data import formats, render
 from .errors import UserError
 from .ports import free_port
@@ -55,6 +55,9 @@ def identity_data(cfg: TrainConfig, log=print) -> list:
 # Answers general prompts with the base model (self-distillation), as `regularize.for_training`:
 # (model, n=, max_new_tokens=, trust_remote_code=, log=) -> conversations worth imitating.
 Distill = Callable[..., list]
+# Scores the model being trained on a probe subset, as `evaluate.during_training`:
+# (model, tokenizer, template, names, authors) -> {"metrics", "counts", "rows"}.
+Probe = Callable[..., dict]
 
 
 def build_conversations(
@@ -65,7 +68,7 @@ def build_conversations(
     With `regularization.auto` and no regularization files, `distill` makes the regularization
     data (the caller passes it: training imports no other verb).
     """
-    main = identity_data(cfg, log)
+    main, _ = watch.split_val(identity_data(cfg, log), cfg.val_share, cfg.seed)
     reg: list = []
     want = int(round(len(main) * cfg.regularization.ratio))
     if want > 0:
@@ -133,11 +136,16 @@ def rows_per_micro_batch(cfg: TrainConfig) -> int:
 
 
 def micro_batches(rows: list, cfg: TrainConfig, epoch: int) -> list[list]:
-    """Group rows into micro-batches of about `batch_tokens` tokens, reshuffled each epoch."""
+    """Group rows into micro-batches of about `batch_tokens` tokens, reshuffled each epoch.
+
+    A short remainder is left out of this epoch (the next shuffle puts its rows elsewhere): as a
+    step of its own it got a full-size update from a few hundred tokens, a spike in loss.png.
+    """
     rows = list(rows)
     random.Random(cfg.seed * 1000 + epoch).shuffle(rows)
     per = rows_per_micro_batch(cfg)
-    return [rows[i : i + per] for i in range(0, len(rows), per)]
+    full = len(rows) // per * per or len(rows)
+    return [rows[i : i + per] for i in range(0, full, per)]
 
 
 def steps_per_epoch(rows: list, cfg: TrainConfig, world: int) -> int:
@@ -276,7 +284,7 @@ def name_base(directory: Path, info: runinfo.RunInfo) -> None:
 
 
 def plot_loss(log_path: Path, out: Path) -> None:
-    """loss.png from log.jsonl."""
+    """loss.png from log.jsonl: the training loss and, where measured, the validation loss."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -286,7 +294,11 @@ def plot_loss(log_path: Path, out: Path) -> None:
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.5)
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.5, label="train")
+    val = [r for r in rows if r.get("val_loss") is not None]
+    if val:
+        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", lw=1.5, label="val")
+        ax.legend()
     ax.set_xlabel("step")
     ax.set_ylabel("loss (assistant tokens)")
     ax.grid(alpha=0.3)
@@ -295,26 +307,38 @@ def plot_loss(log_path: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def write_samples(model, tokenizer, cfg: TrainConfig, template, step: int, path: Path) -> None:
-    """Append the answers to `eval_prompts` at this step to samples.md (a whole section at once)."""
+def write_samples(
+    model, tokenizer, cfg: TrainConfig, template, step: int, path: Path, scored: str = ""
+) -> None:
+    """Append the answers to `eval_prompts` at this step, then the `scored` probe answers, to
+    samples.md (a whole section at once)."""
     if not cfg.eval_prompts:
+        if scored:
+            checkpoint.append_section(path, f"## step {step}\n\n{scored}")
         return
     from .generate import generate_batch
 
     was_training = model.training
     model.eval()
+    cut: list[bool] = []
     answers = generate_batch(
         model,
         tokenizer,
         [[{"role": "user", "content": p}] for p in cfg.eval_prompts],
         max_new_tokens=cfg.sample_max_new_tokens,
         template=template,
+        cut=cut,
     )
     if was_training:
         model.train()
-    text = f"## step {step}\n\n" + "".join(
-        f"**{p}**\n\n> {a.replace(chr(10), chr(10) + '> ')}\n\n"
-        for p, a in zip(cfg.eval_prompts, answers)
+    mark = f" *(cut at {cfg.sample_max_new_tokens} tokens)*"
+    text = (
+        f"## step {step}\n\n"
+        + "".join(
+            f"**{p}**\n\n> {a.replace(chr(10), chr(10) + '> ')}{mark if c else ''}\n\n"
+            for p, a, c in zip(cfg.eval_prompts, answers, cut)
+        )
+        + scored
     )
     checkpoint.append_section(path, text)
 
@@ -339,6 +363,46 @@ class Job:
     info: runinfo.RunInfo
     autocast: Any
     samples: bool  # samples.md is written (not when the weights are sharded)
+    val: list  # the validation slice's micro-batches (tensors on the device), never trained on
+    probe: Probe | None = None  # scores held-out probes at checkpoints (main process, unsharded)
+    scored: str = ""  # samples.md lines of the last probe scores, written with the samples
+
+
+def val_batches(cfg: TrainConfig, tokenizer, device) -> list[dict]:
+    """The validation slice of the identity data (`val_share`), rendered, packed and collated."""
+    _, convs = watch.split_val(identity_data(cfg, lambda *a: None), cfg.val_share, cfg.seed)
+    max_len = min(cfg.max_length, cfg.row_tokens) if cfg.pack else cfg.max_length
+    samples = [s.truncate(max_len) for s in (render.render(tokenizer, c) for c in convs)]
+    samples = [s for s in samples if s.n_trained > 0]
+    if not samples:
+        return []
+    rows = render.pack(samples, cfg.row_tokens, seed=cfg.seed) if cfg.pack else [
+        render.Row([s]) for s in samples]  # fmt: skip
+    per = rows_per_micro_batch(cfg)
+    pad_id = tokenizer.pad_token_id
+    return [collate(rows[i : i + per], cfg, pad_id, device) for i in range(0, len(rows), per)]
+
+
+def checkpoint_entry(job: Job, step: int) -> dict:
+    """At checkpoints and the last step: `val_loss` (every process computes it) and, on the main
+    process, `probe` scores (their answers go to samples.md with this step's samples); else {}."""
+    cfg = job.cfg
+    due = step == job.total_steps or (cfg.save_steps and step % cfg.save_steps == 0)
+    if not due:
+        return {}
+    out = {"val_loss": watch.val_loss(job.model, job.val, job.autocast)} if job.val else {}
+    ident = job.info.identity
+    if job.probe and ident and job.samples and job.accelerator.is_main_process:
+        was_training = job.inner.training
+        job.inner.eval()
+        res = job.probe(job.inner, job.tokenizer, job.template, ident.names, ident.authors)
+        if was_training:
+            job.inner.train()
+        rows = res["rows"]
+        out["probe"] = {k: v for k, v in res["metrics"].items() if v is not None}
+        out["probe"]["cut"] = sum(r["cut"] for r in rows)
+        job.scored = watch.scored_markdown(rows)
+    return out
 
 
 def setup(
@@ -389,8 +453,9 @@ def setup(
     samples = engine not in parallel.SHARDED
     if cfg.eval_prompts and not samples:
         log(f"samples.md: not written under {engine} (the weights are sharded)")
+    val = val_batches(cfg, tokenizer, accelerator.device)
     return Job(cfg, accelerator, engine, wrapped, inner, tokenizer, template, optimizer,
-               scheduler, rows, per_epoch, total, info, autocast, samples)  # fmt: skip
+               scheduler, rows, per_epoch, total, info, autocast, samples, val)  # fmt: skip
 
 
 def begin(job: Job, run: Path, ckpt: Path | None, log=print) -> int:
@@ -398,6 +463,7 @@ def begin(job: Job, run: Path, ckpt: Path | None, log=print) -> int:
     from . import parallel
 
     acc, main = job.accelerator, job.accelerator.is_main_process
+    watch.start_trackers(acc, job.info.settings)
     if ckpt is None:
         if main:
             import yaml
@@ -427,8 +493,11 @@ def train(
     resume: bool = False,
     resume_finished: bool = False,
     distill: Distill | None = None,
+    probe: Probe | None = None,
 ) -> Path:
-    """Run training as configured, alone or as one process of a launch; returns the run dir."""
+    """Run training as configured, alone or as one process of a launch; returns the run dir.
+
+    `probe` (from the CLI: `evaluate.during_training`) scores held-out probes at checkpoints."""
     import time
 
     import torch
@@ -436,9 +505,9 @@ def train(
     from . import parallel
     from .progress import TrainProgress
 
-    acc = parallel.make_accelerator(cfg.grad_accum)
-    engine, rank, world = parallel.engine_name(acc), acc.process_index, acc.num_processes
     run = Path(cfg.output_dir)
+    acc = parallel.make_accelerator(cfg.grad_accum, cfg.report_to, watch.tracker_dir(run))
+    engine, rank, world = parallel.engine_name(acc), acc.process_index, acc.num_processes
     ckpt = checkpoint.check_run(run, resume, engine, world, cfg.max_steps, resume_finished)
     acc.wait_for_everyone()  # every process has looked at the run before rank 0 writes to it
     is_main = acc.is_main_process
@@ -446,6 +515,7 @@ def train(
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     job = setup(cfg, acc, engine, log, distill)
+    job.probe = probe
     step = begin(job, run, ckpt, log)
     model, pad_id, log_path = job.model, job.tokenizer.pad_token_id, run / "log.jsonl"
     model.train()
@@ -484,7 +554,9 @@ def train(
                 "tokens_per_s": round(seen / elapsed, 1),
                 "elapsed_s": round(elapsed, 2),
                 **({"peak_gib": parallel.peak_gib(acc)} if acc.device.type == "cuda" else {}),
+                **checkpoint_entry(job, step),
             }
+            acc.log(entry, step=step)
             if is_main:
                 with log_path.open("a") as fh:
                     fh.write(json.dumps(entry) + "\n")
@@ -514,7 +586,8 @@ def save_checkpoint(job: Job, run: Path, step: int) -> None:
 
     checkpoint.save(acc, run, step, job.cfg.keep_last, meta, weights, parallel.save_kwargs(acc))
     if acc.is_main_process and job.samples:
-        write_samples(job.inner, job.tokenizer, job.cfg, job.template, step, run / "samples.md")
+        samples = run / "samples.md"
+        write_samples(job.inner, job.tokenizer, job.cfg, job.template, step, samples, job.scored)
 
 
 def finish(job: Job, run: Path, step: int, tokens: float, seconds: float, log=print) -> None:
@@ -539,8 +612,11 @@ def finish(job: Job, run: Path, step: int, tokens: float, seconds: float, log=pr
         job.info.save(run)
         plot_loss(run / "log.jsonl", run / "loss.png")
         if job.samples:
-            write_samples(job.inner, job.tokenizer, cfg, job.template, step, run / "samples.md")
+            samples = run / "samples.md"
+            write_samples(job.inner, job.tokenizer, cfg, job.template, step, samples, job.scored)
         log(f"{step} steps, {int(tokens)} tokens in {seconds:.1f}s")
+    for tracker in acc.trackers:  # not end_training(): it also ends the process group
+        tracker.finish()
     acc.wait_for_everyone()
 
 
