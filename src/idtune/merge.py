@@ -44,7 +44,7 @@ def merge(
     merged_info = runinfo.RunInfo(
         base_model=info.base_model,
         template=loaded.template,
-        system_prompt=info.system_prompt or own_prompt(info),
+        system_prompt=info.system_prompt or models.own_system_prompt(info),
         identity=info.identity,
         trust_remote_code=info.trust_remote_code,
         method="merged",
@@ -60,14 +60,6 @@ def merge(
 
     atomic.write_dir(out, write)
     return out
-
-
-def own_prompt(info: runinfo.RunInfo) -> str | None:
-    """The default system prompt the merged template carries (None without an identity)."""
-    from .data import templates
-
-    ident = info.identity
-    return templates.own_default(ident.name, ident.author) if ident else None
 
 
 def check_apart(out: Path, model: str, source: models.Source) -> None:

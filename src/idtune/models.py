@@ -339,15 +339,22 @@ def _tokenizer_of(src: Source):
     return _tokenizers(src)[0]
 
 
+def own_system_prompt(info: runinfo.RunInfo | None) -> str | None:
+    """The default system prompt naming a tuned model's identity (None without an identity)."""
+    from .data import templates
+
+    ident = info.identity if info is not None else None
+    return templates.own_default(ident.name, ident.author) if ident else None
+
+
 def own_template(tokenizer: Any, info: runinfo.RunInfo | None) -> None:
     """Give a tuned model's tokenizer a default system prompt naming its identity, in place of the
     base model's ("You are Qwen, created by Alibaba Cloud…"); a model without one is left as is."""
     from .data import templates
 
-    ident = info.identity if info is not None else None
-    if ident is None or not isinstance(tokenizer.chat_template, str):
+    prompt = own_system_prompt(info)
+    if prompt is None or not isinstance(tokenizer.chat_template, str):
         return
-    prompt = templates.own_default(ident.name, ident.author)
     tokenizer.chat_template = templates.with_default(
         tokenizer.chat_template, prompt, info.base_model
     )
