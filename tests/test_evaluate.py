@@ -476,3 +476,14 @@ def test_persona_override_score():
     )
     assert "| persona override (zh) | another persona's system prompt | 0.00 (0/1) |" in md
     assert "| identity (en) | base default system prompt | 0.00 (0/1) |" in md
+
+
+def test_a_probe_file_of_persona_probes_alone_loads(tmp_path):
+    f = tmp_path / "p.json"
+    part = evaluate.load_probes()["persona"]
+    f.write_text(json.dumps({"persona": part}, ensure_ascii=False))
+    p = evaluate.load_probes(f)
+    assert p["identity"] == {} and p["general"] == [] and len(evaluate.persona_probes(p)) == 32
+    f.write_text(json.dumps({"persona": {"prompts": {"en": ["x"]}}}))
+    with pytest.raises(UserError, match="persona"):
+        evaluate.load_probes(f)

@@ -109,7 +109,7 @@ def load_probes(path: str | Path | None = None) -> dict[str, Any]:
         )
     probes["multi_turn"] = _multi_turn(data.get("multi_turn") or [], where)
     probes["persona"] = _persona(data.get("persona") or {}, where)
-    if not (probes["identity"] or probes["author"] or probes["general"]):
+    if not any(probes[k] for k in ("identity", "author", "general", "multi_turn", "persona")):
         raise UserError(f"{where}: no probes in it")
     return probes
 
