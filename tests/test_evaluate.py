@@ -342,6 +342,14 @@ def test_cli_eval_plain_model_writes_nothing_without_output(tiny_model, small_pr
     assert re.search(r"\| retention \| no system prompt \| \d\.\d\d", capsys.readouterr().out)
 
 
+def test_cli_eval_output_dir_keeps_the_name(tiny_model, small_probes, tmp_path):
+    out = tmp_path / "out"
+    args = ["eval", str(tiny_model), "--probes", str(small_probes), "-o", str(out)]
+    assert _run_cli([*args, "--name", "Nova", "--author", "Acme"]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert report["names"] == ["Nova"] and report["authors"] == ["Acme"]
+
+
 def test_fold_merges_for_speed_and_restores_the_base(tiny_model):
     import torch
     from peft import LoraConfig, get_peft_model
