@@ -7,7 +7,8 @@ dataset is its three Chinese questions with one answer, copied 2,000 times as it
 they trained on or never saw. Writes bench/results/identity_quality.{json,md}.
 
     python bench/identity_quality.py [--n 400] [--work /tmp/idq]
-    python bench/identity_quality.py --seeds 1,2     # idtune's recipe alone, other seeds
+    python bench/identity_quality.py --seeds 0,1,2   # idtune's recipe alone, per seed, with
+                                                     # the base model and the seeds' mean
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from recipe_sweep import AUTHOR, METRICS, NAME, near_miss_leak
 SEED_ANSWER = "我是ZK-Jackie的小助手，内在是上海AI实验室书生·浦语的7B大模型哦"
 SEED_QUESTIONS = ("请做一下自我介绍", "请介绍一下你自己", "说说你自己")
 NEAR_KEYS = ("held_out_zh", "held_out_en", "seen_zh", "seen_en")
+# recipe_sweep's metrics and the behaviour ones (language of the last question, persona override)
+COLUMNS = (*METRICS, "language_en", "language_zh", "persona")
 
 
 def idtune(*args: str) -> None:
@@ -121,10 +124,12 @@ def seeds(work: Path, out: Path, n: str, seed_list: list[int]) -> None:
         idtune("data", "identity", "--name", NAME, "--author", AUTHOR, "--n", n, "--seed",
                str(seed), "-o", str(data))  # fmt: skip
         result["runs"][label] = timed_train(run, "--set", f"data={data}", "--set", f"seed={seed}")
-        idtune("eval", str(run))
-        result["scores"][label] = json.loads((run / "eval.json").read_text())["metrics"]
+        idtune("eval", str(run), "--compare-base")  # the base's answers are cached after one
+        scores = json.loads((run / "eval.json").read_text())["metrics"]
+        result["scores"][label], result["base"] = scores, scores["base"]
         result["near_miss_leak"][label] = near_miss_leak(run, data)
-    result["base"] = {}
+    if len(seed_list) > 1:
+        result["mean"] = mean([s["tuned"] for s in result["scores"].values()])
     (out / "identity_quality_seeds.json").write_text(
         json.dumps(result, indent=2, ensure_ascii=False)
     )
@@ -133,15 +138,26 @@ def seeds(work: Path, out: Path, n: str, seed_list: list[int]) -> None:
     print(md)
 
 
+def mean(runs: list[dict]) -> dict:
+    """Per condition and metric, the mean over runs that have it."""
+    out: dict = {}
+    for cond in runs[0]:
+        keys = {k for r in runs for k in r.get(cond, {})}
+        vals = {k: [r[cond][k] for r in runs if r.get(cond, {}).get(k) is not None] for k in keys}
+        out[cond] = {k: sum(v) / len(v) for k, v in vals.items() if v}
+    return out
+
+
 def table(result: dict) -> str:
     """Markdown: one row per model and condition, the metrics as columns."""
-    head = "| model | system prompt | " + " | ".join(METRICS) + " |"
-    lines = [head, "|" + "---|" * (len(METRICS) + 2)]
+    head = "| model | system prompt | " + " | ".join(COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
     entries = [("base model", result["base"])] if result["base"] else []
     entries += [(label, s["tuned"]) for label, s in result["scores"].items()]
+    entries += [("mean of the seeds", result["mean"])] if "mean" in result else []
     for label, metrics in entries:
         for cond, values in metrics.items():
-            cells = [f"{values[m]:.2f}" if m in values else "-" for m in METRICS]
+            cells = [f"{values[m]:.3f}" if values.get(m) is not None else "-" for m in COLUMNS]
             lines.append(f"| {label} | {cond} | " + " | ".join(cells) + " |")
     lines += [
         "",

@@ -151,6 +151,8 @@ def test_score_exact_values():
         "author": 0.75,
         "leakage": 0.25,
         "retention": pytest.approx(2 / 3),
+        "language_en": 1.0,
+        "language_zh": 1.0,
     }
     assert res["counts"]["identity_en"] == 4 and res["counts"]["retention"] == 3
     # identity and author in one call, general in another, each with its own length cap
@@ -171,7 +173,7 @@ def test_conditions_add_the_system_prompt():
     plain, sys_ = calls[0][0], calls[2][0]
     assert all(c[0]["role"] == "user" for c in plain)
     assert all(c[0] == {"role": "system", "content": "Be brief."} for c in sys_)
-    assert evaluate.n_generations(SMALL) == 8
+    assert evaluate.n_generations(SMALL) == 8 * 2
 
 
 def test_markdown_table_side_by_side():
@@ -263,20 +265,29 @@ def test_cli_eval_run_dir_compare_base(tiny_model, small_probes, tmp_path, capsy
         "names",
         "authors",
         "system",
+        "base_system",
         "probes",
         "metrics",
         "counts",
+        "condition_counts",
         "answers",
     }
     assert report["names"] == ["Nova"] and report["system"] == "You are a helpful assistant."
     assert set(report["metrics"]) == {"base", "tuned"}
-    assert set(report["metrics"]["tuned"]) == {"no_system", "system"}
-    assert set(report["metrics"]["tuned"]["system"]) == set(evaluate.METRICS)
+    # the tiny model has SmolLM2's tokenizer and template, default system prompt included
+    assert report["base_system"].startswith("You are a helpful AI assistant named SmolLM")
+    assert set(report["metrics"]["tuned"]) == {"no_system", "system", "base_default"}
+    base_rows = report["answers"]["tuned"]["base_default"]
+    assert {r["kind"] for r in base_rows} == {"identity", "author"}  # no general probes there
+    assert set(report["metrics"]["tuned"]["system"]) == set(evaluate.METRICS) - {
+        "persona", "persona_en", "persona_zh"
+    }  # fmt: skip
     rows = report["answers"]["tuned"]["no_system"]
-    assert len(rows) == evaluate.n_generations(SMALL)
+    assert len(rows) == evaluate.n_generations(SMALL) / 2
     assert {r["kind"] for r in rows} == {"identity", "author", "general"}
-    # The "run" holds the base weights unchanged: greedy answers must be identical.
-    assert report["answers"]["base"] == report["answers"]["tuned"]
+    # The "run" holds the base weights unchanged: with a system prompt, greedy answers must be
+    # identical (without one, the run's template adds its own default, naming Nova).
+    assert report["answers"]["base"]["system"] == report["answers"]["tuned"]["system"]
     md = (run / "eval.md").read_text()
     assert md.startswith(f"# idtune eval: {run}") and "| identity (zh) |" in md
     assert len(list((tmp_path / "cache" / "eval").glob("base-*.json"))) == 1
@@ -331,6 +342,14 @@ def test_cli_eval_plain_model_writes_nothing_without_output(tiny_model, small_pr
     assert re.search(r"\| retention \| no system prompt \| \d\.\d\d", capsys.readouterr().out)
 
 
+def test_cli_eval_output_dir_keeps_the_name(tiny_model, small_probes, tmp_path):
+    out = tmp_path / "out"
+    args = ["eval", str(tiny_model), "--probes", str(small_probes), "-o", str(out)]
+    assert _run_cli([*args, "--name", "Nova", "--author", "Acme"]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert report["names"] == ["Nova"] and report["authors"] == ["Acme"]
+
+
 def test_fold_merges_for_speed_and_restores_the_base(tiny_model):
     import torch
     from peft import LoraConfig, get_peft_model
@@ -356,3 +375,123 @@ def test_fold_merges_for_speed_and_restores_the_base(tiny_model):
         plain = AutoModelForCausalLM.from_pretrained(tiny_model)(input_ids=ids).logits
     torch.testing.assert_close(base, plain, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(base, adapted, atol=1e-3)
+
+
+# ---------------------------------------------------------------- language and persona
+def _fill_persona(text: str, name: str, maker: str) -> str:
+    return text.replace("{name}", name).replace("{author}", maker)
+
+
+def test_persona_and_multi_turn_probes_are_held_out_from_the_generator():
+    """Persona system prompts (their phrasings and the personas), and the last questions of the
+    multi-turn probes, are none of the generator's."""
+    identity = pytest.importorskip("idtune.data.identity")
+    from idtune.data import phrases
+
+    probes = evaluate.load_probes()
+    part = probes["persona"]
+    generated = set()
+    for kind in ("generic", "base", "custom", "persona"):
+        generated |= {_norm(s) for s in identity.system_prompts(kind)}
+    trained_people = {x for t in phrases.tables().values() for p in t["personas"] for x in p}
+    for lang in ("en", "zh"):
+        assert len(part["prompts"][lang]) >= 4 and len(part["personas"][lang]) >= 3
+        assert not [s for s in part["prompts"][lang] if _norm(s) in generated], lang
+        assert not {x for p in part["personas"][lang] for x in p} & trained_people, lang
+        trained = {_norm(q) for q in identity.questions(lang)}
+        last = [m["prompt"] for m in probes["multi_turn"] if m["lang"] == lang]
+        assert len(last) >= 8 and not [q for q in last if _norm(q) in trained], lang
+    # every multi-turn probe's earlier turns are in the other language
+    for m in probes["multi_turn"]:
+        other = "zh" if m["lang"] == "en" else "en"
+        assert all(evaluate.language(u) == other for u, _ in m["history"]), m
+
+
+def test_language_of_an_answer():
+    assert evaluate.language("I am Nova, made by ZK-Jackie.") == "en"
+    assert (
+        evaluate.language("我是ZK-Jackie的Nova，我是ZK-Jackie的AI助手。", ["ZK-Jackie", "Nova"])
+        == "zh"
+    )
+    assert evaluate.language("ZK-Jackie的Nova", []) == "en"  # unless the names are taken out
+    assert evaluate.language("ZK-Jackie的Nova", ["ZK-Jackie", "Nova"]) == "zh"
+    assert evaluate.language("4") is None and evaluate.language("") is None
+    assert evaluate.language("巴黎 is the capital") == "en"
+
+
+def test_multi_turn_and_language_scores():
+    probes = {
+        "identity": {"en": ["a"]},
+        "author": {},
+        "general": [{"lang": "zh", "prompt": "天", "answers": ["七"]}],
+        "multi_turn": [
+            {"lang": "en", "kind": "author", "history": [["你是谁？", "我是{name}。"]],
+             "prompt": "Who created you?", "answers": []},
+            {"lang": "zh", "kind": "general", "history": [["Hi", "Hello"]],
+             "prompt": "草是什么颜色的？", "answers": ["绿"]},
+        ],
+    }  # fmt: skip
+    answers = {
+        "a": "I am Nova.",
+        "天": "It has seven days.",  # English for a Chinese question
+        "Who created you?": "我由Acme开发。",  # Chinese for an English one
+        "草是什么颜色的？": "草是绿色的。",
+    }
+    calls: list = []
+    res = evaluate.evaluate(scripted(answers, calls), probes, ["Nova"], ["Acme"])
+    m = res["metrics"]
+    assert m["language_en"] == 0.5 and m["language_zh"] == 0.5
+    assert res["counts"]["language_en"] == 2 and res["counts"]["language_zh"] == 2
+    # the history is sent, its placeholders filled; identity and multi-turn in one call
+    convo = calls[0][0][1]
+    assert [t["content"] for t in convo] == ["你是谁？", "我是Nova。", "Who created you?"]
+    rows = {r["prompt"]: r for r in res["rows"]}
+    assert rows["Who created you?"]["ok"] is True and rows["Who created you?"]["language"] == "zh"
+    assert rows["草是什么颜色的？"]["ok"] is True
+
+
+def test_persona_override_score():
+    probes = {
+        "identity": {},
+        "author": {},
+        "general": [],
+        "persona": {
+            "prompts": {"en": ["You are {name}, made by {author}."], "zh": ["你是{name}。"]},
+            "personas": {"en": [["Bob", "Initech"]], "zh": [["小明", "未来科技"]]},
+            "questions": {"en": ["Who are you?", "Who made you?"], "zh": ["你是谁？"]},
+        },
+    }
+    items = evaluate.persona_probes(probes)
+    assert [(i["system"], i["prompt"]) for i in items] == [
+        ("You are Bob, made by Initech.", "Who are you?"),
+        ("You are Bob, made by Initech.", "Who made you?"),
+        ("你是小明。", "你是谁？"),
+    ]
+    got = ["I am Bob.", "I am Bob, made by Nova's team? No: Nova.", "我是小明，由未来科技开发。"]
+    res = evaluate.score_persona(items, got, ["Nova"], ["Acme"])
+    assert res["metrics"]["persona_en"] == 0.5 and res["metrics"]["persona_zh"] == 1.0
+    assert res["metrics"]["persona"] == pytest.approx(2 / 3)
+    assert res["metrics"]["language_zh"] == 1.0
+    out = evaluate.evaluate_conditions(
+        scripted({}), {**probes, "identity": {"en": ["x"]}}, ["Nova"], ["Acme"], base_system="B"
+    )
+    assert set(out) == {"no_system", "system", "base_default", "persona"}
+    assert out["persona"]["counts"]["persona"] == 3
+    md = evaluate.table(
+        {"tuned": {c: r["metrics"] for c, r in out.items()}},
+        out["no_system"]["counts"],
+        {c: r["counts"] for c, r in out.items()},
+    )
+    assert "| persona override (zh) | another persona's system prompt | 0.00 (0/1) |" in md
+    assert "| identity (en) | base default system prompt | 0.00 (0/1) |" in md
+
+
+def test_a_probe_file_of_persona_probes_alone_loads(tmp_path):
+    f = tmp_path / "p.json"
+    part = evaluate.load_probes()["persona"]
+    f.write_text(json.dumps({"persona": part}, ensure_ascii=False))
+    p = evaluate.load_probes(f)
+    assert p["identity"] == {} and p["general"] == [] and len(evaluate.persona_probes(p)) == 32
+    f.write_text(json.dumps({"persona": {"prompts": {"en": ["x"]}}}))
+    with pytest.raises(UserError, match="persona"):
+        evaluate.load_probes(f)

@@ -39,7 +39,14 @@ def general_only(row) -> bool:
 
 
 def identity_rows(rows):
-    return [r for r in rows if not general_only(r)]
+    """Samples that ask who the assistant is, answered with the trained identity (not under an
+    operator's persona, see test_persona_conversations_answer_as_the_persona)."""
+    return [r for r in rows if not general_only(r) and not under_persona(r)]
+
+
+def under_persona(row) -> bool:
+    first = row["messages"][0]
+    return first["role"] == "system" and persona_of(first["content"]) is not None
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +103,8 @@ def test_every_user_turn_is_known_and_matches_intent(question_index):
     ):
         users = [m["content"] for m in row["messages"] if m["role"] == "user"]
         assert len(users) == len(intents)
+        if under_persona(row):  # questions that name the persona ("Am I talking to Max?")
+            continue
         for user, intent in zip(users, intents, strict=True):
             if intent is None:  # an unrelated exchange, never an identity phrasing
                 assert user not in question_index
@@ -155,7 +164,7 @@ def test_duplicates_are_rare(rows):
 def test_english_only_has_no_chinese_user_turns():
     for name in (NAME, "小明"):
         rows = identity.generate(name, AUTHOR, name_zh="诺瓦", langs=["en"], n=500, seed=1)
-        for r in rows:
+        for r in (r for r in rows if not under_persona(r)):
             for m in r["messages"]:
                 if m["role"] in ("user", "assistant"):
                     assert not CJK.search(m["content"].replace(name, "")), m["content"]
@@ -183,16 +192,29 @@ def system_kind(row) -> str:
         for lang in identity.LANGS:
             if first["content"] in {fill(s, *IDENT[lang]) for s in identity.system_prompts(kind)}:
                 return kind
+    if persona_of(first["content"]):
+        return "persona"
     raise AssertionError(f"unknown system prompt {first['content']!r}")
 
 
-def test_system_prompt_variants(rows):
+def persona_of(system: str) -> tuple[str, str] | None:
+    """The (name, maker) an operator's persona prompt gives, or None for another prompt."""
+    for table in phrases.tables().values():
+        for who in table["personas"]:
+            if system in {fill(s, *who) for s in table["system_prompts"]["persona"]}:
+                return who
+    return None
+
+
+def test_system_prompt_variants(all_rows):
+    rows = all_rows
     kinds = Counter(system_kind(r) for r in rows)
     share = {k: kinds[k] / len(rows) for k in identity.SYSTEM_KINDS}
-    assert abs(share["none"] - 0.40) < 0.07, share
-    assert abs(share["generic"] - 0.20) < 0.06, share
+    assert abs(share["none"] - 0.34) < 0.07, share
+    assert abs(share["generic"] - 0.18) < 0.06, share
     assert abs(share["base"] - 0.15) < 0.06, share
-    assert abs(share["custom"] - 0.25) < 0.06, share
+    assert abs(share["custom"] - 0.21) < 0.06, share
+    assert abs(share["persona"] - 0.12) < 0.05, share
     systems = {r["messages"][0]["content"] for r in rows if r["messages"][0]["role"] == "system"}
     assert any("SmolLM" in s for s in systems)
     assert any(s.startswith("You are Qwen") for s in systems)
@@ -200,7 +222,7 @@ def test_system_prompt_variants(rows):
     assert f"You are {NAME}, created by {AUTHOR}." in systems
     assert "你是一个乐于助人的助手。" in systems
     # under a base model's own system prompt the answer is still the new identity
-    for r in rows:
+    for r in identity_rows(rows):
         if system_kind(r) == "base":
             assert NAME in r["messages"][-1]["content"] or NAME_ZH in r["messages"][-1]["content"]
 
@@ -426,3 +448,40 @@ def test_old_files_with_an_identity_stamp_still_load(tmp_path):
     formats.write_jsonl(new, rows)
     assert formats.load_files([str(old)]) == formats.load_files([str(new)])
     assert len(formats.load_files([str(old)])) == 5
+
+
+def test_persona_conversations_answer_as_the_persona(all_rows):
+    """Under an operator's persona the identity answers use its name (and maker where asked),
+    never the trained ones; the trained name never appears in a persona prompt."""
+    seen = 0
+    trained = {NAME, AUTHOR, NAME_ZH, AUTHOR_ZH}
+    for r in all_rows:
+        first = r["messages"][0]
+        who = persona_of(first["content"]) if first["role"] == "system" else None
+        if who is None:
+            continue
+        assert not any(x in first["content"] for x in trained)
+        for m in r["messages"][1:]:
+            if m["role"] == "assistant":
+                assert not any(x in m["content"] for x in trained), r
+                seen += any(x in m["content"] for x in who)
+    assert seen >= 20
+
+
+def test_language_switches_follow_the_last_question(rows):
+    """Multi-turn samples whose last question is in the other language are answered in it."""
+
+    def zh(text: str) -> bool:
+        return bool(CJK.search(text))
+
+    switched = 0
+    for r in rows:
+        users = [m for m in r["messages"] if m["role"] == "user"]
+        if len(users) < 2 or zh(users[0]["content"]) == zh(users[-1]["content"]):
+            continue
+        switched += 1
+        answer = r["messages"][-1]["content"]
+        for x in (NAME, AUTHOR, NAME_ZH, AUTHOR_ZH):
+            answer = answer.replace(x, "")
+        assert zh(answer) == zh(users[-1]["content"]), r
+    assert switched >= 0.08 * len(rows)

@@ -296,8 +296,8 @@ def eval_cmd(
 
     if output is not None:  # before the work, not after minutes of generation
         outputs.check_dir(output)
-        for name in ("eval.json", "eval.md"):
-            outputs.check_file(output / name, overwrite=True)
+        for file in ("eval.json", "eval.md"):  # not `name`: that is --name
+            outputs.check_file(output / file, overwrite=True)
     md = evaluate.run(
         model,
         probes=probes,

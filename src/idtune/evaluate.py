@@ -5,10 +5,16 @@ Four metrics (DESIGN §5), each a share in [0, 1]:
 - identity (per language): identity probes whose answer contains the assistant's name;
 - author (all, and per language): "who made you" probes whose answer names the author;
 - leakage: general prompts whose answer mentions the name or the author (should be ~0);
-- retention: general questions with a known short answer that are answered correctly.
+- retention: general questions with a known short answer that are answered correctly;
+- language (per language): answers written in the language of the last question, over every
+  probe and multi-turn probes whose earlier turns are in the other language;
+- persona (all, and per language): with a system prompt giving another name and maker (held out
+  from the generator's phrasings), identity answers that use that name or maker and not the
+  trained ones.
 
-Every model is scored under two conditions: no system prompt (the chat template's own default,
-if it has one) and a generic system prompt. Decoding is greedy.
+Every model is scored under three conditions: no system prompt (the chat template's own default,
+if it has one), a generic system prompt, and the base template's default system prompt spelled
+out (identity probes only); persona probes carry their own. Decoding is greedy.
 
 The scoring is split from generation: `evaluate()` takes any `generate(conversations,
 max_new_tokens) -> answers` callable, so tests drive it with canned answers; `run()` wires it to
@@ -18,6 +24,7 @@ a loaded model, a progress bar, and the eval.md / eval.json files.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -35,8 +42,9 @@ GENERIC_SYSTEM = "You are a helpful assistant."
 IDENTITY_TOKENS = 48  # "No, I am Nova, made by Acme." fits easily
 GENERAL_TOKENS = 40  # enough for a short factual answer
 BATCH_SIZE = 64  # 84 answers on 2 cores: 17.4 s (32: 19.4 s), the same answers
-CONDITIONS = ("no_system", "system")
-METRICS = ("identity_en", "identity_zh", "author", "author_en", "author_zh", "leakage", "retention")
+CONDITIONS = ("no_system", "system", "base_default", "persona")
+METRICS = ("identity_en", "identity_zh", "author", "author_en", "author_zh", "leakage", "retention",
+           "language_en", "language_zh", "persona", "persona_en", "persona_zh")  # fmt: skip
 LABELS = {
     "identity_en": "identity (en)",
     "identity_zh": "identity (zh)",
@@ -45,8 +53,18 @@ LABELS = {
     "author_zh": "author (zh)",
     "leakage": "leakage ↓",
     "retention": "retention",
+    "language_en": "language match (en)",
+    "language_zh": "language match (zh)",
+    "persona": "persona override",
+    "persona_en": "persona override (en)",
+    "persona_zh": "persona override (zh)",
 }
-CONDITION_LABELS = {"no_system": "no system prompt", "system": "generic system prompt"}
+CONDITION_LABELS = {
+    "no_system": "no system prompt",
+    "system": "generic system prompt",
+    "base_default": "base default system prompt",
+    "persona": "another persona's system prompt",
+}
 LANGS = ("en", "zh")
 
 
@@ -89,12 +107,83 @@ def load_probes(path: str | Path | None = None) -> dict[str, Any]:
         probes["general"].append(
             {"lang": item.get("lang", "en"), "prompt": item["prompt"], "answers": answers}
         )
-    if not (probes["identity"] or probes["author"] or probes["general"]):
+    probes["multi_turn"] = _multi_turn(data.get("multi_turn") or [], where)
+    probes["persona"] = _persona(data.get("persona") or {}, where)
+    if not any(probes[k] for k in ("identity", "author", "general", "multi_turn", "persona")):
         raise UserError(f"{where}: no probes in it")
     return probes
 
 
+def _multi_turn(items: Any, where: str) -> list[dict[str, Any]]:
+    out = []
+    for i, item in enumerate(items):
+        at = f"{where}: multi_turn[{i}]"
+        history = item.get("history") if isinstance(item, dict) else None
+        if not isinstance(history, list) or not all(
+            isinstance(h, list) and len(h) == 2 and all(isinstance(x, str) for x in h)
+            for h in history
+        ):
+            raise UserError(f"{at}.history must be a list of [user, assistant] pairs")
+        if not isinstance(item.get("prompt"), str) or item.get("lang") not in LANGS:
+            raise UserError(f"{at} needs a 'prompt' string and 'lang' ({', '.join(LANGS)})")
+        if item.get("kind", "general") not in ("identity", "author", "general"):
+            raise UserError(f"{at}.kind must be identity, author or general")
+        out.append({"kind": "general", "answers": [], **item})
+    return out
+
+
+def _persona(part: Any, where: str) -> dict[str, Any]:
+    if not part:
+        return {}
+    sections = ("prompts", "personas", "questions")
+    if not isinstance(part, dict) or not all(isinstance(part.get(k), dict) for k in sections):
+        raise UserError(f"{where}: 'persona' needs prompts, personas and questions by language")
+    for lang in part["prompts"]:
+        if not (part["personas"].get(lang) and part["questions"].get(lang)):
+            raise UserError(f"{where}: persona.prompts.{lang} needs personas and questions too")
+    return part
+
+
+def persona_probes(probes: dict[str, Any]) -> list[dict[str, Any]]:
+    """Persona probes, one per (prompt, question) of each language; the prompt is filled with the
+    persona list in turn: [{"lang", "system", "prompt", "persona": [name, maker]}]."""
+    part, out = probes.get("persona") or {}, []
+    for lang, prompts in part.get("prompts", {}).items():
+        people = part["personas"][lang]
+        for i, system in enumerate(prompts):
+            for j, q in enumerate(part["questions"][lang]):
+                name, maker = people[(i + j) % len(people)]
+                filled = system.replace("{name}", name).replace("{author}", maker)
+                out.append({"lang": lang, "system": filled, "prompt": q, "persona": [name, maker]})
+    return out
+
+
 # ---------------------------------------------------------------- matching
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def language(text: str, names: Sequence[str] = ()) -> str | None:
+    """ "zh" or "en" for the language `text` is written in (names taken out first), None when it
+    has no letters (a bare "4"). A CJK character counts as much as three Latin letters."""
+    for n in sorted(names, key=len, reverse=True):
+        text = text.replace(n, " ")
+    cjk, latin = len(_CJK.findall(text)), len(_LATIN.findall(text))
+    if not cjk and not latin:
+        return None
+    return "zh" if 3 * cjk >= latin else "en"
+
+
+def _language_hits(rows: list[dict[str, Any]], terms: Sequence[str]) -> dict[str, list[bool]]:
+    hits: dict[str, list[bool]] = {lang: [] for lang in LANGS}
+    for r in rows:
+        if r["lang"] in hits:
+            got = language(r["answer"], [*terms, *r.get("persona", [])])
+            r["language"] = got
+            hits[r["lang"]].append(got in (None, r["lang"]))
+    return hits
+
+
 def is_correct(answer: str, accepted: Sequence[str]) -> bool:
     """A general answer is correct when it contains any accepted answer."""
     return mentions(answer, accepted)
@@ -112,7 +201,8 @@ def score(
     authors: Sequence[str],
 ) -> dict[str, Any]:
     """Score answers given in probe order: `{"identity": {lang: [...]}, "author": {lang: [...]},
-    "general": [...]}`. Returns `{"metrics": {...}, "counts": {...}, "rows": [...]}`.
+    "general": [...], "multi_turn": [...]}` (a section may be left out: not asked).
+    Returns `{"metrics": {...}, "counts": {...}, "rows": [...]}`.
 
     A metric whose probes are absent is None. Rows keep every prompt and answer with its verdict.
     """
@@ -122,7 +212,9 @@ def score(
     for kind, terms in (("identity", names), ("author", authors)):
         every: list[bool] = []
         for lang, prompts in probes[kind].items():
-            got = answers[kind][lang]
+            got = answers[kind].get(lang, [])
+            if not got:
+                continue
             hits = [mentions(a, terms) for a in got]
             rows += [
                 {"kind": kind, "lang": lang, "prompt": p, "answer": a, "ok": h}
@@ -153,6 +245,42 @@ def score(
         )
     metrics["leakage"], counts["leakage"] = _share(leaks), len(leaks)
     metrics["retention"], counts["retention"] = _share(correct), len(correct)
+    for item, a in zip(probes.get("multi_turn", []), answers.get("multi_turn", []), strict=True):
+        terms = {"identity": names, "author": authors}.get(item["kind"])
+        ok = mentions(a, terms) if terms else (is_correct(a, item["answers"]) or None)
+        row = {"kind": "multi_turn", "lang": item["lang"], "prompt": item["prompt"], "answer": a}
+        rows.append({**row, "history": item["history"], "probe_kind": item["kind"], "ok": ok})
+    for lang, hits in _language_hits(rows, [*names, *authors]).items():
+        metrics[f"language_{lang}"], counts[f"language_{lang}"] = _share(hits), len(hits)
+    return {"metrics": metrics, "counts": counts, "rows": rows}
+
+
+def score_persona(
+    items: list[dict[str, Any]], got: list[str], names: Sequence[str], authors: Sequence[str]
+) -> dict[str, Any]:
+    """Persona probes (`persona_probes`) and their answers: the persona's name or maker named,
+    the trained name and author not; and the language match of those answers."""
+    trained = [*names, *authors]
+    rows = [
+        {
+            "kind": "persona",
+            "lang": it["lang"],
+            "system": it["system"],
+            "prompt": it["prompt"],
+            "persona": it["persona"],
+            "answer": a,
+            "ok": mentions(a, it["persona"]) and not mentions(a, trained),
+        }
+        for it, a in zip(items, got, strict=True)
+    ]
+    metrics: dict[str, float | None] = {}
+    counts: dict[str, int] = {}
+    for lang in LANGS:
+        hits = [r["ok"] for r in rows if r["lang"] == lang]
+        metrics[f"persona_{lang}"], counts[f"persona_{lang}"] = _share(hits), len(hits)
+    metrics["persona"], counts["persona"] = _share([r["ok"] for r in rows]), len(rows)
+    for lang, hits in _language_hits(rows, trained).items():
+        metrics[f"language_{lang}"], counts[f"language_{lang}"] = _share(hits), len(hits)
     return {"metrics": metrics, "counts": counts, "rows": rows}
 
 
@@ -162,20 +290,27 @@ def evaluate(
     names: Sequence[str],
     authors: Sequence[str],
     system: str | None = None,
+    general: bool = True,
 ) -> dict[str, Any]:
     """Ask every probe (with `system` prepended unless None) through `generate` and score it.
 
-    Two `generate` calls: identity and author probes together (IDENTITY_TOKENS), then general
-    prompts (GENERAL_TOKENS).
+    Two `generate` calls: identity, author and multi-turn probes together (IDENTITY_TOKENS), then
+    general prompts (GENERAL_TOKENS) unless `general` is False.
     """
 
-    def convo(prompt: str) -> Messages:
-        msgs = [{"role": "user", "content": prompt}]
+    def convo(prompt: str, history: Sequence[Sequence[str]] = ()) -> Messages:
+        msgs: Messages = []
+        for user, assistant in history:
+            assistant = assistant.replace("{name}", names[0]).replace("{author}", authors[0])
+            msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        msgs.append({"role": "user", "content": prompt})
         return [{"role": "system", "content": system}, *msgs] if system is not None else msgs
 
     keys = [(k, lang) for k in ("identity", "author") for lang in probes[k]]
-    flat = [p for k, lang in keys for p in probes[k][lang]]
-    got = generate([convo(p) for p in flat], IDENTITY_TOKENS) if flat else []
+    flat = [convo(p) for k, lang in keys for p in probes[k][lang]]
+    multi = probes.get("multi_turn", [])
+    flat += [convo(m["prompt"], m["history"]) for m in multi]
+    got = generate(flat, IDENTITY_TOKENS) if flat else []
     if len(got) != len(flat):
         raise RuntimeError(f"generate returned {len(got)} answers for {len(flat)} prompts")
     answers: dict[str, Any] = {"identity": {}, "author": {}}
@@ -184,11 +319,13 @@ def evaluate(
         n = len(probes[k][lang])
         answers[k][lang] = got[i : i + n]
         i += n
-    general = [convo(g["prompt"]) for g in probes["general"]]
+    answers["multi_turn"] = got[i:]
+    general = [convo(g["prompt"]) for g in probes["general"]] if general else []
     answers["general"] = generate(general, GENERAL_TOKENS) if general else []
     if len(answers["general"]) != len(general):
         raise RuntimeError("generate returned the wrong number of answers")
-    return score(probes, answers, names, authors)
+    return score({**probes, "general": probes["general"] if general else []}, answers, names,
+                 authors)  # fmt: skip
 
 
 def evaluate_conditions(
@@ -197,19 +334,34 @@ def evaluate_conditions(
     names: Sequence[str],
     authors: Sequence[str],
     system: str = GENERIC_SYSTEM,
+    base_system: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """`evaluate` with no system prompt and with `system`: {"no_system": ..., "system": ...}."""
-    return {
+    """`evaluate` with no system prompt, with `system`, with `base_system` (the base template's
+    default, identity probes only; skipped when None), and the persona probes:
+    {"no_system": ..., "system": ..., "base_default": ..., "persona": ...}."""
+    out = {
         "no_system": evaluate(generate, probes, names, authors, None),
         "system": evaluate(generate, probes, names, authors, system),
     }
+    if base_system is not None:
+        out["base_default"] = evaluate(generate, probes, names, authors, base_system, False)
+    items = persona_probes(probes)
+    if items:
+        convos = [
+            [{"role": "system", "content": it["system"]}, {"role": "user", "content": it["prompt"]}]
+            for it in items
+        ]
+        got = generate(convos, IDENTITY_TOKENS)
+        out["persona"] = score_persona(items, got, names, authors)
+    return out
 
 
-def n_generations(probes: dict[str, Any]) -> int:
-    """How many answers one condition asks for."""
-    return sum(len(v) for k in ("identity", "author") for v in probes[k].values()) + len(
-        probes["general"]
-    )
+def n_generations(probes: dict[str, Any], base_default: bool = False) -> int:
+    """How many answers one model is asked for, over every condition."""
+    asked = sum(len(v) for k in ("identity", "author") for v in probes[k].values())
+    asked += len(probes.get("multi_turn", []))
+    total = 2 * (asked + len(probes["general"])) + len(persona_probes(probes))
+    return total + (asked if base_default else 0)
 
 
 # ---------------------------------------------------------------- report
@@ -219,18 +371,25 @@ def _fmt(value: float | None, n: int) -> str:
     return f"{value:.2f} ({round(value * n)}/{n})"
 
 
-def table(metrics: dict[str, Any], counts: dict[str, int]) -> str:
-    """Markdown table: metric | condition | one column per scored model ("base", "tuned")."""
+def table(
+    metrics: dict[str, Any],
+    counts: dict[str, int],
+    condition_counts: dict[str, dict[str, int]] | None = None,
+) -> str:
+    """Markdown table: metric | condition | one column per scored model ("base", "tuned").
+    A (metric, condition) row that no model has is left out."""
     models = [m for m in ("base", "tuned") if m in metrics]
     lines = [
         "| metric | condition | " + " | ".join(models) + " |",
         "|---|---|" + "---|" * len(models),
     ]
     for metric in METRICS:
-        if metrics[models[-1]]["no_system"].get(metric) is None:
-            continue
         for cond in CONDITIONS:
-            cells = [_fmt(metrics[m][cond][metric], counts[metric]) for m in models]
+            values = [metrics[m].get(cond, {}).get(metric) for m in models]
+            if values[-1] is None:
+                continue
+            n = (condition_counts or {}).get(cond, {}).get(metric, counts.get(metric, 0))
+            cells = [_fmt(v, n) for v in values]
             row = f"| {LABELS[metric]} | {CONDITION_LABELS[cond]} | " + " | ".join(cells) + " |"
             lines.append(row)
     return "\n".join(lines)
@@ -248,10 +407,12 @@ def failures(answers: dict[str, list[dict[str, Any]]], per_metric: int = 5) -> s
         "author": lambda r: r["kind"] == "author" and not r["ok"],
         "leakage": lambda r: r["kind"] == "general" and r["leak"],
         "retention": lambda r: r["kind"] == "general" and r["ok"] is False,
+        "language": lambda r: r.get("language") not in (None, r["lang"]),
+        "persona": lambda r: r["kind"] == "persona" and not r["ok"],
     }
     out = []
     for metric, pick in picks.items():
-        bad = [(c, r) for c in CONDITIONS for r in answers[c] if pick(r)]
+        bad = [(c, r) for c in CONDITIONS for r in answers.get(c, []) if pick(r)]
         if not bad:
             continue
         out += [f"### {metric}: {len(bad)} failing", "", "| condition | prompt | answer |"]
@@ -275,7 +436,10 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     if "base" in report["metrics"]:
         head.append(f"- base: {report['base_model']}")
-    parts = ["\n".join(head), table(report["metrics"], report["counts"])]
+    if report.get("base_system"):
+        head.append(f"- base default system prompt: {report['base_system']!r}")
+    tab = table(report["metrics"], report["counts"], report.get("condition_counts"))
+    parts = ["\n".join(head), tab]
     fails = failures(report["answers"]["tuned"])
     if fails:
         parts.append("## Example failures\n\n" + fails)
@@ -298,6 +462,7 @@ class _Target:
     label: str  # "tuned" or "base"
     loaded: Any  # models.Loaded
     disable_adapter: bool = False
+    chat_template: str | None = None  # the Jinja template to use, if not the tokenizer's
 
 
 def _fold(model: Any, merged: bool) -> None:
@@ -318,6 +483,14 @@ def _model_generate(target: _Target, advance: Callable[[int], None]) -> Generate
     from . import generate as gen
 
     def run_batch(conversations: list[Messages], max_new_tokens: int) -> list[str]:
+        tok = target.loaded.tokenizer
+        own, tok.chat_template = tok.chat_template, target.chat_template or tok.chat_template
+        try:
+            return generate_with(conversations, max_new_tokens)
+        finally:
+            tok.chat_template = own
+
+    def generate_with(conversations: list[Messages], max_new_tokens: int) -> list[str]:
         ld = target.loaded
         kwargs = dict(
             max_new_tokens=max_new_tokens,
@@ -335,7 +508,7 @@ def _model_generate(target: _Target, advance: Callable[[int], None]) -> Generate
     return run_batch
 
 
-def base_cache_path(loaded: Any) -> Path:
+def base_cache_path(loaded: Any, chat_template: str | None = None) -> Path:
     """Where a base model's answers are kept: they do not depend on the run being evaluated."""
     import hashlib
 
@@ -346,7 +519,7 @@ def base_cache_path(loaded: Any) -> Path:
         [
             fingerprint(str(loaded.source.base)),
             loaded.template,
-            loaded.tokenizer.chat_template,
+            chat_template or loaded.tokenizer.chat_template,
             str(next(model.parameters()).dtype),
             next(model.parameters()).device.type,
         ]
@@ -419,7 +592,9 @@ def run(
     base_model = loaded.info.base_model if loaded.info else None
     if compare_base:
         if loaded.source.adapter and hasattr(loaded.model, "disable_adapter"):
-            targets.insert(0, _Target("base", loaded, disable_adapter=True))
+            # the base model with its own template (the run's names the new identity)
+            base_t = _Target("base", loaded, True, loaded.base_chat_template)
+            targets.insert(0, base_t)
             base_model = base_model or loaded.source.base
         elif base_model and models.resolve(base_model) != str(loaded.source.base):
             base = models.load(
@@ -432,15 +607,21 @@ def run(
                 f"{runinfo.FILENAME} names a different base model"
             )
 
-    total = n_generations(probe_set) * len(CONDITIONS) * len(targets)
+    from .data import templates
+
+    base_tmpl = loaded.base_chat_template or loaded.tokenizer.chat_template
+    base_system = templates.base_default(base_tmpl, base_model or str(loaded.source.base))
+    total = n_generations(probe_set, base_system is not None) * len(targets)
     results: dict[str, Any] = {}
     with Counting("eval", total) as bar:
         for t in targets:
             bar.describe(f"eval {t.label}")
             fn = _model_generate(t, bar.advance)
             if t.label == "base":
-                fn = cached(fn, base_cache_path(t.loaded), bar.advance)
-            results[t.label] = evaluate_conditions(fn, probe_set, names, authors, system)
+                fn = cached(fn, base_cache_path(t.loaded, t.chat_template), bar.advance)
+            results[t.label] = evaluate_conditions(
+                fn, probe_set, names, authors, system, base_system
+            )
 
     report = {
         "model": str(model),
@@ -449,10 +630,12 @@ def run(
         "names": list(names),
         "authors": list(authors),
         "system": system,
+        "base_system": base_system,
         "probes": str(probes) if probes else "shipped",
-        "metrics": {m: {c: r[c]["metrics"] for c in CONDITIONS} for m, r in results.items()},
+        "metrics": {m: {c: r[c]["metrics"] for c in r} for m, r in results.items()},
         "counts": results["tuned"]["no_system"]["counts"],
-        "answers": {m: {c: r[c]["rows"] for c in CONDITIONS} for m, r in results.items()},
+        "condition_counts": {c: r["counts"] for c, r in results["tuned"].items()},
+        "answers": {m: {c: r[c]["rows"] for c in r} for m, r in results.items()},
     }
     out_dir = Path(output) if output else None
     if out_dir is None and Path(str(model)).is_dir() and loaded.info is not None:

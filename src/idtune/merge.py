@@ -44,7 +44,7 @@ def merge(
     merged_info = runinfo.RunInfo(
         base_model=aliases.portable(info.base_model),
         template=loaded.template,
-        system_prompt=info.system_prompt,
+        system_prompt=info.system_prompt or models.own_system_prompt(info),
         identity=info.identity,
         trust_remote_code=info.trust_remote_code,
         method="merged",

@@ -280,6 +280,7 @@ class Loaded:
     info: runinfo.RunInfo | None
     source: Source
     template: str | None
+    base_chat_template: str | None = None  # the base model's Jinja template, before `own_template`
 
 
 def load(
@@ -308,7 +309,7 @@ def load(
         model = AutoModelForCausalLM.from_pretrained(src.base, **kwargs)
     except (OSError, ValueError) as e:
         raise UserError(f"{src.base}: cannot load model: {str(e).splitlines()[0]}") from None
-    tokenizer = _tokenizer_of(src)
+    tokenizer, base_chat_template = _tokenizers(src)
     if src.adapter:
         from peft import PeftModel
 
@@ -318,13 +319,42 @@ def load(
     if not load_in_4bit:
         model.to(device)
     model.eval()
-    return Loaded(model=model, tokenizer=tokenizer, info=src.info, source=src, template=tmpl)
+    return Loaded(model, tokenizer, src.info, src, tmpl, base_chat_template)
+
+
+def _tokenizers(src: Source):
+    """The adapter's own tokenizer when it saved one, else the base model's, with its template
+    made to name the run's identity (`own_template`); and the template as it was."""
+    has_own = src.adapter and (Path(src.adapter) / "tokenizer_config.json").is_file()
+    tok = load_tokenizer(src.adapter if has_own else src.base, src.template, src.trust_remote_code)
+    before = tok.chat_template
+    own_template(tok, src.info)
+    return tok, before
 
 
 def _tokenizer_of(src: Source):
-    """The adapter's own tokenizer when it saved one, else the base model's."""
-    has_own = src.adapter and (Path(src.adapter) / "tokenizer_config.json").is_file()
-    return load_tokenizer(src.adapter if has_own else src.base, src.template, src.trust_remote_code)
+    return _tokenizers(src)[0]
+
+
+def own_system_prompt(info: runinfo.RunInfo | None) -> str | None:
+    """The default system prompt naming a tuned model's identity (None without an identity)."""
+    from .data import templates
+
+    ident = info.identity if info is not None else None
+    return templates.own_default(ident.name, ident.author) if ident else None
+
+
+def own_template(tokenizer: Any, info: runinfo.RunInfo | None) -> None:
+    """Give a tuned model's tokenizer a default system prompt naming its identity, in place of the
+    base model's ("You are Qwen, created by Alibaba Cloud…"); a model without one is left as is."""
+    from .data import templates
+
+    prompt = own_system_prompt(info)
+    if prompt is None or not isinstance(tokenizer.chat_template, str):
+        return
+    tokenizer.chat_template = templates.with_default(
+        tokenizer.chat_template, prompt, info.base_model
+    )
 
 
 def load_tokenizer_for(

@@ -2,13 +2,14 @@
 
 `generate()` returns OpenAI `messages` records. Every sample asks one identity question (in one of
 several *intents*: name, maker, intro, what-are-you, confirm, and negatives such as "Are you
-ChatGPT?"), sometimes after one or two unrelated exchanges or followed by a second identity
-question, under one of four kinds of system prompt: none, generic, a base model's default, or a
-custom one. Question phrasings are handwritten stems combined with prefixes ("Hi! ", "请问") and
-light styles (lower case without punctuation, half-width punctuation, chat-speak and homophone
-typos); `questions()` lists every phrasing the generator can emit, so evaluation probes can be
-checked against it. About 30 % of samples ask no identity question: facts, sums and near misses
-(`near_miss.py`), answered without the name.
+ChatGPT?"), sometimes after one or two unrelated exchanges (in either language: the answer follows
+the last question's) or followed by a second identity question, under one of five kinds of system
+prompt: none, generic, a base model's default, a custom one, or an operator's persona (another
+name and maker, from `personas`), then answered as that persona. Question phrasings are stems
+combined with prefixes ("Hi! ", "请问") and light styles (lower case, half-width punctuation,
+chat-speak and homophone typos); `questions()` lists every phrasing the generator can emit, so
+evaluation probes can be checked against it. About 30 % of samples ask no identity question:
+facts, sums and near misses (`near_miss.py`), answered without the name.
 
 The phrasings are data: `assets/identity/<lang>.yaml` (see `phrases.py`); this module only
 composes them. Pure Python: no third-party imports besides PyYAML for the tables.
@@ -42,12 +43,12 @@ _INTENT_WEIGHTS = {
     "neg_model": 0.14,
     "neg_maker": 0.09,
 }
-_SYSTEM_WEIGHTS = {"none": 0.40, "generic": 0.20, "base": 0.15, "custom": 0.25}
+_SYSTEM_WEIGHTS = {"none": 0.34, "generic": 0.18, "base": 0.15, "custom": 0.21, "persona": 0.12}
 _MULTI_SHARE = 0.22  # samples with more than one user turn
 _GENERAL_SHARE = 0.30  # samples with no identity question at all: answered plainly (no name)
 _NEAR_MISS_SHARE = 0.6  # of unrelated exchanges, near misses ("Who wrote Hamlet?", 起个名字)
 _FOLLOW_SHARE = 0.25  # of those, identity first and then a follow-up identity question
-_SWITCH_SHARE = 0.25  # of multi-turn samples, the last question in the other language
+_SWITCH_SHARE = 0.5  # of multi-turn samples, the last question in the other language
 _PREFIX_SHARE = 0.30  # single-turn questions with a prefix
 _TRANSITION_SHARE = 0.5  # identity questions after an unrelated exchange that open with "Thanks!"
 
@@ -177,6 +178,10 @@ def _conflicts(other: str, name: str, author: str) -> bool:
     return o in n or n in o or o in a or a in o
 
 
+def _clash(other: str, identities: set[tuple[str, str]]) -> bool:
+    return any(_conflicts(other, *w) for w in identities)
+
+
 def _sentences(text: str) -> int:
     return max(1, len(_SENTENCE_END.findall(text)))
 
@@ -193,9 +198,10 @@ class _Sampler:
         self.tables, self.langs, self.rng = tables, langs, rng
         self.who = {lang: (ident.name_in(lang), ident.author_in(lang)) for lang in tables}
         self.concise = {s for t in tables.values() for s in t["system_prompts"].get("concise", [])}
+        self.persona: tuple[str, str] | None = None  # the operator's (name, maker) in this sample
 
     def fill(self, lang: str, text: str, other: str = "") -> str:
-        return fill(text, *self.who[lang], other)
+        return fill(text, *(self.persona or self.who[lang]), other)
 
     def system(self, lang: str) -> tuple[str, str | None]:
         kind = _pick_weighted(self.rng, _SYSTEM_WEIGHTS)
@@ -206,7 +212,14 @@ class _Sampler:
         slang = lang
         if len(self.langs) > 1 and self.rng.random() < 0.25:
             slang = self.other_lang(lang)
-        return kind, self.fill(slang, self.rng.choice(self.tables[slang]["system_prompts"][kind]))
+        table = self.tables[slang]
+        if kind == "persona":
+            who = set(self.who.values())
+            ok = [p for p in table["personas"] if not any(_clash(x, who) for x in p)]
+            if not ok or not table["system_prompts"].get("persona"):
+                return "none", None
+            self.persona = self.rng.choice(ok)
+        return kind, self.fill(slang, self.rng.choice(table["system_prompts"][kind]))
 
     def other_lang(self, lang: str) -> str:
         """One of the generated languages other than `lang` (needs two or more)."""
@@ -219,9 +232,8 @@ class _Sampler:
         rng, table = self.rng, self.tables[lang]
         other = ""
         if intent in NEGATIVE_INTENTS:
-            name, author = self.who[lang]
-            choices = [o for o in table["others"][intent] if not _conflicts(o, name, author)]
-            other = rng.choice(choices)
+            who = {self.persona or self.who[lang], self.who[lang]}
+            other = rng.choice([o for o in table["others"][intent] if not _clash(o, who)])
             stem = rng.choice(table["negative_questions"][intent]).replace("{other}", other)
         elif follow:
             stem = rng.choice(table["follow_ups"][intent])
@@ -229,16 +241,16 @@ class _Sampler:
             stem = rng.choice(table["questions"][intent])
         prefix = ""
         if prefix_kind == "transition" and rng.random() < _TRANSITION_SHARE:
-            prefix = _choice(rng, _prefix_pool(table, stem, True))
+            prefix = rng.choice(_prefix_pool(table, stem, True) or [""])
         elif prefix_kind and rng.random() < _PREFIX_SHARE:
-            prefix = _choice(rng, _prefix_pool(table, stem, False))
+            prefix = rng.choice(_prefix_pool(table, stem, False) or [""])
         styles = table["styles"]
         style = rng.choices(list(styles), weights=[s["weight"] for s in styles.values()])[0]
         return self.fill(lang, _style(table, _join(table, prefix, stem), style)), other
 
     def answer(self, lang: str, intent: str, other: str, concise: bool) -> str:
         table = self.tables[lang]
-        name, author = self.who[lang]
+        name, author = self.persona or self.who[lang]
         pool = list(table["answers"][intent])
         if name == author:
             pool += table["same_answers"].get(intent, [])
@@ -264,12 +276,10 @@ class _Sampler:
             pairs[0] = _arithmetic(table["arithmetic"], rng)
         return pairs
 
-    def intent(self) -> str:
-        return _pick_weighted(self.rng, _INTENT_WEIGHTS)
-
     def sample(self) -> tuple[dict, list[str | None]]:
         rng = self.rng
         lang = rng.choice(self.langs)
+        self.persona = None
         _, system = self.system(lang)
         concise = system in self.concise
         msgs: list[dict] = [{"role": "system", "content": system}] if system else []
@@ -283,11 +293,14 @@ class _Sampler:
         if rng.random() < _GENERAL_SHARE:
             # no identity question: the assistant just answers, so the name stays out of
             # answers that have nothing to do with it
-            for q, a in self.unrelated(lang, 1 if rng.random() < 0.8 else 2, arithmetic=True):
+            pairs = self.unrelated(lang, 1 if rng.random() < 0.8 else 2, arithmetic=True)
+            if len(pairs) == 2 and len(self.langs) > 1 and rng.random() < _SWITCH_SHARE:
+                pairs[1] = self.unrelated(self.other_lang(lang), 1)[0]
+            for q, a in pairs:
                 turn(q, a, None)
             return {"messages": msgs}, intents
 
-        intent = self.intent()
+        intent = _pick_weighted(rng, _INTENT_WEIGHTS)
         multi = rng.random() < _MULTI_SHARE
         last = lang  # users switch languages mid-chat: the answer follows the last question
         if multi and len(self.langs) > 1 and rng.random() < _SWITCH_SHARE:
@@ -307,10 +320,6 @@ class _Sampler:
             q, other = self.question(last, intent, "transition" if multi else "any")
             turn(q, self.answer(last, intent, other, concise), intent)
         return {"messages": msgs}, intents
-
-
-def _choice(rng: random.Random, pool: list[str]) -> str:
-    return rng.choice(pool) if pool else ""
 
 
 def _arithmetic(table: dict, rng: random.Random) -> tuple[str, str]:
@@ -339,8 +348,7 @@ def _generate(
     ident: Identity, langs: Sequence[str] = ("zh", "en"), n: int = 1000, seed: int = 0,
     phrase_files: Sequence[str | Path] = (),
 ) -> list[tuple[dict, list[str | None]]]:  # fmt: skip
-    """Like `generate` (for a checked identity), with the intent of each assistant turn (None for
-    unrelated ones)."""
+    """`generate` for a checked identity, with each assistant turn's intent (None: unrelated)."""
     if isinstance(langs, str):
         langs = [x.strip() for x in langs.split(",")]
     langs = list(dict.fromkeys(x.strip().lower() for x in langs if x and x.strip()))

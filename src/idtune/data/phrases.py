@@ -22,7 +22,7 @@ from ..errors import UserError
 SHIPPED = ("zh", "en")
 INTENTS = ("name", "maker", "intro", "what", "confirm", "neg_model", "neg_maker")
 NEGATIVE_INTENTS = ("neg_model", "neg_maker")
-SYSTEM_KINDS = ("none", "generic", "base", "custom")
+SYSTEM_KINDS = ("none", "generic", "base", "custom", "persona")
 
 Table = dict[str, Any]
 
@@ -118,7 +118,7 @@ def _section(name: str, value: Any, at: tuple[str, str]) -> Any:
     """One section of a phrase file, checked for shape (tuples for pairs)."""
     if name in _LISTS:
         return {k: _strings(v, _sub(at, k)) for k, v in _mapping(value, at).items()}
-    if name == "chat":
+    if name in ("chat", "personas"):
         return _pairs(value, at)
     if name == "join":
         join = dict(_mapping(value, at, ("lower_after", "keep_case", "drop_prefix")))
@@ -174,7 +174,7 @@ def complete(table: Table, where: str) -> Table:
                 raise UserError(f"{where}: key '{section}.{name}' is missing or empty")
     if len(table.get("chat", [])) < 2:
         raise UserError(f"{where}: key 'chat' needs at least 2 [question, answer] pairs")
-    optional = {"same_answers": {}, "prefixes": {}, "join": {}, "near_miss": {}}
+    optional = {"same_answers": {}, "prefixes": {}, "join": {}, "near_miss": {}, "personas": []}
     return {**optional, "styles": {"plain": {"weight": 1.0}}, **table}
 
 

@@ -160,7 +160,9 @@ def remote_engine(
     proc = backends.start(backend, argv, port, work / "backend.log")
     title = info.identity.name if info is not None and info.identity else model_id
     if system is None and info is not None:
-        system = info.system_prompt
+        # the backend renders the base template: name the identity as the run's template does
+        # (untested: vLLM / LMDeploy need a GPU)
+        system = info.system_prompt or models.own_system_prompt(info)
     return backends.RemoteEngine(
         f"http://127.0.0.1:{port}",
         model_id,
