@@ -179,7 +179,7 @@ def trained_run() -> Path | None:
 
 
 def ask(url: str, question: str) -> str:
-    body = {"messages": [{"role": "user", "content": question}], "max_tokens": 48}
+    body = {"model": "m", "messages": [{"role": "user", "content": question}], "max_tokens": 48}
     body |= {"temperature": 0}
     r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=300)
     assert r.status_code == 200, r.text
@@ -188,7 +188,8 @@ def ask(url: str, question: str) -> str:
 
 @pytest.mark.slow
 def test_merged_default_model_as_q8_0_gguf_answers_in_llama_server(tmp_path):
-    """merge → export gguf --quant q8_0 → llama-server: the trained name, and Paris."""
+    """merge → export gguf --quant q8_0 → llama-server (serve --backend llamacpp's engine):
+    the trained name and Paris, through idtune's /v1 and, by eval --endpoint, llama-server's."""
     llamacpp.tool("llama-server")  # `make llamacpp` (make test's set-up) builds it
     run = trained_run()
     if run is None:
@@ -200,18 +201,16 @@ def test_merged_default_model_as_q8_0_gguf_answers_in_llama_server(tmp_path):
     assert gguf.stat().st_size > 100e6
     assert (out / "Modelfile").read_text().startswith("FROM ./model-q8_0.gguf\n")
     name = json.loads((run / "idtune.json").read_text())["identity"]["name"]
-    port = server.free_port()
-    argv = backends.llamacpp_argv(gguf, name="m", port=port)
-    proc = backends.start("llamacpp", argv, port, tmp_path / "llama.log", timeout=300)
+    engine = server.llamacpp_engine(str(gguf), served_model_name="m")
+    bg = server.Background(server.build_app(engine, ui=False))
     try:
-        url = f"http://127.0.0.1:{port}"
-        assert name in ask(url, "Who are you?")
-        assert "Paris" in ask(url, "What is the capital of France?")
+        assert name in ask(bg.url, "Who are you?")
+        assert "Paris" in ask(bg.url, "What is the capital of France?")
         probes, ev = small_probes(tmp_path), tmp_path / "ev"
-        args = ["eval", run, "--endpoint", url, "--model", "m", "--probes", probes, "-o", ev]
-        assert cli(*args) == 0
+        args = ["eval", run, "--endpoint", engine.base_url, "--model", "m", "--probes", probes]
+        assert cli(*args, "-o", ev) == 0
         metrics = json.loads((ev / "eval.json").read_text())["metrics"]["tuned"]["no_system"]
         assert metrics["identity_en"] == 1.0 and metrics["retention"] == 1.0
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        bg.stop()
+        server._shutdown(engine)
