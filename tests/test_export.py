@@ -153,6 +153,7 @@ def test_eval_endpoint_against_idtunes_own_server(tmp_path, tiny_model, monkeypa
                 "max_tokens": evaluate.GENERAL_TOKENS,
                 "temperature": 0,
             },
+            timeout=300,
         ).json()["choices"][0]["message"]["content"]
         assert rows["general"][0]["answer"] == direct  # greedy: the server's own answer
         assert report["endpoint"] == bg.url
