@@ -382,7 +382,9 @@ app.add_typer(export_app, name="export")
 def export_gguf_cmd(
     model: ModelArg,
     out: Annotated[Path, typer.Argument(help="New directory for model-QUANT.gguf + Modelfile.")],
-    quant: Annotated[str, typer.Option(help="f16, q8_0 or q4_k_m.")] = "q8_0",
+    quant: Annotated[
+        str, typer.Option(help="f16, q8_0 or q4_k_m (q8_0/q4_k_m: untested yet, see BENCHMARKS).")
+    ] = "q8_0",
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """A GGUF file (llama.cpp's converter and llama-quantize) and an Ollama Modelfile; a run is
@@ -427,7 +429,7 @@ def serve_cmd(
         str,
         typer.Option(
             help="transformers; llamacpp (llama-server on a GGUF, exported first unless MODEL is "
-            "a .gguf); or vllm / lmdeploy on a GPU machine (untested here)."
+            "a .gguf; untested yet); or vllm / lmdeploy on a GPU machine (untested here)."
         ),
     ] = "transformers",
     system: Annotated[str | None, typer.Option(help="Default system prompt.")] = None,
