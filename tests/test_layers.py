@@ -17,10 +17,12 @@ SRC = Path(idtune.__file__).parent
 LAYERS = {
     "cli": 0,
     **dict.fromkeys(
-        ["train", "chat", "evaluate", "merge", "serve", "hub", "deploy", "regularize"], 1
+        ["train", "chat", "evaluate", "merge", "export", "serve", "hub", "deploy", "regularize"],
+        1,
     ),
     **dict.fromkeys(
-        ["modelcard", "accel", "loss", "checkpoint", "launcher", "parallel", "watch"], 1.5
+        ["modelcard", "accel", "loss", "checkpoint", "launcher", "parallel", "watch", "llamacpp"],
+        1.5,
     ),  # verb helpers
     "generate": 2,
     "models": 3,

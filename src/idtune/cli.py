@@ -289,6 +289,21 @@ def eval_cmd(
     name: Annotated[str | None, typer.Option(help="Assistant name (default: from run).")] = None,
     author: Annotated[str | None, typer.Option(help="Author (default: from run).")] = None,
     output: Annotated[Path | None, typer.Option("-o", help="Directory for eval.md/json.")] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="Score an OpenAI-compatible server (URL) instead of loading MODEL; its key from "
+            "IDTUNE_API_KEY or OPENAI_API_KEY. MODEL, when a run/merged directory, gives the "
+            "identity."
+        ),
+    ] = None,
+    served: Annotated[
+        str | None, typer.Option("--model", help="With --endpoint: the `model` name to send.")
+    ] = None,
+    allow_http: Annotated[
+        bool,
+        typer.Option(help="With --endpoint: allow plain http:// to a non-loopback host."),
+    ] = False,
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Score identity, author, leakage and retention; write eval.md and eval.json."""
@@ -298,6 +313,25 @@ def eval_cmd(
         outputs.check_dir(output)
         for file in ("eval.json", "eval.md"):  # not `name`: that is --name
             outputs.check_file(output / file, overwrite=True)
+    if endpoint is not None or served is not None:
+        if endpoint is None or served is None:
+            raise UserError("--endpoint URL and --model NAME go together")
+        if compare_base:
+            raise UserError("--compare-base: not with --endpoint (score the base's server apart)")
+        typer.echo(
+            evaluate.run_endpoint(
+                endpoint,
+                served,
+                model=model,
+                probes=probes,
+                system=system,
+                name=name,
+                author=author,
+                output=output,
+                allow_http=allow_http,
+            )
+        )
+        return
     md = evaluate.run(
         model,
         probes=probes,
@@ -345,6 +379,28 @@ def merge_cmd(
     typer.echo(f"merged model written to {out}")
 
 
+# ---------------------------------------------------------------- export
+export_app = typer.Typer(help="Write the model in another runtime's format.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("gguf")
+def export_gguf_cmd(
+    model: ModelArg,
+    out: Annotated[Path, typer.Argument(help="New directory for model-QUANT.gguf + Modelfile.")],
+    quant: Annotated[
+        str, typer.Option(help="f16, q8_0 or q4_k_m (q8_0/q4_k_m: untested yet, see BENCHMARKS).")
+    ] = "q8_0",
+    trust_remote_code: TrustOpt = False,
+) -> None:
+    """A GGUF file (llama.cpp's converter and llama-quantize) and an Ollama Modelfile; a run is
+    merged first. Needs `make llamacpp`."""
+    from . import export
+
+    path = export.export_gguf(model, out, quant=quant, trust_remote_code=trust_remote_code)
+    typer.echo(f"wrote {path} and {out / 'Modelfile'}")
+
+
 # ---------------------------------------------------------------- serve / push / deploy
 AllowHttpOpt = Annotated[
     bool,
@@ -376,7 +432,11 @@ def serve_cmd(
     ] = None,
     api_key: Annotated[str | None, typer.Option(hidden=True)] = None,
     backend: Annotated[
-        str, typer.Option(help="transformers, or vllm / lmdeploy on a GPU machine (untested here).")
+        str,
+        typer.Option(
+            help="transformers; llamacpp (llama-server on a GGUF, exported first unless MODEL is "
+            "a .gguf; untested yet); or vllm / lmdeploy on a GPU machine (untested here)."
+        ),
     ] = "transformers",
     system: Annotated[str | None, typer.Option(help="Default system prompt.")] = None,
     max_batch: Annotated[int, typer.Option(help="Requests decoded together.")] = 64,

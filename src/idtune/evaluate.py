@@ -681,3 +681,111 @@ def during_training(
     for row, cut in zip(result["rows"], cuts, strict=True):  # rows come in generation order
         row["cut"] = cut
     return result
+
+
+# ---------------------------------------------------------------- --endpoint
+ENDPOINT_WORKERS = 4  # requests in flight against the server
+
+
+def endpoint_key() -> str | None:
+    """The bearer key for `--endpoint`: IDTUNE_API_KEY, else OPENAI_API_KEY (never a flag)."""
+    import os
+
+    return os.environ.get("IDTUNE_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
+
+
+def check_endpoint(url: str, allow_http: bool = False) -> str:
+    """The base URL (…/v1 stripped); plain http only to a loopback host unless `allow_http`."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"--endpoint {url}: give an http(s)://HOST[:PORT] URL")
+    host = parts.hostname
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if parts.scheme == "http" and not loopback and not allow_http:
+        raise UserError(
+            f"--endpoint {url}: plain http to {host} would send the key and the answers "
+            "unencrypted; use https, or pass --allow-http on a trusted network"
+        )
+    base = url.rstrip("/")
+    return base[: -len("/v1")] if base.endswith("/v1") else base
+
+
+def endpoint_generate(
+    base_url: str, model: str, key: str | None, advance: Callable[[int], None]
+) -> Generate:
+    """Greedy answers (temperature 0) from an OpenAI-compatible server's /v1/chat/completions."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+
+    def one(client: Any, messages: Messages, max_new_tokens: int) -> str:
+        body = {"model": model, "messages": messages, "max_tokens": max_new_tokens}
+        body |= {"temperature": 0, "stream": False}
+        try:
+            r = client.post(f"{base_url}/v1/chat/completions", json=body, headers=headers)
+        except httpx.HTTPError as e:
+            raise UserError(f"--endpoint {base_url}: {e}") from None
+        if r.status_code != 200:
+            raise UserError(f"--endpoint {base_url}: answered {r.status_code}: {r.text[:200]}")
+        advance(1)
+        return r.json()["choices"][0]["message"]["content"] or ""
+
+    def run_batch(conversations: list[Messages], max_new_tokens: int) -> list[str]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with httpx.Client(timeout=httpx.Timeout(600, connect=10)) as client:
+            with ThreadPoolExecutor(ENDPOINT_WORKERS) as pool:
+                return list(pool.map(lambda c: one(client, c, max_new_tokens), conversations))
+
+    return run_batch
+
+
+def run_endpoint(
+    endpoint: str,
+    served: str,
+    *,
+    model: str | None = None,
+    probes: str | Path | None = None,
+    system: str | None = None,
+    name: str | None = None,
+    author: str | None = None,
+    output: str | Path | None = None,
+    allow_http: bool = False,
+) -> str:
+    """Evaluate the model `served` by an OpenAI-compatible server at `endpoint`; the identity
+    comes from --name/--author or MODEL's idtune.json (a run or merged model directory)."""
+    from . import runinfo
+    from .progress import Counting
+
+    base_url = check_endpoint(endpoint, allow_http)
+    info = runinfo.read_info(Path(model)) if model and Path(model).is_dir() else None
+    names, authors = _identity(info, name, author)
+    probe_set = load_probes(probes)
+    system = GENERIC_SYSTEM if system is None else system
+    with Counting("eval", n_generations(probe_set) * len(CONDITIONS)) as bar:
+        fn = endpoint_generate(base_url, served, endpoint_key(), bar.advance)
+        result = evaluate_conditions(fn, probe_set, names, authors, system)
+    report = {
+        "model": served,
+        "endpoint": base_url,
+        "base_model": info.base_model if info else None,
+        "adapter": None,
+        "names": list(names),
+        "authors": list(authors),
+        "system": system,
+        "probes": str(probes) if probes else "shipped",
+        "metrics": {"tuned": {c: result[c]["metrics"] for c in CONDITIONS}},
+        "counts": result["no_system"]["counts"],
+        "answers": {"tuned": {c: result[c]["rows"] for c in CONDITIONS}},
+    }
+    md = markdown(report)
+    if output is not None:
+        js, mdp = save(report, output)
+        md += f"\nwritten: {mdp}, {js}\n"
+    return md

@@ -1,8 +1,9 @@
-"""Scale engines for GPU machines: start vLLM's or LMDeploy's OpenAI server for the base model
-with its adapters, wait for it, and let idtune's web chat and API talk to it (`RemoteEngine`).
+"""Other engines behind idtune's web chat and API: start vLLM's, LMDeploy's or llama.cpp's
+OpenAI server, wait for it, and let idtune talk to it (`RemoteEngine`).
 
-Untested here (no GPU on CI): the command lines are checked in tests, the proxy is run against
-idtune's own server, and the backends themselves run only on a GPU machine.
+llama.cpp (`llama-server` on a GGUF, CPU) runs in the tests. vLLM and LMDeploy are untested here
+(no GPU on CI): their command lines are checked in tests, the proxy is run against idtune's own
+server and llama-server, and those backends themselves run only on a GPU machine.
 """
 
 from __future__ import annotations
@@ -96,10 +97,23 @@ def lmdeploy_argv(
     return argv
 
 
+def llamacpp_argv(gguf: str | Path, *, name: str, port: int, host: str = "127.0.0.1") -> list[str]:
+    """`llama-server` on one GGUF file, served as NAME, with the GGUF's own Jinja chat template."""
+    return ["llama-server", "-m", str(gguf), "--host", host, "--port", str(port)] + [
+        "--alias",
+        name,
+        "--jinja",
+    ]
+
+
 def require(backend: str) -> list[str]:
     """The backend's command prefix, or a one-line UserError when it is not installed."""
+    if backend == "llamacpp":
+        from .. import llamacpp
+
+        return [str(llamacpp.tool("llama-server"))]
     if backend not in PACKAGES:
-        raise UserError(f"unknown backend {backend!r}: transformers, vllm or lmdeploy")
+        raise UserError(f"unknown backend {backend!r}: transformers, llamacpp, vllm or lmdeploy")
     exe = Path(sys.executable).parent / backend
     if exe.is_file():
         return [str(exe)]

@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..ports import free_port
 from .engine import ChatEngine, Engine
 
-BACKENDS = ("transformers", "vllm", "lmdeploy")
+BACKENDS = ("transformers", "llamacpp", "vllm", "lmdeploy")
 
 
 def model_id_for(spec: str | Path, info: Any = None) -> str:
@@ -132,6 +132,10 @@ def remote_engine(
     from . import backends
 
     backends.require(backend)  # one clear line before anything is loaded
+    if backend == "llamacpp":
+        if adapter or adapters:
+            raise UserError("--backend llamacpp serves one GGUF: merge or export it, no --adapter")
+        return llamacpp_engine(model, served_model_name=served_model_name, system=system)
     src = models.locate(model, adapter, template=template, trust_remote_code=trust_remote_code)
     info, tmpl, trc = src.info, src.template, src.trust_remote_code
     model_id = served_model_name or model_id_for(model, info)
@@ -170,6 +174,40 @@ def remote_engine(
         title=title,
         system=system,
         adapters=list(named),
+        proc=proc,
+    )
+
+
+def llamacpp_engine(model: str, *, served_model_name: str | None = None, system: str | None = None):
+    """llama-server on MODEL if it is a .gguf, else on a q8_0 GGUF exported from it first."""
+    import subprocess
+
+    from .. import runinfo
+    from . import backends
+
+    info = runinfo.read_info(Path(model)) if Path(model).is_dir() else None
+    work = Path(tempfile.mkdtemp(prefix="idtune-llamacpp-"))
+    gguf = Path(model)
+    if gguf.suffix != ".gguf":  # `idtune export gguf` (a verb of its own) in a subprocess
+        cmd = [sys.executable, "-m", "idtune.cli", "export", "gguf", model, str(work / "gguf")]
+        if subprocess.run(cmd).returncode != 0:
+            raise UserError(f"{model}: `idtune export gguf` failed (its message is above)")
+        gguf = work / "gguf" / "model-q8_0.gguf"
+    elif not gguf.is_file():
+        raise UserError(f"{model}: no such GGUF file")
+    model_id = served_model_name or model_id_for(model, info)
+    port = free_port()
+    argv = backends.llamacpp_argv(gguf, name=model_id, port=port)
+    proc = backends.start("llamacpp", argv, port, work / "backend.log")
+    if system is None and info is not None:
+        system = info.system_prompt
+    title = info.identity.name if info is not None and info.identity else model_id
+    return backends.RemoteEngine(
+        f"http://127.0.0.1:{port}",
+        model_id,
+        model_id=model_id,
+        title=title,
+        system=system,
         proc=proc,
     )
 

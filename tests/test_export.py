@@ -1,0 +1,217 @@
+"""`idtune export gguf`, `serve --backend llamacpp`, `eval --endpoint`: real Go text/template,
+real loopback servers (idtune's own and llama.cpp's llama-server), real llama.cpp tools."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import cli
+
+from idtune import evaluate, export, llamacpp, models
+from idtune.data import templates
+from idtune.errors import UserError
+from idtune.serve import backends, server
+
+HERE = Path(__file__).parent
+CONVERSATION = [
+    {"role": "user", "content": "Who are you?"},
+    {"role": "assistant", "content": "I am Nova, made by Acme."},
+    {"role": "user", "content": "What is the capital of France?"},
+]
+SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
+
+
+@pytest.fixture(scope="module")
+def go_render(tmp_path_factory):
+    """Ollama's renderer in miniature: tests/ollama_render.go, built with the real Go."""
+    if shutil.which("go") is None:
+        pytest.skip("Go is not installed: sh scripts/ensure_debian.sh 'command -v go' golang-go")
+    exe = tmp_path_factory.mktemp("go") / "render"
+    subprocess.run(["go", "build", "-o", str(exe), str(HERE / "ollama_render.go")], check=True)
+
+    def render(template: str, messages: list[dict]) -> str:
+        payload = json.dumps({"template": template, "messages": messages})
+        done = subprocess.run([str(exe)], input=payload, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    return render
+
+
+def hf_prompt(tok, messages: list[dict], family: str) -> str:
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if export.ollama_families()[family]["bos"]:  # llama.cpp adds BOS when it tokenizes
+        assert text.startswith(tok.bos_token)
+        text = text[len(tok.bos_token) :]
+    return text
+
+
+@pytest.mark.slow
+def test_default_models_template_renders_as_its_hf_chat_template(go_render):
+    tok = models.load_tokenizer_for("smollm2-135m-instruct")
+    family = export.family_for(tok.chat_template)
+    assert family == "smollm2"
+    template = export.ollama_families()[family]["template"]
+    for messages in (CONVERSATION, [SYSTEM, *CONVERSATION]):
+        assert go_render(template, messages) == hf_prompt(tok, messages, family)
+
+
+@pytest.mark.parametrize("name", sorted(templates.TEMPLATES))
+def test_named_templates_render_as_their_hf_chat_template(name, go_render, tiny_tokenizer):
+    tok = tiny_tokenizer
+    tok.chat_template = templates.get(name)
+    tok.bos_token = "<s>" if tok.bos_token is None else tok.bos_token
+    family = export.family_for(tok.chat_template, name)
+    template = export.ollama_families()[family]["template"]
+    for messages in (CONVERSATION, [SYSTEM, *CONVERSATION]):
+        assert go_render(template, messages) == hf_prompt(tok, messages, family)
+
+
+def test_families_are_found_by_their_markers():
+    assert export.family_for(templates.get("qwen2")) == "qwen2"
+    assert export.family_for(templates.get("chatml")) == "chatml"
+    assert export.family_for(templates.get("llama3")) == "llama3"
+    with pytest.raises(UserError, match="ollama_templates.json"):
+        export.family_for("{{ messages }}")
+
+
+def test_modelfile_lines():
+    text = export.modelfile("model-q8_0.gguf", "chatml", "You are Nova.")
+    lines = text.splitlines()
+    assert lines[0] == "FROM ./model-q8_0.gguf"
+    assert 'SYSTEM """You are Nova."""' in lines
+    assert 'PARAMETER stop "<|im_end|>"' in lines
+    assert "SYSTEM" not in export.modelfile("m.gguf", "chatml", None)
+    with pytest.raises(UserError, match='"""'):
+        export.modelfile("m.gguf", "chatml", 'say """')
+
+
+def test_export_refuses_before_the_work(tmp_path, tiny_model, monkeypatch, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert cli("export", "gguf", tiny_model, out) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+    assert cli("export", "gguf", tiny_model, tmp_path / "new", "--quant", "q3") == 2
+    assert "--quant" in capsys.readouterr().err
+    monkeypatch.setenv("IDTUNE_LLAMACPP_HOME", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert cli("export", "gguf", tiny_model, tmp_path / "new") == 2
+    err = capsys.readouterr().err
+    assert "make llamacpp" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "new").exists()
+
+
+def test_endpoint_refuses_plain_http_to_another_host():
+    with pytest.raises(UserError, match="--allow-http"):
+        evaluate.check_endpoint("http://example.com:8000/v1")
+    assert evaluate.check_endpoint("http://example.com/v1", allow_http=True) == "http://example.com"
+    assert evaluate.check_endpoint("http://127.0.0.1:9/v1/") == "http://127.0.0.1:9"
+    assert evaluate.check_endpoint("https://api.example.com/v1") == "https://api.example.com"
+    with pytest.raises(UserError):
+        evaluate.check_endpoint("ftp://x")
+
+
+def small_probes(tmp_path: Path) -> Path:
+    probes = {
+        "identity": {"en": ["Who are you?"]},
+        "author": {"en": ["Who made you?"]},
+        "general": [
+            {"lang": "en", "prompt": "What is the capital of France?", "answers": ["Paris"]}
+        ],
+    }
+    path = tmp_path / "probes.json"
+    path.write_text(json.dumps(probes))
+    return path
+
+
+def test_eval_endpoint_against_idtunes_own_server(tmp_path, tiny_model, monkeypatch, capsys):
+    eng = server.load_engine(str(tiny_model), max_batch=4, default_max_tokens=16)
+    bg = server.Background(server.build_app(eng, api_key="k-123", ui=False))
+    try:
+        probes, out = small_probes(tmp_path), tmp_path / "ev"
+        args = ["eval", "--endpoint", f"{bg.url}/v1", "--model", eng.model_id, "--probes", probes]
+        args += ["--name", "Nova", "--author", "Acme", "-o", out]
+        assert cli(*args) == 2  # no key in the environment: the server says 401, one line
+        assert "401" in capsys.readouterr().err
+        monkeypatch.setenv("OPENAI_API_KEY", "k-123")
+        assert cli(*args) == 0
+        report = json.loads((out / "eval.json").read_text())
+        rows = report["answers"]["tuned"]["no_system"]
+        direct = httpx.post(
+            f"{bg.url}/v1/chat/completions",
+            headers={"Authorization": "Bearer k-123"},
+            json={
+                "model": eng.model_id,
+                "messages": [{"role": "user", "content": "What is the capital of France?"}],
+                "max_tokens": evaluate.GENERAL_TOKENS,
+                "temperature": 0,
+            },
+            timeout=300,
+        ).json()["choices"][0]["message"]["content"]
+        assert rows["general"][0]["answer"] == direct  # greedy: the server's own answer
+        assert report["endpoint"] == bg.url
+    finally:
+        bg.stop()
+        eng.close()
+
+
+def test_llamacpp_command_line_and_refusals(tmp_path):
+    argv = backends.llamacpp_argv("/m/model.gguf", name="nova", port=8011)
+    assert argv[:3] == ["llama-server", "-m", "/m/model.gguf"]
+    assert argv[argv.index("--alias") + 1] == "nova" and "--jinja" in argv
+    with pytest.raises(UserError, match="unknown backend"):
+        backends.require("llama")
+
+
+# ---------------------------------------------------------------- real llama.cpp
+def trained_run() -> Path | None:
+    """A run trained on the default model by scripts/demo.py (`make demo`), if there is one."""
+    for run in (Path("demo/run"), Path("/tmp/gguf/demo/run")):
+        if (run / "adapter" / "adapter_model.safetensors").is_file():
+            return run
+    return None
+
+
+def ask(url: str, question: str) -> str:
+    body = {"model": "m", "messages": [{"role": "user", "content": question}], "max_tokens": 48}
+    body |= {"temperature": 0}
+    r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=300)
+    assert r.status_code == 200, r.text
+    return r.json()["choices"][0]["message"]["content"]
+
+
+@pytest.mark.slow
+def test_merged_default_model_as_q8_0_gguf_answers_in_llama_server(tmp_path):
+    """merge → export gguf --quant q8_0 → llama-server (serve --backend llamacpp's engine):
+    the trained name and Paris, through idtune's /v1 and, by eval --endpoint, llama-server's."""
+    llamacpp.tool("llama-server")  # `make llamacpp` (make test's set-up) builds it
+    run = trained_run()
+    if run is None:
+        pytest.skip("no trained run of the default model: `make demo` first")
+    merged, out = tmp_path / "merged", tmp_path / "gguf"
+    assert cli("merge", run, merged) == 0
+    assert cli("export", "gguf", merged, out, "--quant", "q8_0") == 0
+    gguf = out / "model-q8_0.gguf"
+    assert gguf.stat().st_size > 100e6
+    assert (out / "Modelfile").read_text().startswith("FROM ./model-q8_0.gguf\n")
+    name = json.loads((run / "idtune.json").read_text())["identity"]["name"]
+    engine = server.llamacpp_engine(str(gguf), served_model_name="m")
+    bg = server.Background(server.build_app(engine, ui=False))
+    try:
+        assert name in ask(bg.url, "Who are you?")
+        assert "Paris" in ask(bg.url, "What is the capital of France?")
+        probes, ev = small_probes(tmp_path), tmp_path / "ev"
+        args = ["eval", run, "--endpoint", engine.base_url, "--model", "m", "--probes", probes]
+        assert cli(*args, "-o", ev) == 0
+        metrics = json.loads((ev / "eval.json").read_text())["metrics"]["tuned"]["no_system"]
+        assert metrics["identity_en"] == 1.0 and metrics["retention"] == 1.0
+    finally:
+        bg.stop()
+        server._shutdown(engine)
