@@ -768,9 +768,9 @@ def run_endpoint(
     names, authors = _identity(info, name, author)
     probe_set = load_probes(probes)
     system = GENERIC_SYSTEM if system is None else system
-    with Counting("eval", n_generations(probe_set) * len(CONDITIONS)) as bar:
+    with Counting("eval", n_generations(probe_set)) as bar:
         fn = endpoint_generate(base_url, served, endpoint_key(), bar.advance)
-        result = evaluate_conditions(fn, probe_set, names, authors, system)
+        result = evaluate_conditions(fn, probe_set, names, authors, system)  # no base default
     report = {
         "model": served,
         "endpoint": base_url,
@@ -780,9 +780,11 @@ def run_endpoint(
         "authors": list(authors),
         "system": system,
         "probes": str(probes) if probes else "shipped",
-        "metrics": {"tuned": {c: result[c]["metrics"] for c in CONDITIONS}},
+        "base_system": None,
+        "metrics": {"tuned": {c: r["metrics"] for c, r in result.items()}},
         "counts": result["no_system"]["counts"],
-        "answers": {"tuned": {c: result[c]["rows"] for c in CONDITIONS}},
+        "condition_counts": {c: r["counts"] for c, r in result.items()},
+        "answers": {"tuned": {c: r["rows"] for c, r in result.items()}},
     }
     md = markdown(report)
     if output is not None:
