@@ -18,7 +18,7 @@ def main() -> None:
     src = models.locate(cfg.model)
     tok = models.load_tokenizer(src.base, src.template, src.trust_remote_code)
     convs, n_reg = train.build_conversations(cfg)
-    rows = train.prepare_rows(cfg, tok, convs, n_reg, train.identity_of(cfg, cfg.data))
+    rows = train.prepare_rows(cfg, tok, convs, n_reg, train.identity_of(cfg, print))
     per = train.rows_per_micro_batch(cfg)
     before = [rows[i : i + per] for i in range(0, len(rows), per)]
     after = train.micro_batches(rows, cfg, 0)

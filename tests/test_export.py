@@ -116,6 +116,10 @@ def test_endpoint_refuses_plain_http_to_another_host():
     assert evaluate.check_endpoint("https://api.example.com/v1") == "https://api.example.com"
     with pytest.raises(UserError):
         evaluate.check_endpoint("ftp://x")
+    for url in ("https://me:secret@api.example.com/v1", "https://api.example.com/v1?key=secret"):
+        with pytest.raises(UserError, match="IDTUNE_API_KEY") as e:
+            evaluate.check_endpoint(url)
+        assert "secret" not in str(e.value)  # the key is not echoed back
 
 
 def small_probes(tmp_path: Path) -> Path:
@@ -140,7 +144,9 @@ def test_eval_endpoint_against_idtunes_own_server(tmp_path, tiny_model, monkeypa
         args += ["--name", "Nova", "--author", "Acme", "-o", out]
         assert cli(*args) == 2  # no key in the environment: the server says 401, one line
         assert "401" in capsys.readouterr().err
-        monkeypatch.setenv("OPENAI_API_KEY", "k-123")
+        monkeypatch.setenv("OPENAI_API_KEY", "k-123")  # meant for OpenAI: not sent here
+        assert cli(*args) == 2 and "401" in capsys.readouterr().err
+        monkeypatch.setenv("IDTUNE_API_KEY", "k-123")
         assert cli(*args) == 0
         report = json.loads((out / "eval.json").read_text())
         rows = report["answers"]["tuned"]["no_system"]

@@ -293,7 +293,7 @@ def eval_cmd(
         str | None,
         typer.Option(
             help="Score an OpenAI-compatible server (URL) instead of loading MODEL; its key from "
-            "IDTUNE_API_KEY or OPENAI_API_KEY. MODEL, when a run/merged directory, gives the "
+            "IDTUNE_API_KEY. MODEL, when a run/merged directory, gives the "
             "identity."
         ),
     ] = None,

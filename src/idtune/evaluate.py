@@ -688,10 +688,11 @@ ENDPOINT_WORKERS = 4  # requests in flight against the server
 
 
 def endpoint_key() -> str | None:
-    """The bearer key for `--endpoint`: IDTUNE_API_KEY, else OPENAI_API_KEY (never a flag)."""
+    """The bearer key for `--endpoint`: IDTUNE_API_KEY (never a flag; not OPENAI_API_KEY, which
+    is meant for OpenAI's own host, not for whatever server `--endpoint` names)."""
     import os
 
-    return os.environ.get("IDTUNE_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
+    return os.environ.get("IDTUNE_API_KEY") or None
 
 
 def check_endpoint(url: str, allow_http: bool = False) -> str:
@@ -702,6 +703,11 @@ def check_endpoint(url: str, allow_http: bool = False) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UserError(f"--endpoint {url}: give an http(s)://HOST[:PORT] URL")
+    if parts.username or parts.password or parts.query:
+        raise UserError(
+            "--endpoint: give the URL without a user, password or query; the key goes in "
+            "the IDTUNE_API_KEY environment variable"
+        )
     host = parts.hostname
     try:
         loopback = ipaddress.ip_address(host).is_loopback

@@ -107,9 +107,11 @@ def export_gguf(
     if quant != "f16":
         llamacpp.tool("llama-quantize")
     src = models.locate(model, trust_remote_code=trust_remote_code)
-    tok = models.load_tokenizer_for(model, trust_remote_code=trust_remote_code)
-    family = family_for(tok.chat_template or "", src.template)
-    system = src.info.system_prompt if src.info is not None else None
+    before = models.tokenizers(src)[1]  # the family shows in the template before `own_template`
+    family = family_for(before or "", src.template)
+    # the default system prompt naming the identity, as the GGUF's own template has it
+    info = src.info
+    system = (info.system_prompt if info else None) or models.own_system_prompt(info)
     name = f"model-{quant}.gguf"
 
     def write(tmp: Path) -> None:

@@ -309,7 +309,7 @@ def load(
         model = AutoModelForCausalLM.from_pretrained(src.base, **kwargs)
     except (OSError, ValueError) as e:
         raise UserError(f"{src.base}: cannot load model: {str(e).splitlines()[0]}") from None
-    tokenizer, base_chat_template = _tokenizers(src)
+    tokenizer, base_chat_template = tokenizers(src)
     if src.adapter:
         from peft import PeftModel
 
@@ -322,7 +322,7 @@ def load(
     return Loaded(model, tokenizer, src.info, src, tmpl, base_chat_template)
 
 
-def _tokenizers(src: Source):
+def tokenizers(src: Source):
     """The adapter's own tokenizer when it saved one, else the base model's, with its template
     made to name the run's identity (`own_template`); and the template as it was."""
     has_own = src.adapter and (Path(src.adapter) / "tokenizer_config.json").is_file()
@@ -333,7 +333,7 @@ def _tokenizers(src: Source):
 
 
 def _tokenizer_of(src: Source):
-    return _tokenizers(src)[0]
+    return tokenizers(src)[0]
 
 
 def own_system_prompt(info: runinfo.RunInfo | None) -> str | None:
