@@ -179,12 +179,20 @@ def test_llamacpp_command_line_and_refusals(tmp_path):
 
 
 # ---------------------------------------------------------------- real llama.cpp
-def trained_run() -> Path | None:
-    """A run trained on the default model by scripts/demo.py (`make demo`), if there is one."""
-    for run in (Path("demo/run"), Path("/tmp/gguf/demo/run")):
-        if (run / "adapter" / "adapter_model.safetensors").is_file():
-            return run
-    return None
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A run trained on the default model as `make demo` trains it: demo/run when there is one,
+    else trained here (the identity-lora recipe, 400 conversations; a few CPU minutes)."""
+    run = Path("demo/run")
+    if (run / "adapter" / "adapter_model.safetensors").is_file():
+        return run
+    work = tmp_path_factory.mktemp("demo")
+    data, run = work / "identity.jsonl", work / "run"
+    assert cli("data", "identity", "--name", "Nova", "--author", "Acme", "--n", "400",
+               "-o", data) == 0  # fmt: skip
+    assert cli("train", "identity-lora", "--set", f"data={data}", "--set", f"output_dir={run}",
+               "--set", "identity.name=Nova", "--set", "identity.author=Acme") == 0  # fmt: skip
+    return run
 
 
 def ask(url: str, question: str) -> str:
@@ -196,13 +204,11 @@ def ask(url: str, question: str) -> str:
 
 
 @pytest.mark.slow
-def test_merged_default_model_as_q8_0_gguf_answers_in_llama_server(tmp_path):
+def test_merged_default_model_as_q8_0_gguf_answers_in_llama_server(tmp_path, trained_run):
     """merge → export gguf --quant q8_0 → llama-server (serve --backend llamacpp's engine):
     the trained name and Paris, through idtune's /v1 and, by eval --endpoint, llama-server's."""
     llamacpp.tool("llama-server")  # `make llamacpp` (make test's set-up) builds it
-    run = trained_run()
-    if run is None:
-        pytest.skip("no trained run of the default model: `make demo` first")
+    run = trained_run
     merged, out = tmp_path / "merged", tmp_path / "gguf"
     assert cli("merge", run, merged) == 0
     assert cli("export", "gguf", merged, out, "--quant", "q8_0") == 0

@@ -186,6 +186,7 @@ class RemoteEngine:
     system: str | None = None
     adapters: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
+    workdir: Path | None = None  # the backend's log (and an exported GGUF): removed on shutdown
     refused_fields: ClassVar[dict[str, str]] = REMOTE_REFUSED
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ import errno
 import hmac
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -175,6 +176,7 @@ def remote_engine(
         system=system,
         adapters=list(named),
         proc=proc,
+        workdir=work,
     )
 
 
@@ -209,6 +211,7 @@ def llamacpp_engine(model: str, *, served_model_name: str | None = None, system:
         title=title,
         system=system,
         proc=proc,
+        workdir=work,
     )
 
 
@@ -366,6 +369,9 @@ def _shutdown(engine: Any) -> None:
             proc.wait(timeout=30)
         except Exception:
             proc.kill()
+    workdir = getattr(engine, "workdir", None)
+    if workdir is not None:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 class Background:
