@@ -207,19 +207,29 @@ def _base_text(base: Base, kind: str) -> str:
 
 
 def _eval_table(evals: dict) -> str:
-    """eval.json as a table: one row per metric, one column per model and condition."""
-    metrics, counts = evals.get("metrics") or {}, evals.get("counts") or {}
+    """eval.json as a table: one row per metric, one column per model and condition; each share
+    with its count from that condition's own probes (`condition_counts`, else `counts`)."""
+    metrics = evals.get("metrics") or {}
     cols = [(m, c) for m in ("base", "tuned") if m in metrics for c in metrics[m]]
     if not cols:
         return ""
+    counts = evals.get("condition_counts") or {}
+
+    def n_of(cond: str, metric: str) -> int | None:
+        return (counts.get(cond) or evals.get("counts") or {}).get(metric)
+
+    names = list(dict.fromkeys(k for m, c in cols for k in metrics[m][c]))
     head = [f"{m}, {c.replace('_', ' ')}" for m, c in cols]
     out = ["| metric | " + " | ".join(head) + " |", "|---|" + "---|" * len(cols)]
-    for metric, n in counts.items():
-        cells = [metrics[m][c].get(metric) for m, c in cols]
-        if all(v is None for v in cells):
+    for metric in names:
+        cells = [(metrics[m][c].get(metric), n_of(c, metric)) for m, c in cols]
+        if all(v is None for v, _ in cells):
             continue
         label = metric.replace("_", " ") + (" (lower is better)" if metric == "leakage" else "")
-        shown = ["–" if v is None else f"{v:.2f} ({round(v * n)}/{n})" for v in cells]
+        shown = [
+            "–" if v is None else (f"{v:.2f} ({round(v * n)}/{n})" if n else f"{v:.2f}")
+            for v, n in cells
+        ]
         out.append(f"| {label} | " + " | ".join(shown) + " |")
     probes = f" on {evals['probes']}" if evals.get("probes") else ""
     return "\n".join(out) + f"\n\nGreedy decoding, idtune's probes{probes} (`idtune eval`)."
