@@ -216,7 +216,9 @@ def test_merged_default_model_as_q8_0_gguf_answers_in_llama_server(tmp_path, tra
     assert gguf.stat().st_size > 100e6
     assert (out / "Modelfile").read_text().startswith("FROM ./model-q8_0.gguf\n")
     name = json.loads((run / "idtune.json").read_text())["identity"]["name"]
-    engine = server.llamacpp_engine(str(gguf), served_model_name="m")
+    assert "SYSTEM" in (out / "Modelfile").read_text() and name in (out / "Modelfile").read_text()
+    # serve RUN --backend llamacpp: the engine exports the run (merged first) to q8_0 itself
+    engine = server.llamacpp_engine(str(run), served_model_name="m")
     bg = server.Background(server.build_app(engine, ui=False))
     try:
         assert name in ask(bg.url, "Who are you?")
@@ -229,3 +231,4 @@ def test_merged_default_model_as_q8_0_gguf_answers_in_llama_server(tmp_path, tra
     finally:
         bg.stop()
         server._shutdown(engine)
+    assert not engine.workdir.exists()  # the exported GGUF goes with the server
