@@ -389,7 +389,7 @@ def export_gguf_cmd(
     model: ModelArg,
     out: Annotated[Path, typer.Argument(help="New directory for model-QUANT.gguf + Modelfile.")],
     quant: Annotated[
-        str, typer.Option(help="f16, q8_0 or q4_k_m (q8_0/q4_k_m: untested yet, see BENCHMARKS).")
+        str, typer.Option(help="f16, q8_0 or q4_k_m (q4_k_m: not run in a test; BENCHMARKS).")
     ] = "q8_0",
     trust_remote_code: TrustOpt = False,
 ) -> None:
@@ -435,7 +435,7 @@ def serve_cmd(
         str,
         typer.Option(
             help="transformers; llamacpp (llama-server on a GGUF, exported first unless MODEL is "
-            "a .gguf; untested yet); or vllm / lmdeploy on a GPU machine (untested here)."
+            "a .gguf); or vllm / lmdeploy on a GPU machine (untested here)."
         ),
     ] = "transformers",
     system: Annotated[str | None, typer.Option(help="Default system prompt.")] = None,
