@@ -163,21 +163,22 @@ def remote_engine(
             src.base, name=model_id, port=port, adapter=src.adapter, adapters=named, template=tmpl
         )
     proc = backends.start(backend, argv, port, work / "backend.log")
-    title = info.identity.name if info is not None and info.identity else model_id
     if system is None and info is not None:
         # the backend renders the base template: name the identity as the run's template does
         # (untested: vLLM / LMDeploy need a GPU)
         system = info.system_prompt or models.own_system_prompt(info)
+    return _proxy(port, model_id, info, system, proc, work, list(named))
+
+
+def _proxy(port: int, model_id: str, info, system, proc, work: Path, adapters=()):
+    """The engine in front of a backend server started on loopback `port`."""
+    from . import backends
+
+    title = info.identity.name if info is not None and info.identity else model_id
     return backends.RemoteEngine(
-        f"http://127.0.0.1:{port}",
-        model_id,
-        model_id=model_id,
-        title=title,
-        system=system,
-        adapters=list(named),
-        proc=proc,
-        workdir=work,
-    )
+        f"http://127.0.0.1:{port}", model_id, model_id=model_id, title=title, system=system,
+        adapters=list(adapters), proc=proc, workdir=work,
+    )  # fmt: skip
 
 
 def llamacpp_engine(model: str, *, served_model_name: str | None = None, system: str | None = None):
@@ -203,16 +204,7 @@ def llamacpp_engine(model: str, *, served_model_name: str | None = None, system:
     proc = backends.start("llamacpp", argv, port, work / "backend.log")
     if system is None and info is not None:
         system = info.system_prompt
-    title = info.identity.name if info is not None and info.identity else model_id
-    return backends.RemoteEngine(
-        f"http://127.0.0.1:{port}",
-        model_id,
-        model_id=model_id,
-        title=title,
-        system=system,
-        proc=proc,
-        workdir=work,
-    )
+    return _proxy(port, model_id, info, system, proc, work)
 
 
 LOGIN_USER = "idtune"  # the web chat's login: this user name and the API key
