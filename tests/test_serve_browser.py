@@ -118,7 +118,12 @@ def test_streamed_multi_turn_chat_with_system_prompt(browser):
 
         page.get_by_text("System prompt").first.click()
         system_box = page.get_by_placeholder("Empty: the default system prompt")
-        system_box.fill("Answer in French.")
+        for _ in range(5):  # the box can be re-rendered while the accordion opens: fill until it holds
+            system_box.fill("Answer in French.")
+            system_box.press("Tab")
+            page.wait_for_timeout(200)
+            if system_box.input_value() == "Answer in French.":
+                break
         second = "Heard 2 question(s), last 'And three plus three?', system 'Answer in French.'"
         ask(page, "And three plus three?", lambda text: text == second)
         history = engine.seen[-1]
