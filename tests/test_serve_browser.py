@@ -118,7 +118,7 @@ def test_streamed_multi_turn_chat_with_system_prompt(browser):
 
         page.get_by_text("System prompt").first.click()
         system_box = page.get_by_placeholder("Empty: the default system prompt")
-        for _ in range(5):  # the box can be re-rendered while the accordion opens: fill until it holds
+        for _ in range(5):  # the accordion can re-render the box as it opens: fill until it holds
             system_box.fill("Answer in French.")
             system_box.press("Tab")
             page.wait_for_timeout(200)

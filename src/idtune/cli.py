@@ -318,20 +318,6 @@ def eval_cmd(
             raise UserError("--endpoint URL and --model NAME go together")
         if compare_base:
             raise UserError("--compare-base: not with --endpoint (score the base's server apart)")
-        typer.echo(
-            evaluate.run_endpoint(
-                endpoint,
-                served,
-                model=model,
-                probes=probes,
-                system=system,
-                name=name,
-                author=author,
-                output=output,
-                allow_http=allow_http,
-            )
-        )
-        return
     md = evaluate.run(
         model,
         probes=probes,
@@ -341,6 +327,9 @@ def eval_cmd(
         author=author,
         output=output,
         trust_remote_code=trust_remote_code,
+        endpoint=endpoint,
+        served=served,
+        allow_http=allow_http,
     )
     typer.echo(md)
 

@@ -563,7 +563,7 @@ def _identity(info: Any, name: str | None, author: str | None) -> tuple[list[str
 
 
 def run(
-    model: str,
+    model: str | None,
     *,
     probes: str | Path | None = None,
     compare_base: bool = False,
@@ -572,19 +572,35 @@ def run(
     author: str | None = None,
     output: str | Path | None = None,
     trust_remote_code: bool = False,
+    endpoint: str | None = None,
+    served: str | None = None,
+    allow_http: bool = False,
 ) -> str:
     """Evaluate MODEL_OR_RUN (and its base with `compare_base`); return the Markdown report.
 
     eval.md / eval.json go to `output` when given, else into MODEL when it is a directory with
     an `idtune.json` (a run, adapter or merged model); otherwise nothing is written. The base
     model's answers are cached under `<idtune cache>/eval/`, so comparing several runs of one
-    base generates them once.
+    base generates them once. With `endpoint`, the model `served` by that OpenAI-compatible
+    server is scored instead, and MODEL (a run or merged directory, optional) gives the identity.
     """
     from . import models, runinfo
     from .progress import Counting
 
     probe_set = load_probes(probes)
     system = GENERIC_SYSTEM if system is None else system
+    if endpoint is not None:
+        base_url = check_endpoint(endpoint, allow_http)
+        info = runinfo.read_info(Path(model)) if model and Path(model).is_dir() else None
+        names, authors = _identity(info, name, author)
+        with Counting("eval", n_generations(probe_set)) as bar:
+            fn = endpoint_generate(base_url, served, endpoint_key(), bar.advance)
+            result = evaluate_conditions(fn, probe_set, names, authors, system)  # no base default
+        report = _report(
+            {"tuned": result}, probes, names, authors, system, None, served, endpoint=base_url
+        )
+        report["base_model"] = info.base_model if info else None
+        return _written(report, output)
     # Read idtune.json before loading weights, so a missing identity fails fast.
     names, authors = _identity(models.locate(model).info, name, author)
     loaded = models.load(model, trust_remote_code=trust_remote_code)
@@ -623,10 +639,30 @@ def run(
                 fn, probe_set, names, authors, system, base_system
             )
 
-    report = {
-        "model": str(model),
-        "base_model": base_model,
-        "adapter": loaded.source.adapter,
+    report = _report(results, probes, names, authors, system, base_system, str(model))
+    report["base_model"], report["adapter"] = base_model, loaded.source.adapter
+    out_dir = Path(output) if output else None
+    if out_dir is None and Path(str(model)).is_dir() and loaded.info is not None:
+        out_dir = Path(str(model))
+    return _written(report, out_dir)
+
+
+def _report(
+    results: dict[str, Any],
+    probes: str | Path | None,
+    names: Sequence[str],
+    authors: Sequence[str],
+    system: str,
+    base_system: str | None,
+    model: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """eval.json's content: each model's metrics, counts and answers per condition."""
+    return {
+        "model": model,
+        **extra,
+        "base_model": None,
+        "adapter": None,
         "names": list(names),
         "authors": list(authors),
         "system": system,
@@ -637,9 +673,10 @@ def run(
         "condition_counts": {c: r["counts"] for c, r in results["tuned"].items()},
         "answers": {m: {c: r[c]["rows"] for c in r} for m, r in results.items()},
     }
-    out_dir = Path(output) if output else None
-    if out_dir is None and Path(str(model)).is_dir() and loaded.info is not None:
-        out_dir = Path(str(model))
+
+
+def _written(report: dict[str, Any], out_dir: str | Path | None) -> str:
+    """The Markdown report; eval.md / eval.json saved into `out_dir` when given."""
     md = markdown(report)
     if out_dir is not None:
         js, mdp = save(report, out_dir)
@@ -750,50 +787,3 @@ def endpoint_generate(
                 return list(pool.map(lambda c: one(client, c, max_new_tokens), conversations))
 
     return run_batch
-
-
-def run_endpoint(
-    endpoint: str,
-    served: str,
-    *,
-    model: str | None = None,
-    probes: str | Path | None = None,
-    system: str | None = None,
-    name: str | None = None,
-    author: str | None = None,
-    output: str | Path | None = None,
-    allow_http: bool = False,
-) -> str:
-    """Evaluate the model `served` by an OpenAI-compatible server at `endpoint`; the identity
-    comes from --name/--author or MODEL's idtune.json (a run or merged model directory)."""
-    from . import runinfo
-    from .progress import Counting
-
-    base_url = check_endpoint(endpoint, allow_http)
-    info = runinfo.read_info(Path(model)) if model and Path(model).is_dir() else None
-    names, authors = _identity(info, name, author)
-    probe_set = load_probes(probes)
-    system = GENERIC_SYSTEM if system is None else system
-    with Counting("eval", n_generations(probe_set)) as bar:
-        fn = endpoint_generate(base_url, served, endpoint_key(), bar.advance)
-        result = evaluate_conditions(fn, probe_set, names, authors, system)  # no base default
-    report = {
-        "model": served,
-        "endpoint": base_url,
-        "base_model": info.base_model if info else None,
-        "adapter": None,
-        "names": list(names),
-        "authors": list(authors),
-        "system": system,
-        "probes": str(probes) if probes else "shipped",
-        "base_system": None,
-        "metrics": {"tuned": {c: r["metrics"] for c, r in result.items()}},
-        "counts": result["no_system"]["counts"],
-        "condition_counts": {c: r["counts"] for c, r in result.items()},
-        "answers": {"tuned": {c: r["rows"] for c, r in result.items()}},
-    }
-    md = markdown(report)
-    if output is not None:
-        js, mdp = save(report, output)
-        md += f"\nwritten: {mdp}, {js}\n"
-    return md

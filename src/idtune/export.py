@@ -97,12 +97,8 @@ def export_gguf(
     trust_remote_code: bool = False,
 ) -> Path:
     """Write OUT/model-QUANT.gguf and OUT/Modelfile for MODEL_OR_RUN; return the .gguf path."""
-    if quant not in QUANTS:
-        raise UserError(f"--quant {quant!r}: choose one of {', '.join(QUANTS)}")
-    out = Path(out)
-    outputs.check_dir(out)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"{out} exists and is not empty; name a new directory")
+    outputs.check_choice("--quant", quant, QUANTS)
+    out = outputs.check_new_dir(out)
     llamacpp.converter()  # one clear line before minutes of merging
     if quant != "f16":
         llamacpp.tool("llama-quantize")

@@ -21,13 +21,11 @@ def merge(
     trust_remote_code: bool = False,
 ) -> Path:
     """Merge on CPU and write safetensors shards (+ index), tokenizer, chat template, card."""
-    if dtype not in DTYPES:
-        raise UserError(f"--dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+    outputs.check_choice("--dtype", dtype, DTYPES)
     out = Path(out)
     outputs.check_dir(out)
     check_apart(out, model, models.locate(model, adapter))
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    outputs.check_new_dir(out, overwrite=overwrite)
     import torch
 
     loaded = models.load(

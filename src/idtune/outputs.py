@@ -46,6 +46,23 @@ def check_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+def check_new_dir(path: str | os.PathLike, *, overwrite: bool | None = None) -> Path:
+    """`check_dir`, and refuse a directory that already holds files unless `overwrite` (None:
+    the command has no --overwrite flag)."""
+    path = check_dir(path)
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        hint = "pass --overwrite to replace it" if overwrite is not None else "name a new directory"
+        raise UserError(f"{path} exists and is not empty; {hint}")
+    return path
+
+
+def check_choice(flag: str, value: str, choices) -> str:
+    """Refuse `value` for `flag` unless it is one of `choices`, naming them."""
+    if value not in choices:
+        raise UserError(f"{flag} {value!r}: choose one of {', '.join(choices)}")
+    return value
+
+
 def _short(p: Path) -> str:
     text = str(p)
     return text if len(text) <= 120 else text[:60] + "…" + text[-40:]

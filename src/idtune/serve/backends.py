@@ -43,38 +43,18 @@ def vllm_max_lora_rank(rank: int) -> int:
     raise UserError(f"LoRA rank {rank} is above vLLM's largest --max-lora-rank (512); merge first")
 
 
-def vllm_argv(
-    base: str,
-    *,
-    name: str,
-    port: int,
-    adapter: str | None = None,
-    adapters: dict[str, str] | None = None,
-    rank: int | None = None,
-    host: str = "127.0.0.1",
-    chat_template: str | None = None,
-    trust_remote_code: bool = False,
-) -> list[str]:
-    """`vllm serve` for the base model: the default adapter as LoRA module NAME (else the model
-    as NAME), each named adapter as a LoRA module of its own, as `--adapter NAME=DIR` asked."""
-    argv = ["vllm", "serve", base, "--host", host, "--port", str(port)]
-    modules = ({name: adapter} if adapter else {}) | dict(adapters or {})
-    if not adapter:
-        argv += ["--served-model-name", name]
-    if modules:
-        r = rank if rank is not None else max(adapter_rank(d) for d in modules.values())
-        argv += ["--enable-lora", "--lora-modules", *(f"{n}={d}" for n, d in modules.items())]
-        argv += ["--max-lora-rank", str(vllm_max_lora_rank(r))]
-        if len(modules) > 1:
-            argv += ["--max-loras", str(len(modules))]
-    if chat_template:
-        argv += ["--chat-template", chat_template]
-    if trust_remote_code:
-        argv.append("--trust-remote-code")
-    return argv
+def vllm_argv(base: str, **how: Any) -> list[str]:
+    """`vllm serve` for the base model (`server_argv`'s keywords)."""
+    return server_argv("vllm", base, **how)
 
 
-def lmdeploy_argv(
+def lmdeploy_argv(base: str, **how: Any) -> list[str]:
+    """`lmdeploy serve api_server` on the PyTorch engine (`server_argv`'s keywords)."""
+    return server_argv("lmdeploy", base, **how)
+
+
+def server_argv(
+    backend: str,
     base: str,
     *,
     name: str,
@@ -83,17 +63,36 @@ def lmdeploy_argv(
     adapters: dict[str, str] | None = None,
     host: str = "127.0.0.1",
     template: str | None = None,
+    chat_template: str | None = None,
+    rank: int | None = None,
+    trust_remote_code: bool = False,
 ) -> list[str]:
-    """`lmdeploy serve api_server` on the PyTorch engine, each adapter registered by its name."""
-    argv = ["lmdeploy", "serve", "api_server", base, "--backend", "pytorch"]
-    argv += ["--server-name", host, "--server-port", str(port)]
+    """vLLM's or LMDeploy's OpenAI server for the base model: the default adapter as LoRA module
+    NAME (else the model as NAME), each named adapter as a module of its own, as `--adapter
+    NAME=DIR` asked. vLLM takes the chat template as a file (`chat_template`), LMDeploy by its
+    own name for idtune's named `template`."""
     modules = ({name: adapter} if adapter else {}) | dict(adapters or {})
-    if not adapter:
-        argv += ["--model-name", name]
+    pairs = [f"{n}={d}" for n, d in modules.items()]
+    if backend == "lmdeploy":
+        argv = ["lmdeploy", "serve", "api_server", base, "--backend", "pytorch"]
+        argv += ["--server-name", host, "--server-port", str(port)]
+        argv += [] if adapter else ["--model-name", name]
+        argv += ["--adapters", *pairs] if modules else []
+        if template in LMDEPLOY_TEMPLATES:
+            argv += ["--chat-template", LMDEPLOY_TEMPLATES[template]]
+        return argv
+    argv = ["vllm", "serve", base, "--host", host, "--port", str(port)]
+    argv += [] if adapter else ["--served-model-name", name]
     if modules:
-        argv += ["--adapters", *(f"{n}={d}" for n, d in modules.items())]
-    if template in LMDEPLOY_TEMPLATES:
-        argv += ["--chat-template", LMDEPLOY_TEMPLATES[template]]
+        r = rank if rank is not None else max(adapter_rank(d) for d in modules.values())
+        argv += ["--enable-lora", "--lora-modules", *pairs]
+        argv += ["--max-lora-rank", str(vllm_max_lora_rank(r))]
+        if len(modules) > 1:
+            argv += ["--max-loras", str(len(modules))]
+    if chat_template:
+        argv += ["--chat-template", chat_template]
+    if trust_remote_code:
+        argv.append("--trust-remote-code")
     return argv
 
 

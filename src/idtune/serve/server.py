@@ -65,15 +65,22 @@ def load_engine(
     system: str | None = None,
     template: str | None = None,
     trust_remote_code: bool = False,
+    backend: str = "transformers",
     **engine_kw: Any,
-) -> Engine:
+) -> Any:
     """Load MODEL_OR_RUN (base + adapter, unmerged) and any named adapters into one engine.
 
     One base model stays in memory; each named adapter is a PEFT adapter on it, picked per
-    request by `model` (several adapters share one batch).
+    request by `model` (several adapters share one batch). Another `backend` (llamacpp, vllm,
+    lmdeploy) is started as a server of its own on loopback, and the engine proxies to it.
     """
     from .. import models, runinfo
 
+    if backend != "transformers":
+        return _remote_engine(
+            backend, model, adapter, adapters, served_model_name, system, template,
+            trust_remote_code,
+        )  # fmt: skip
     loaded = models.load(model, adapter, template=template, trust_remote_code=trust_remote_code)
     info = loaded.info
     if system is None and info is not None:
@@ -116,16 +123,15 @@ def load_engine(
     )
 
 
-def remote_engine(
+def _remote_engine(
     backend: str,
     model: str,
-    *,
-    adapter: Path | None = None,
-    adapters: dict[str, Path] | None = None,
-    served_model_name: str | None = None,
-    system: str | None = None,
-    template: str | None = None,
-    trust_remote_code: bool = False,
+    adapter: Path | None,
+    adapters: dict[str, Path] | None,
+    served_model_name: str | None,
+    system: str | None,
+    template: str | None,
+    trust_remote_code: bool,
 ):
     """Start vLLM / LMDeploy for base model + adapter; return an engine that proxies to it."""
     from .. import models
@@ -144,24 +150,14 @@ def remote_engine(
 
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix=f"idtune-{backend}-"))
-    if backend == "vllm":
-        chat_template = None
-        if tmpl:
-            chat_template = str(work / "chat_template.jinja")
-            Path(chat_template).write_text(templates.get(tmpl))
-        argv = backends.vllm_argv(
-            src.base,
-            name=model_id,
-            port=port,
-            adapter=src.adapter,
-            adapters=named,
-            chat_template=chat_template,
-            trust_remote_code=trc,
-        )
-    else:
-        argv = backends.lmdeploy_argv(
-            src.base, name=model_id, port=port, adapter=src.adapter, adapters=named, template=tmpl
-        )
+    chat_template = None
+    if backend == "vllm" and tmpl:  # vLLM takes the template as a file
+        chat_template = str(work / "chat_template.jinja")
+        Path(chat_template).write_text(templates.get(tmpl))
+    argv = backends.server_argv(
+        backend, src.base, name=model_id, port=port, adapter=src.adapter, adapters=named,
+        template=tmpl, chat_template=chat_template, trust_remote_code=trc,
+    )  # fmt: skip
     proc = backends.start(backend, argv, port, work / "backend.log")
     if system is None and info is not None:
         # the backend renders the base template: name the identity as the run's template does
@@ -321,13 +317,10 @@ def serve(
         template=template,
         trust_remote_code=trust_remote_code,
     )
+    if backend == "transformers":
+        opts.update(max_batch=max_batch, max_tokens_in_flight=max_tokens_in_flight)
     try:
-        if backend == "transformers":
-            engine: Any = load_engine(
-                model, max_batch=max_batch, max_tokens_in_flight=max_tokens_in_flight, **opts
-            )
-        else:
-            engine = remote_engine(backend, model, **opts)
+        engine = load_engine(model, backend=backend, **opts)
     except BaseException:
         sock.close()
         raise
