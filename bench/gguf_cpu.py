@@ -106,7 +106,7 @@ def main() -> None:
         results[quant] = row
 
     results["machine"] = serve_cpu.machine(load_before) | {
-        "llama_cpp_python_sdist": llamacpp.VERSION,
+        "llama_cpp_python_sdist": llamacpp.home().name,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "max_tokens": args.max_tokens,
         "prompts": len(prompts),

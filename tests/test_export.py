@@ -232,3 +232,14 @@ def test_merged_default_model_as_q8_0_gguf_answers_in_llama_server(tmp_path, tra
         bg.stop()
         server._shutdown(engine)
     assert not engine.workdir.exists()  # the exported GGUF goes with the server
+
+
+def test_llamacpp_version_follows_the_build_script(tmp_path, monkeypatch):
+    """IDTUNE_LLAMACPP_VERSION picks the build directory for both the script and idtune."""
+    monkeypatch.setenv("IDTUNE_LLAMACPP_HOME", str(tmp_path))
+    monkeypatch.delenv("IDTUNE_LLAMACPP_VERSION", raising=False)
+    assert llamacpp.home() == tmp_path / llamacpp.DEFAULT_VERSION
+    script = (Path(__file__).parents[1] / "scripts/ensure_llamacpp.sh").read_text()
+    assert f"IDTUNE_LLAMACPP_VERSION:-{llamacpp.DEFAULT_VERSION}" in script
+    monkeypatch.setenv("IDTUNE_LLAMACPP_VERSION", "0.3.99")
+    assert llamacpp.home() == tmp_path / "0.3.99"

@@ -209,7 +209,8 @@ def train_cmd(
     fsdp: Annotated[
         bool,
         typer.Option(
-            help="FSDP2 through accelerate (CUDA GPUs; LoRA run on one GPU, several not yet)."
+            help="FSDP2 through accelerate (CUDA GPUs; LoRA has run on one GPU; full "
+            "fine-tuning and several GPUs untested)."
         ),
     ] = False,
     gpus: Annotated[

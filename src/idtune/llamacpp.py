@@ -9,14 +9,15 @@ from pathlib import Path
 
 from .errors import UserError
 
-VERSION = "0.3.36"  # llama-cpp-python, whose sdist vendors llama.cpp
+DEFAULT_VERSION = "0.3.36"  # llama-cpp-python, whose sdist vendors llama.cpp (as in the script)
 TOOLS = ("llama-server", "llama-quantize")
 
 
 def home() -> Path:
-    """The build: $IDTUNE_LLAMACPP_HOME/VERSION, else ~/.cache/idtune/llama.cpp/VERSION."""
+    """The build: $IDTUNE_LLAMACPP_HOME/VERSION, else ~/.cache/idtune/llama.cpp/VERSION, where
+    VERSION is $IDTUNE_LLAMACPP_VERSION (the script's own variable), else the default."""
     root = os.environ.get("IDTUNE_LLAMACPP_HOME") or Path.home() / ".cache/idtune/llama.cpp"
-    return Path(root) / VERSION
+    return Path(root) / (os.environ.get("IDTUNE_LLAMACPP_VERSION") or DEFAULT_VERSION)
 
 
 def _missing(what: str) -> UserError:
