@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,llamacpp]'
+	$(BIN)/python -m pip install -q -e '.[dev,llamacpp,watch]'
 	# DeepSpeed (CI runs it as one CPU process): an sdist that builds against this torch; its ops
 	# compile just in time when used
 	DS_BUILD_OPS=0 $(BIN)/python -m pip install -q --no-build-isolation deepspeed==0.19.8

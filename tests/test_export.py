@@ -176,6 +176,9 @@ def test_llamacpp_command_line_and_refusals(tmp_path):
     assert argv[argv.index("--alias") + 1] == "nova" and "--jinja" in argv
     with pytest.raises(UserError, match="unknown backend"):
         backends.require("llama")
+    # nothing is dropped silently: a template flag the GGUF would ignore is refused
+    with pytest.raises(UserError, match="--prompt-template: not with --backend llamacpp"):
+        server.load_engine(str(tmp_path), backend="llamacpp", template="chatml")
 
 
 # ---------------------------------------------------------------- real llama.cpp

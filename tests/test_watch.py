@@ -74,3 +74,17 @@ def test_bad_report_to_is_one_line(tmp_path, tiny_model, identity_data, capsys):
     assert cli(*args) == 2
     err = capsys.readouterr().err
     assert "report_to 'neptune'" in err and err.count("\n") == 1
+
+
+def test_a_missing_tracker_package_is_one_line_before_training(tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    run = tmp_path / "run"
+    assert (
+        cli("train", "identity-lora", "--set", "report_to=wandb", "--set", f"output_dir={run}") == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "pip install wandb" in err
+    assert not run.exists()

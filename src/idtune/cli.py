@@ -238,9 +238,10 @@ def train_cmd(
     """
     import os
 
-    from . import launcher, recipes, regularize, train
+    from . import launcher, recipes, regularize, train, watch
 
     cfg = recipes.read_config(config, set_ or [])
+    watch.log_with(cfg.report_to)  # a missing tracker package: one line before any process
     resume = resume or resume_finished
     opts = launcher.Options(deepspeed, fsdp, gpus, nnodes, node_rank, master_addr, master_port)
     if opts.wanted():

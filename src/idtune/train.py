@@ -61,14 +61,16 @@ Probe = Callable[..., dict]
 
 
 def build_conversations(
-    cfg: TrainConfig, log=print, distill: Distill | None = None
+    cfg: TrainConfig, log=print, distill: Distill | None = None, main: list | None = None
 ) -> tuple[list, int]:
-    """Identity/task data plus regularization data, shuffled; returns (conversations, n_reg).
+    """Identity/task data (`main`: the part outside the validation slice, split here when not
+    given) plus regularization data, shuffled; returns (conversations, n_reg).
 
     With `regularization.auto` and no regularization files, `distill` makes the regularization
     data (the caller passes it: training imports no other verb).
     """
-    main, _ = watch.split_val(identity_data(cfg, log), cfg.val_share, cfg.seed)
+    if main is None:
+        main, _ = watch.split_val(identity_data(cfg, log), cfg.val_share, cfg.seed)
     reg: list = []
     want = int(round(len(main) * cfg.regularization.ratio))
     if want > 0:
@@ -368,9 +370,8 @@ class Job:
     scored: str = ""  # samples.md lines of the last probe scores, written with the samples
 
 
-def val_batches(cfg: TrainConfig, tokenizer, device) -> list[dict]:
+def val_batches(cfg: TrainConfig, tokenizer, device, convs: list) -> list[dict]:
     """The validation slice of the identity data (`val_share`), rendered, packed and collated."""
-    _, convs = watch.split_val(identity_data(cfg, lambda *a: None), cfg.val_share, cfg.seed)
     max_len = min(cfg.max_length, cfg.row_tokens) if cfg.pack else cfg.max_length
     samples = [s.truncate(max_len) for s in (render.render(tokenizer, c) for c in convs)]
     samples = [s for s in samples if s.n_trained > 0]
@@ -414,7 +415,8 @@ def setup(
 
     from . import models, parallel
 
-    convs, n_reg = build_conversations(cfg, log, distill)
+    main, val_convs = watch.split_val(identity_data(cfg, log), cfg.val_share, cfg.seed)
+    convs, n_reg = build_conversations(cfg, log, distill, main)
     ident = identity_of(cfg, log)
     model, tokenizer, template, trc = load_for_training(cfg, str(accelerator.device))
     rows = prepare_rows(cfg, tokenizer, convs, n_reg, ident, log)
@@ -453,7 +455,7 @@ def setup(
     samples = engine not in parallel.SHARDED
     if cfg.eval_prompts and not samples:
         log(f"samples.md: not written under {engine} (the weights are sharded)")
-    val = val_batches(cfg, tokenizer, accelerator.device)
+    val = val_batches(cfg, tokenizer, accelerator.device, val_convs)
     return Job(cfg, accelerator, engine, wrapped, inner, tokenizer, template, optimizer,
                scheduler, rows, per_epoch, total, info, autocast, samples, val)  # fmt: skip
 
@@ -519,7 +521,7 @@ def train(
     step = begin(job, run, ckpt, log)
     model, pad_id, log_path = job.model, job.tokenizer.pad_token_id, run / "log.jsonl"
     model.train()
-    t0, seen = time.perf_counter(), 0.0
+    t0, seen, paused = time.perf_counter(), 0.0, 0.0  # paused: checkpoints, val loss, probes
     with TrainProgress(job.total_steps, start=step, enabled=is_main) as progress:
         for epoch, group in step_batches(job.rows, cfg, rank, world, step, job.per_epoch):
             if step >= job.total_steps:
@@ -544,17 +546,21 @@ def train(
             step += 1
             seen += real
             elapsed = time.perf_counter() - t0
+            train_s = elapsed - paused
             (loss_total,) = parallel.global_sum(acc, [loss_sum])
+            t_extra = time.perf_counter()
+            extra = checkpoint_entry(job, step)
+            paused += time.perf_counter() - t_extra
             entry = {
                 "step": step,
                 "epoch": epoch,
                 "loss": round(loss_total / max(trained, 1), 5),
                 "lr": job.scheduler.get_last_lr()[0],
                 "tokens": int(real),
-                "tokens_per_s": round(seen / elapsed, 1),
+                "tokens_per_s": round(seen / max(train_s, 1e-9), 1),
                 "elapsed_s": round(elapsed, 2),
                 **({"peak_gib": parallel.peak_gib(acc)} if acc.device.type == "cuda" else {}),
-                **checkpoint_entry(job, step),
+                **extra,
             }
             acc.log(entry, step=step)
             if is_main:
@@ -562,8 +568,10 @@ def train(
                     fh.write(json.dumps(entry) + "\n")
             progress.update(step, entry["loss"], entry["tokens_per_s"])
             if cfg.save_steps and step % cfg.save_steps == 0 and step < job.total_steps:
+                t_extra = time.perf_counter()
                 save_checkpoint(job, run, step)
-    finish(job, run, step, seen, time.perf_counter() - t0, log)
+                paused += time.perf_counter() - t_extra
+    finish(job, run, step, seen, time.perf_counter() - t0 - paused, log)
     return run
 
 

@@ -33,7 +33,18 @@ def log_with(report_to: str) -> str | None:
     """accelerate's `log_with` for a `report_to` value (None: no tracker)."""
     if report_to not in TRACKERS:
         raise UserError(f"report_to {report_to!r}: expected one of {', '.join(TRACKERS)}")
-    return None if report_to == "none" else report_to
+    if report_to == "none":
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec(report_to) is None:
+        fix = (
+            "pip install 'idtune[watch]'"
+            if report_to == "tensorboard"
+            else f"pip install {report_to}"
+        )
+        raise UserError(f"report_to {report_to}: the {report_to} package is not installed ({fix})")
+    return report_to
 
 
 def start_trackers(accelerator: Any, settings: dict) -> None:

@@ -138,11 +138,18 @@ def _remote_engine(
     from ..data import templates
     from . import backends
 
-    backends.require(backend)  # one clear line before anything is loaded
     if backend == "llamacpp":
         if adapter or adapters:
             raise UserError("--backend llamacpp serves one GGUF: merge or export it, no --adapter")
-        return llamacpp_engine(model, served_model_name=served_model_name, system=system)
+        if template:
+            raise UserError("--prompt-template: not with --backend llamacpp (the GGUF's own "
+                            "template is used; a run's template goes into its export)")  # fmt: skip
+    backends.require(backend)  # one clear line before anything is loaded
+    if backend == "llamacpp":
+        return llamacpp_engine(
+            model, served_model_name=served_model_name, system=system,
+            trust_remote_code=trust_remote_code,
+        )  # fmt: skip
     src = models.locate(model, adapter, template=template, trust_remote_code=trust_remote_code)
     info, tmpl, trc = src.info, src.template, src.trust_remote_code
     model_id = served_model_name or model_id_for(model, info)
@@ -177,7 +184,13 @@ def _proxy(port: int, model_id: str, info, system, proc, work: Path, adapters=()
     )  # fmt: skip
 
 
-def llamacpp_engine(model: str, *, served_model_name: str | None = None, system: str | None = None):
+def llamacpp_engine(
+    model: str,
+    *,
+    served_model_name: str | None = None,
+    system: str | None = None,
+    trust_remote_code: bool = False,
+):
     """llama-server on MODEL if it is a .gguf, else on a q8_0 GGUF exported from it first."""
     import subprocess
 
@@ -189,6 +202,7 @@ def llamacpp_engine(model: str, *, served_model_name: str | None = None, system:
     gguf = Path(model)
     if gguf.suffix != ".gguf":  # `idtune export gguf` (a verb of its own) in a subprocess
         cmd = [sys.executable, "-m", "idtune.cli", "export", "gguf", model, str(work / "gguf")]
+        cmd += ["--trust-remote-code"] if trust_remote_code else []
         if subprocess.run(cmd).returncode != 0:
             raise UserError(f"{model}: `idtune export gguf` failed (its message is above)")
         gguf = work / "gguf" / "model-q8_0.gguf"
