@@ -8,10 +8,13 @@ prompts are also answered one at a time with plain `model.generate` (no server).
     .venv/bin/python bench/serve_cpu.py                      # default model, 16 requests
     .venv/bin/python bench/serve_cpu.py --n 16 --max-tokens 128 --rounds 2
     .venv/bin/python bench/serve_cpu.py --load 64 --long 4     # load: streams, latency, TTFT
+    .venv/bin/python bench/serve_cpu.py --backend llamacpp     # the same, llama-server (q8_0)
 
 Prints a table and writes bench/results/serve_cpu.json (`--load`: serve_cpu_load.json): with
 `--load N`, N streamed requests at once, every status code counted, p50/p99 latency and time to
 first token, once alone and once with `--long` prompts of about 7.9k tokens sent just before.
+`--backend llamacpp` puts llama.cpp's `llama-server` behind the same app (`idtune serve
+--backend llamacpp`: the model exported to a q8_0 GGUF first); results go to `*_llamacpp.json`.
 """
 
 from __future__ import annotations
@@ -202,6 +205,21 @@ def load(client, model: str, n: int, n_long: int, max_tokens: int) -> dict:
     }
 
 
+def start_engine(args, max_batch: int):
+    """idtune's engine, or llama-server behind the same proxy `idtune serve --backend` uses."""
+    from idtune.serve import server
+
+    if args.backend == "transformers":
+        return server.load_engine(args.model, max_batch=max_batch)
+    return server.load_engine(args.model, backend=args.backend)
+
+
+def results_path(args, stem: str) -> Path:
+    """bench/results/STEM.json; STEM_BACKEND.json for another backend."""
+    suffix = "" if args.backend == "transformers" else f"_{args.backend}"
+    return args.out.with_name(f"{stem}{suffix}.json")
+
+
 def run_load(args) -> None:
     """`--load N`: the server under N concurrent streams, alone and with long prompts."""
     import openai
@@ -210,7 +228,7 @@ def run_load(args) -> None:
     from idtune.serve import server
 
     load_before = os.getloadavg()
-    engine = server.load_engine(args.model, max_batch=args.load + args.long)
+    engine = start_engine(args, args.load + args.long)
     bg = server.Background(server.build_app(engine, ui=False))
     client = openai.OpenAI(base_url=f"{bg.url}/v1", api_key="x", max_retries=0, timeout=3600)
     ask(client, engine.model_id, "Hello!", 8)  # warm-up
@@ -221,7 +239,7 @@ def run_load(args) -> None:
         ),
     }
     bg.stop()
-    engine.close()
+    server.shutdown(engine)
     print(f"\n{args.load} streamed requests, max_tokens={args.max_tokens}, greedy, {args.model}")
     print(f"CPU: {cpu_name()} ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})")
     keys = ["short_completed", "server_errors", "ttft_p50_s", "ttft_p99_s", "latency_p50_s",
@@ -233,11 +251,12 @@ def run_load(args) -> None:
     result = {
         "benchmark": "serve_cpu --load",
         "model": args.model,
+        "backend": args.backend,
         "max_tokens": args.max_tokens,
         "machine": machine(load_before),
         "results": runs,
     }
-    out = args.out.with_name("serve_cpu_load.json")
+    out = results_path(args, "serve_cpu_load")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
@@ -267,6 +286,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/results/serve_cpu.json"))
     ap.add_argument("--load", type=int, default=0, help="N concurrent streams (load mode)")
     ap.add_argument("--long", type=int, default=4, help="long prompts in load mode's second case")
+    ap.add_argument("--backend", default="transformers", choices=("transformers", "llamacpp"))
     args = ap.parse_args()
     if args.load:
         return run_load(args)
@@ -280,7 +300,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.n)]
     load_before = os.getloadavg()
-    engine = server.load_engine(args.model, max_batch=args.n)
+    engine = start_engine(args, args.n)
     bg = server.Background(server.build_app(engine, ui=False))
     client = openai.OpenAI(base_url=f"{bg.url}/v1", api_key="x", max_retries=0, timeout=3600)
     ask(client, engine.model_id, "Hello!", 8)  # warm-up
@@ -292,13 +312,14 @@ def main() -> None:
             runs[mode].append(res)
             print(f"round {r + 1} {mode:>10}: {res['tokens_per_s']:7.1f} tok/s", file=sys.stderr)
     bg.stop()
-    if not args.no_hf:
+    if not args.no_hf and args.backend == "transformers":
         from idtune import models
 
         loaded = models.load(args.model)
         runs["hf_generate_sequential"] = [hf_generate(loaded, prompts, args.max_tokens)]
-    engine_stats = {"max_batch_seen": engine.max_batch_seen, "decode_steps": engine.steps}
-    engine.close()
+    engine_stats = {"max_batch_seen": getattr(engine, "max_batch_seen", None),
+                    "decode_steps": getattr(engine, "steps", None)}  # fmt: skip
+    server.shutdown(engine)
 
     def best(mode: str) -> dict:
         return max(runs[mode], key=lambda x: x["tokens_per_s"])
@@ -323,6 +344,7 @@ def main() -> None:
     result = {
         "benchmark": "serve_cpu",
         "model": args.model,
+        "backend": args.backend,
         "requests": args.n,
         "max_tokens": args.max_tokens,
         "rounds": args.rounds,
@@ -336,9 +358,10 @@ def main() -> None:
             for mode, rs in runs.items()
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out = results_path(args, args.out.stem)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

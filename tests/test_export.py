@@ -233,7 +233,7 @@ def test_merged_default_model_as_q8_0_gguf_answers_in_llama_server(tmp_path, tra
         assert metrics["identity_en"] == 1.0 and metrics["retention"] == 1.0
     finally:
         bg.stop()
-        server._shutdown(engine)
+        server.shutdown(engine)
     assert not engine.workdir.exists()  # the exported GGUF goes with the server
 
 

@@ -354,11 +354,12 @@ def serve(
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
-        _shutdown(engine)
+        shutdown(engine)
         sock.close()
 
 
-def _shutdown(engine: Any) -> None:
+def shutdown(engine: Any) -> None:
+    """Close an engine: idtune's own, or a backend server (terminated, its work dir removed)."""
     if hasattr(engine, "close"):
         engine.close()
     proc = getattr(engine, "proc", None)
