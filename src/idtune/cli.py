@@ -504,6 +504,24 @@ def deploy_cmd(
     typer.echo(str(deploy.deploy(target, out, model, overwrite=overwrite)))
 
 
+
+# ---------------------------------------------------------------- studio
+@app.command("studio")
+def studio_cmd(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 7860,
+    runs: Annotated[
+        Path, typer.Option(help="Runs folder: the studio's runs go here, and any found here show.")
+    ] = Path("runs"),
+) -> None:
+    """The whole path in a browser: identity, train (watch it live), eval, chat, ship.
+
+    Every step runs the same code as the CLI; training and the rest run as `idtune` processes
+    that outlive the page and the studio."""
+    from . import studio
+
+    studio.serve(host=host, port=port, runs=runs)
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user mistakes become one line on stderr and a non-zero exit code."""
     try:

@@ -563,9 +563,9 @@ def train(
                 **extra,
             }
             acc.log(entry, step=step)
-            if is_main:
+            if is_main:  # total_steps: for an ETA (the studio's); trackers need no constant
                 with log_path.open("a") as fh:
-                    fh.write(json.dumps(entry) + "\n")
+                    fh.write(json.dumps({**entry, "total_steps": job.total_steps}) + "\n")
             progress.update(step, entry["loss"], entry["tokens_per_s"])
             if cfg.save_steps and step % cfg.save_steps == 0 and step < job.total_steps:
                 t_extra = time.perf_counter()

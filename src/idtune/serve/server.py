@@ -6,12 +6,10 @@ web chat at `/`, all on the same engine.
 
 from __future__ import annotations
 
-import errno
 import hmac
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -20,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..ports import free_port
+from ..ports import bind, free_port
 from .engine import ChatEngine, Engine
 
 BACKENDS = ("transformers", "llamacpp", "vllm", "lmdeploy")
@@ -274,24 +272,6 @@ def read_api_key(key_file: Path | None) -> str | None:
             raise UserError(f"--api-key-file {key_file}: the first line is empty")
         return key
     return os.environ.get("IDTUNE_API_KEY") or None
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """Claim HOST:PORT before the model loads; a taken or impossible port is one line."""
-    if not 1 <= port <= 65535:
-        raise UserError(f"--port {port}: a TCP port is between 1 and 65535")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError as e:
-        sock.close()
-        why = "already in use" if e.errno == errno.EADDRINUSE else e.strerror
-        raise UserError(f"--host {host} --port {port}: cannot listen there ({why})") from None
-    sock.set_inheritable(True)
-    return sock
 
 
 def serve(

@@ -1,0 +1,244 @@
+"""What the studio's buttons do, without the web page: each builds the `idtune` command the
+CLI would run (checked first, so a bad value is one line on the page) and starts it as a job.
+
+Identity data and uploaded files are kept in `RUNS/.studio/data/`, so a run's `config.yaml`
+keeps pointing at files that stay.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from .. import checkpoint, recipes
+from ..data import formats
+from ..errors import UserError
+from . import jobs
+
+PREVIEW = 20  # conversations shown in the identity preview
+# The main settings the Train step shows, as recipe keys (the rest: "more settings").
+SETTINGS = (
+    "method",
+    "epochs",
+    "max_steps",
+    "lr",
+    "lora.r",
+    "batch_tokens",
+    "row_tokens",
+    "save_steps",
+    "val_share",
+    "regularization.auto",
+)
+TOKEN_ENV = {"hf": "HF_TOKEN", "git": "IDTUNE_GIT_TOKEN"}  # where push reads a token
+
+
+# ---------------------------------------------------------------- 1. identity
+def identity_rows(
+    name: str, author: str, name_zh: str, author_zh: str, langs: list[str], n: int, seed: int = 0
+) -> list[dict]:
+    """`idtune data identity`'s conversations for these answers (one line when one is missing)."""
+    from ..data import identity
+
+    if not (name or "").strip() or not (author or "").strip():
+        raise UserError("name and author: both are needed")
+    if not langs:
+        raise UserError("languages: pick at least one")
+    if not 1 <= int(n) <= 100_000:
+        raise UserError(f"number of conversations {n}: between 1 and 100000")
+    return identity.generate(
+        name.strip(),
+        author.strip(),
+        (name_zh or "").strip() or None,
+        (author_zh or "").strip() or None,
+        langs,
+        int(n),
+        int(seed),
+    )
+
+
+def preview_markdown(rows: list[dict], k: int = PREVIEW) -> str:
+    """The first `k` conversations as Markdown, one numbered block each."""
+    out = []
+    for i, row in enumerate(rows[:k], 1):
+        turns = [f"**{m['role']}:** {m['content']}" for m in row["messages"]]
+        out.append(f"{i}. " + "<br>".join(t.replace("\n", " ") for t in turns))
+    return f"{len(rows)} conversations; the first {min(k, len(rows))}:\n\n" + "\n".join(out)
+
+
+def check_upload(paths: list[str]) -> tuple[int, str]:
+    """(conversations, a line about them) for uploaded files; errors as `FILE:LINE: …`, with the
+    file's own name in place of where the browser's upload was stored."""
+    try:
+        n = len(formats.load_files(paths))
+    except UserError as e:
+        msg = str(e)
+        for p in paths:
+            msg = msg.replace(str(p), Path(p).name)
+        raise UserError(msg) from None
+    return n, f"{n} conversations in {', '.join(Path(p).name for p in paths)}: all readable"
+
+
+# ---------------------------------------------------------------- 2. train
+def defaults(recipe: str) -> dict:
+    """The recipe's values of SETTINGS (what the Train step shows before any change)."""
+    flat = recipes.to_dict(recipes.read_config(recipe))
+    out = {}
+    for key in SETTINGS:
+        node = flat
+        for part in key.split("."):
+            node = node[part]
+        out[key] = node
+    return out
+
+
+def slug(text: str) -> str:
+    """A run directory name from the assistant's name."""
+    return re.sub(r"[^\w.-]+", "-", (text or "").strip()).strip("-.").lower() or "run"
+
+
+def _sets(settings: dict, more: str) -> list[str]:
+    out = [f"{k}={v}" for k, v in settings.items() if v is not None and v != ""]
+    for line in (more or "").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            if "=" not in line:
+                raise UserError(f"more settings: {line!r}: expected KEY=VALUE")
+            out.append(line)
+    return out
+
+
+def start_training(
+    runs: Path,
+    run_name: str,
+    recipe: str,
+    model: str,
+    settings: dict,
+    more: str,
+    identity: dict,
+    uploads: list[str],
+) -> jobs.Job:
+    """Write the data, check the settings as `idtune train` would, start it as a job.
+
+    `identity` holds the Identity step's fields; `uploads` (when given) are trained on in place
+    of the generated identity data.
+    """
+    runs = Path(runs)
+    name = slug(run_name)
+    run = (runs / name).resolve()
+    if run.exists() and any(run.iterdir()):
+        raise UserError(f"run {name}: {run} exists; pick another run name, or resume it")
+    data_dir = runs / jobs.STATE / "data" / name
+    if uploads:
+        check_upload(uploads)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        data_dir.mkdir(parents=True)
+        files = [shutil.copy(p, data_dir / f"{i}-{Path(p).name}") for i, p in enumerate(uploads)]
+    else:
+        rows = identity_rows(**identity)
+        files = [data_dir / "identity.jsonl"]
+        formats.write_jsonl(files[0], rows)
+    sets = [
+        f"model={model}",
+        f"data={','.join(str(Path(f).resolve()) for f in files)}",
+        f"output_dir={run}",
+    ]
+    for key in ("name", "author", "name_zh", "author_zh"):
+        value = (identity.get(key) or "").strip()
+        if value:
+            sets.append(f"identity.{key}={value}")
+    sets += _sets(settings, more)
+    recipes.read_config(recipe, sets)  # a bad value: one line, before anything starts
+    argv = ["train", recipe, *[x for s in sets for x in ("--set", s)]]
+    return jobs.start(runs, "train", run, argv)
+
+
+def resume_training(runs: Path, run: Path) -> jobs.Job:
+    """`idtune train RUN/config.yaml --resume`: a run of the studio's or of the command line."""
+    run = Path(run).resolve()
+    job = jobs.latest(runs, run, "train")
+    if job is not None and job.state() == "running":
+        raise UserError(f"{run.name}: still training; stop it first")
+    if checkpoint.finished(run) is not None:
+        raise UserError(f"{run.name}: finished; nothing to resume")
+    if checkpoint.latest(run) is None:
+        raise UserError(f"{run.name}: no checkpoint yet (save_steps > 0 writes them)")
+    argv = ["train", str(run / "config.yaml"), "--set", f"output_dir={run}", "--resume"]
+    return jobs.start(runs, "train", run, argv)
+
+
+def stop_training(runs: Path, run: Path) -> str:
+    """Stop the run's training job; one line saying what happened."""
+    job = jobs.latest(runs, run, "train")
+    if job is None or not jobs.stop(job):
+        raise UserError(
+            f"{Path(run).name}: no training the studio started is running "
+            "(one started in a terminal stops with Ctrl-C there)"
+        )
+    return f"{Path(run).name}: stopping (the latest checkpoint stays; Resume continues from it)"
+
+
+# ---------------------------------------------------------------- 3-5. eval and ship
+def _job(runs: Path, run: Path, verb: str, argv: list[str], env: dict | None = None) -> jobs.Job:
+    job = jobs.latest(runs, run, verb)
+    if job is not None and job.state() == "running":
+        raise UserError(f"{Path(run).name}: `idtune {verb}` is still running")
+    return jobs.start(runs, verb, run, argv, env)
+
+
+def evaluate(runs: Path, run: Path, probes: str = "") -> jobs.Job:
+    """`idtune eval RUN --compare-base -o RUN` (the before/after table into RUN/eval.md)."""
+    argv = ["eval", str(run), "--compare-base", "-o", str(run)]
+    if (probes or "").strip():
+        argv += ["--probes", probes.strip()]
+    return _job(runs, run, "eval", argv)
+
+
+def merge(runs: Path, run: Path, out: str) -> jobs.Job:
+    """`idtune merge RUN OUT`."""
+    return _job(runs, run, "merge", ["merge", str(run), _out(out)])
+
+
+def export(runs: Path, run: Path, out: str, quant: str) -> jobs.Job:
+    """`idtune export gguf RUN OUT --quant QUANT`."""
+    return _job(runs, run, "export", ["export", "gguf", str(run), _out(out), "--quant", quant])
+
+
+def push(
+    runs: Path, run: Path, directory: str, to: str, token: str, private: bool, allow_http: bool
+) -> jobs.Job:
+    """`idtune push DIR --to URL`; the token goes to the child's environment, nowhere else."""
+    to = (to or "").strip()
+    if not to:
+        raise UserError("push: where to (a git URL or hf:USER/REPO)")
+    if re.match(r"^\w+://[^/@]*:[^/@]*@", to):
+        raise UserError(
+            "push: a password in the URL would be on the command line; put it in the token field"
+        )
+    argv = ["push", _out(directory), "--to", to] + ["--private"] * private
+    argv += ["--allow-http"] * allow_http
+    env = {TOKEN_ENV["hf" if to.startswith("hf:") else "git"]: token} if token else None
+    return _job(runs, run, "push", argv, env)
+
+
+def deploy(runs: Path, run: Path, target: str, out: str, model: str) -> jobs.Job:
+    """`idtune deploy TARGET OUT --model MODEL`."""
+    if not (model or "").strip():
+        raise UserError("deploy: the model repository (where you pushed it) is needed")
+    return _job(runs, run, "deploy", ["deploy", target, _out(out), "--model", model.strip()])
+
+
+def _out(path: str) -> str:
+    if not (path or "").strip():
+        raise UserError("an output directory is needed")
+    return str(Path(path.strip()).expanduser().resolve())
+
+
+def job_markdown(job: jobs.Job | None, tail: int = 12) -> str:
+    """A job's command, state and the last lines of its output."""
+    if job is None:
+        return ""
+    lines = [x.rsplit("\r", 1)[-1] for x in job.log.splitlines()]  # a progress bar's last state
+    lines = [x for x in lines if x.strip()][-tail:]
+    shown = "\n".join(lines)
+    return f"`idtune {job.verb}` · **{job.state()}**\n\n```\n{shown}\n```"

@@ -1,0 +1,336 @@
+"""`idtune studio` in headless chromium: the whole path on a tiny model, through real `idtune`
+processes (train, eval, merge, export, push, deploy), and a studio killed mid-training.
+
+Screenshots of each step go to $IDTUNE_STUDIO_SHOTS (README's come from `docs/studio/`), else
+to the test's temporary directory. Needs /usr/bin/chromium, like test_serve_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from githttp import LocalHub
+from test_evaluate import SMALL
+from test_hub import TOKEN, bare
+from test_serve_browser import ARGS, CHROMIUM, is_subsequence
+
+from idtune import generate, models
+from idtune.ports import free_port
+from idtune.serve import server
+from idtune.studio import build_app, jobs
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="run scripts/ensure_debian.sh"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.queueing"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """Jobs inherit the test's environment: a private cache and HOME (no git identity, no
+    llama.cpp build), one torch thread (a tiny model gains nothing from more)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("IDTUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("IDTUNE_LLAMACPP_HOME", raising=False)
+    yield tmp_path
+    for job in jobs.all_jobs(tmp_path / "runs"):  # a failed test leaves no training behind
+        if jobs.alive(job.pid):  # the wrapper leads a process group: its child goes too
+            os.killpg(job.pid, signal.SIGKILL)
+
+
+def words(text: str) -> str:
+    """The letters and digits of a text, any script."""
+    return re.sub(r"[\W_]", "", text)
+
+
+def shots(tmp_path: Path) -> Path:
+    d = Path(os.environ.get("IDTUNE_STUDIO_SHOTS") or tmp_path / "shots")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def field(page, elem_id: str):
+    return page.locator(f"#{elem_id}").locator("textarea, input").first
+
+
+def fill(page, elem_id: str, value) -> None:
+    box = field(page, elem_id)
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def text(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id}").inner_text()
+
+
+def wait_for(check, what: str, timeout: float = 90.0, page=None):
+    """Poll `check()` until it returns something truthy; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.25)
+    seen = text(page, "run-status") if page is not None else ""
+    raise AssertionError(f"{what}: not within {timeout} s (status: {seen!r})")
+
+
+def set_up_training(page, tiny_model: Path, max_steps: int, save_steps: int) -> None:
+    """The Identity and Train steps' fields for a few quick steps on the tiny model."""
+    fill(page, "name", "Nova")
+    fill(page, "author", "Acme")
+    fill(page, "n", 40)
+    page.get_by_role("tab", name="2 · Train").click()
+    fill(page, "model", tiny_model)
+    for key, value in {
+        "max-steps": max_steps,
+        "save-steps": save_steps,
+        "row-tokens": 256,
+        "batch-tokens": 512,
+    }.items():
+        fill(page, f"set-{key}", value)
+    page.locator("#set-regularization-auto input[type=checkbox]").uncheck()
+    fill(page, "more", "sample_max_new_tokens=4")
+
+
+def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
+    runs_dir, out = tmp_path / "runs", shots(tmp_path)
+    bg = server.Background(build_app(runs_dir))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(f"{bg.url}/")
+        # 1. identity: the preview is the generator's, with the name in it
+        fill(page, "name", "Nova")
+        fill(page, "author", "Acme")
+        page.locator("#preview-btn").click()
+        wait_for(lambda: "the first 20" in text(page, "preview"), "the preview")
+        preview = text(page, "preview")
+        assert preview.startswith("1000 conversations; the first 20:") and "Nova" in preview
+        assert page.locator("#preview li").count() == 20
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": 3}\n')
+        page.locator("#upload input[type=file]").set_input_files(str(bad))
+        wait_for(lambda: "bad.jsonl:1:" in text(page, "upload-check"), "the upload's error")
+        assert "⚠️ bad.jsonl:1:" in text(page, "upload-check")  # FILE:LINE: … next to it
+        page.screenshot(path=str(out / "1-identity.png"))
+        page.reload()  # the upload goes; what matters is on disk
+
+        # 2. train: a real `idtune train` process; loss curve and a scored sample appear
+        set_up_training(page, tiny_model, max_steps=4, save_steps=2)
+        page.locator("#start").click()
+        wait_for(lambda: "started nova" in text(page, "train-msg"), "the start", page=page)
+        run = runs_dir / "nova"
+        wait_for(lambda: "finished" in text(page, "run-status"), "training", 180, page)
+        status = text(page, "run-status")
+        assert "step 4 of 4" in status and "tokens/s" in status
+        wait_for(lambda: page.locator("#loss-plot canvas, #loss-plot svg").count(), "the curve")
+        wait_for(lambda: "held-out probes" in text(page, "samples"), "the samples")
+        samples = text(page, "samples")
+        assert "held-out probes" in samples and re.search(r"[✓✗·] \[identity", samples)
+        assert samples.splitlines()[0].strip() == "step 4"  # the last section
+        log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log] == [1, 2, 3, 4] and log[-1]["total_steps"] == 4
+        cfg = (run / "config.yaml").read_text()
+        assert "name: Nova" in cfg and "auto: false" in cfg and "sample_max_new_tokens: 4" in cfg
+        data = runs_dir / jobs.STATE / "data" / "nova" / "identity.jsonl"
+        assert len(data.read_text().splitlines()) == 40
+        page.screenshot(path=str(out / "2-train.png"), full_page=True)
+
+        # 3. evaluate: `idtune eval --compare-base`'s table and failing answers
+        probes = tmp_path / "probes.json"
+        probes.write_text(json.dumps(SMALL, ensure_ascii=False))
+        page.get_by_role("tab", name="3 · Evaluate").click()
+        fill(page, "probes", probes)
+        page.locator("#eval-btn").click()
+        wait_for(lambda: "tuned" in text(page, "eval-table"), "the eval table", 120, page)
+        table = page.locator("#eval-table table")
+        assert table.locator("th").all_inner_texts()[-2:] == ["base", "tuned"]
+        assert (run / "eval.md").is_file() and text(page, "eval-fails").strip()
+        assert "identity" in text(page, "eval-fails")  # a random model fails them
+        page.screenshot(path=str(out / "3-evaluate.png"), full_page=True)
+
+        # 4. chat: both answers streamed; each is what the engine generates (greedy)
+        page.get_by_role("tab", name="4 · Chat").click()
+        fill(page, "max-new", 12)
+        fill(page, "question", "Who are you?")
+        page.locator("#ask").click()
+        wait_for(lambda: "both answered" in text(page, "chat-msg"), "the answers", 60, page)
+        tuned = models.load(run)
+        question = [{"role": "user", "content": "Who are you?"}]
+        want = "".join(
+            generate.stream(
+                tuned.model, tuned.tokenizer, question, max_new_tokens=12, template=tuned.template
+            )
+        )
+        tok = tuned.tokenizer
+        tok.chat_template = tuned.base_chat_template
+        with tuned.model.disable_adapter():
+            want_base = "".join(generate.stream(tuned.model, tok, question, max_new_tokens=12))
+        assert words(want)  # a random model may answer with blanks: the test would be empty
+        for elem, expected in (("tuned-chat", want), ("base-chat", want_base)):
+            bot = page.locator(f"#{elem} [data-testid='bot']").last.inner_text()
+            shown = words(bot)  # Markdown rendering may drop some characters, never add any
+            assert is_subsequence(shown, words(expected)), (elem, bot, expected)
+            assert len(shown) >= len(words(expected)) // 2
+        page.screenshot(path=str(out / "4-chat.png"), full_page=True)
+
+        # 5. ship: merge writes a directory; export says what is missing; push; deploy
+        page.get_by_role("tab", name="5 · Ship").click()
+        merged = runs_dir / "nova-merged"
+        assert field(page, "merge-out").input_value() == str(merged)
+        page.locator("#merge-btn").click()
+        wait_for(lambda: "done" in text(page, "merge-job"), "the merge", 90, page)
+        assert f"merged model written to {merged}" in text(page, "merge-job")
+        assert (merged / "config.json").is_file() and list(merged.glob("*.safetensors"))
+        page.locator("#export-btn").click()
+        wait_for(lambda: "failed" in text(page, "export-job"), "the export", 60, page)
+        assert "make llamacpp" in text(page, "export-job")  # the one line, where it shows
+        bare(tmp_path / "hub" / "nova.git")
+        with LocalHub(tmp_path / "hub", TOKEN) as hub_server:  # git over http, with a token
+            fill(page, "push-to", f"{hub_server.url()}/nova.git")
+            fill(page, "token", TOKEN)
+            page.locator("#allow-http input[type=checkbox]").check()
+            page.locator("#push-btn").click()
+            wait_for(lambda: "failed" in text(page, "push-job"), "the http push", 90, page)
+        assert f"oauth2:{TOKEN}" in hub_server.seen  # the token reached the hub named
+        assert "lfs" in text(page, "push-job")  # that test hub serves no LFS: it ends there
+        assert field(page, "token").input_value() == ""  # and the token left the page
+        remote = bare(tmp_path / "hub" / "local.git")  # git-lfs itself serves file:// remotes
+        fill(page, "push-to", remote)
+        page.locator("#push-btn").click()
+        wait_for(lambda: "done" in text(page, "push-job"), "the push", 90, page)
+        tree = subprocess.run(
+            [
+                "git",
+                "--git-dir",
+                str(tmp_path / "hub" / "local.git"),
+                "ls-tree",
+                "--name-only",
+                "main",
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert "config.json" in tree.split() and "README.md" in tree.split()
+        fill(page, "deploy-model", "hf:acme/nova")
+        page.locator("#deploy-btn").click()
+        wait_for(lambda: "done" in text(page, "deploy-job"), "the deploy", 60, page)
+        space = runs_dir / "nova-space"
+        assert str(space) in text(page, "deploy-job") and (space / "app.py").is_file()
+        page.screenshot(path=str(out / "5-ship.png"), full_page=True)
+        leaked = [
+            p
+            for p in tmp_path.rglob("*")
+            if p.is_file()
+            and TOKEN.encode() in p.read_bytes()
+            and "hub" not in p.relative_to(tmp_path).parts[:1]
+        ]
+        assert leaked == []  # not in a job record, its log, the run, the cache
+    finally:
+        page.close()
+        bg.stop()
+
+
+def start_studio(runs_dir: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "idtune.cli",
+            "studio",
+            "--port",
+            str(port),
+            "--runs",
+            str(runs_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    line = proc.stdout.readline()
+    assert line.startswith(f"idtune studio: http://127.0.0.1:{port}/"), line
+    return proc
+
+
+def step_of(page) -> int:
+    m = re.search(r"step (\d+)", text(page, "run-status"))
+    return int(m.group(1)) if m else 0
+
+
+@pytest.mark.slow
+def test_a_new_studio_sees_the_run_and_resumes_it(browser, env, tiny_model, tmp_path):
+    runs_dir, port = tmp_path / "runs", free_port()
+    studio = start_studio(runs_dir, port)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(f"http://127.0.0.1:{port}/")
+        set_up_training(page, tiny_model, max_steps=100_000, save_steps=3)
+        page.locator("#start").click()
+        wait_for(lambda: step_of(page) >= 4, "the first checkpoint", 120, page)
+        studio.send_signal(signal.SIGKILL)  # the studio dies; the training goes on
+        studio.wait()
+        page.close()
+        (job,) = jobs.for_run(runs_dir, runs_dir / "nova", "train")
+        assert jobs.alive(job.pid)
+
+        studio = start_studio(runs_dir, port)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"http://127.0.0.1:{port}/")
+        wait_for(lambda: "nova" in text(page, "run-status"), "the run, found again", 60, page)
+        assert "running" in text(page, "run-status")
+        seen = step_of(page)
+        wait_for(lambda: step_of(page) > seen, "progress after the restart", 60, page)
+        assert "of 100000" in text(page, "run-status") and "ETA" in text(page, "run-status")
+        page.get_by_role("tab", name="2 · Train").click()
+        page.locator("#stop").click()
+        wait_for(lambda: "resumable from step-" in text(page, "run-status"), "the stop", 60, page)
+        stopped = jobs.for_run(runs_dir, runs_dir / "nova", "train")[-1]
+        assert stopped.state() == "stopped" and not jobs.alive(stopped.pid)
+        ckpt = int(re.search(r"step-(\d+)", text(page, "run-status")).group(1))
+        page.locator("#resume").click()
+        resumed = wait_for(
+            lambda: (
+                jobs.latest(runs_dir, runs_dir / "nova", "train").id != stopped.id
+                and jobs.latest(runs_dir, runs_dir / "nova", "train")
+            ),
+            "the resumed job",
+        )
+        assert resumed.argv[-1] == "--resume"
+        wait_for(lambda: "resumed from" in resumed.log, "the resume", 90, page)
+        assert f"step-{ckpt} at step {ckpt}" in resumed.log
+        wait_for(lambda: step_of(page) > ckpt, "steps after the checkpoint", 90, page)
+        assert "running" in text(page, "run-status")
+        page.screenshot(path=str(shots(tmp_path) / "6-resumed.png"))
+        page.locator("#stop").click()
+        wait_for(lambda: jobs.read(Path(resumed.path)).rc is not None, "the second stop", 60)
+        steps = [
+            json.loads(x)["step"]
+            for x in (runs_dir / "nova" / "log.jsonl").read_text().splitlines()
+        ]
+        assert steps == list(range(1, len(steps) + 1))  # rewound to the checkpoint, no gap
+    finally:
+        page.close()
+        studio.kill()
+        studio.wait()
