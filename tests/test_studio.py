@@ -85,6 +85,12 @@ def text(page, elem_id: str) -> str:
     return page.locator(f"#{elem_id}").inner_text()
 
 
+def job_state(page, verb: str) -> str:
+    """The state the page shows for the latest `idtune VERB` job: running, done, failed, …"""
+    m = re.match(rf"idtune {verb} · (\w+)", text(page, f"{verb}-job").strip())
+    return m.group(1) if m else ""
+
+
 def wait_for(check, what: str, timeout: float = 90.0, page=None):
     """Poll `check()` until it returns something truthy; fail naming `what`."""
     deadline = time.monotonic() + timeout
@@ -145,7 +151,9 @@ def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
         wait_for(lambda: "finished" in text(page, "run-status"), "training", 180, page)
         status = text(page, "run-status")
         assert "step 4 of 4" in status and "tokens/s" in status
-        wait_for(lambda: page.locator("#loss-plot canvas, #loss-plot svg").count(), "the curve")
+        lines = page.locator("#loss-plot .mark-line path")  # train and val, drawn in colour
+        wait_for(lambda: lines.count() == 2, "the curves")
+        assert all(x.get_attribute("stroke") and x.get_attribute("d") for x in lines.all())
         wait_for(lambda: "held-out probes" in text(page, "samples"), "the samples")
         samples = text(page, "samples")
         assert "held-out probes" in samples and re.search(r"[✓✗·] \[identity", samples)
@@ -157,6 +165,10 @@ def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
         data = runs_dir / jobs.STATE / "data" / "nova" / "identity.jsonl"
         assert len(data.read_text().splitlines()) == 40
         page.screenshot(path=str(out / "2-train.png"), full_page=True)
+        other = browser.new_page()  # another tab: the same run, read from disk
+        other.goto(f"{bg.url}/")
+        wait_for(lambda: "nova: finished · step 4 of 4" in text(other, "run-status"), "tab 2")
+        other.close()
 
         # 3. evaluate: `idtune eval --compare-base`'s table and failing answers
         probes = tmp_path / "probes.json"
@@ -201,11 +213,11 @@ def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
         merged = runs_dir / "nova-merged"
         assert field(page, "merge-out").input_value() == str(merged)
         page.locator("#merge-btn").click()
-        wait_for(lambda: "done" in text(page, "merge-job"), "the merge", 90, page)
+        wait_for(lambda: job_state(page, "merge") == "done", "the merge", 90, page)
         assert f"merged model written to {merged}" in text(page, "merge-job")
         assert (merged / "config.json").is_file() and list(merged.glob("*.safetensors"))
         page.locator("#export-btn").click()
-        wait_for(lambda: "failed" in text(page, "export-job"), "the export", 60, page)
+        wait_for(lambda: job_state(page, "export") == "failed", "the export", 60, page)
         assert "make llamacpp" in text(page, "export-job")  # the one line, where it shows
         bare(tmp_path / "hub" / "nova.git")
         with LocalHub(tmp_path / "hub", TOKEN) as hub_server:  # git over http, with a token
@@ -213,14 +225,15 @@ def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
             fill(page, "token", TOKEN)
             page.locator("#allow-http input[type=checkbox]").check()
             page.locator("#push-btn").click()
-            wait_for(lambda: "failed" in text(page, "push-job"), "the http push", 90, page)
+            wait_for(lambda: job_state(page, "push") == "failed", "the http push", 90, page)
         assert f"oauth2:{TOKEN}" in hub_server.seen  # the token reached the hub named
         assert "lfs" in text(page, "push-job")  # that test hub serves no LFS: it ends there
         assert field(page, "token").input_value() == ""  # and the token left the page
         remote = bare(tmp_path / "hub" / "local.git")  # git-lfs itself serves file:// remotes
         fill(page, "push-to", remote)
         page.locator("#push-btn").click()
-        wait_for(lambda: "done" in text(page, "push-job"), "the push", 90, page)
+        wait_for(lambda: remote in text(page, "push-job"), "the second push", 30, page)
+        wait_for(lambda: job_state(page, "push") == "done", "the push", 90, page)
         tree = subprocess.run(
             [
                 "git",
@@ -236,7 +249,7 @@ def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
         assert "config.json" in tree.split() and "README.md" in tree.split()
         fill(page, "deploy-model", "hf:acme/nova")
         page.locator("#deploy-btn").click()
-        wait_for(lambda: "done" in text(page, "deploy-job"), "the deploy", 60, page)
+        wait_for(lambda: job_state(page, "deploy") == "done", "the deploy", 60, page)
         space = runs_dir / "nova-space"
         assert str(space) in text(page, "deploy-job") and (space / "app.py").is_file()
         page.screenshot(path=str(out / "5-ship.png"), full_page=True)
@@ -334,3 +347,18 @@ def test_a_new_studio_sees_the_run_and_resumes_it(browser, env, tiny_model, tmp_
         page.close()
         studio.kill()
         studio.wait()
+
+
+def test_a_busy_port_is_one_line(tmp_path, capsys):
+    import socket
+
+    from helpers import cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli("studio", "--port", port, "--runs", tmp_path / "runs") == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --host 127.0.0.1 --port {port}: cannot listen there (already in use)\n"
+    assert not (tmp_path / "runs").exists()  # refused before anything was made

@@ -15,6 +15,7 @@ from ..errors import UserError
 from . import jobs, runs, steps, talk
 
 TICK_S = 2.0  # how often the page re-reads the chosen run
+SERIES = {"train": "#2563eb", "val": "#ea580c"}  # the loss curves' colours
 HELP = (
     "# idtune studio\n"
     "1 · **Identity**: who the assistant is · 2 · **Train** · 3 · **Evaluate** · "
@@ -136,6 +137,7 @@ def build(runs_dir: Path):
                     x="step",
                     y="loss",
                     color="series",
+                    color_map=SERIES,  # fixed: a series that comes later (val) still has one
                     label="Loss",
                     elem_id="loss-plot",
                     height=260,
@@ -299,7 +301,7 @@ def build(runs_dir: Path):
                 return [picker, names, drawn, *blank[:1], gr.skip(), *blank[1:]]
             points = runs.loss_rows(run)
             sig = (str(run), len(points))
-            plot = _frame(points) if sig != drawn else gr.skip()
+            plot = (_frame(points) if points else None) if sig != drawn else gr.skip()
             table, fails = runs.eval_report(run)
             latest = {
                 v: steps.job_markdown(jobs.latest(runs_dir, run, v))
@@ -435,6 +437,9 @@ def _number(value: Any) -> Any:
 
 
 def _frame(points: list[dict]):
+    """The loss curve's DataFrame; typed even when empty (else the plot's axes become
+    categories, and stay so when the points come)."""
     import pandas as pd
 
-    return pd.DataFrame(points or [], columns=["step", "loss", "series"])
+    types = {"step": "int64", "loss": "float64", "series": "str"}
+    return pd.DataFrame(points, columns=list(types)).astype(types)

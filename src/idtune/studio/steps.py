@@ -234,10 +234,14 @@ def _out(path: str) -> str:
     return str(Path(path.strip()).expanduser().resolve())
 
 
-def job_markdown(job: jobs.Job | None, tail: int = 12) -> str:
+TAIL = {"train": 12, "eval": 3}  # lines of output shown (eval prints its table, shown apart)
+
+
+def job_markdown(job: jobs.Job | None) -> str:
     """A job's command, state and the last lines of its output."""
     if job is None:
         return ""
+    tail = TAIL.get(job.verb, 6)
     lines = [x.rsplit("\r", 1)[-1] for x in job.log.splitlines()]  # a progress bar's last state
     lines = [x for x in lines if x.strip()][-tail:]
     shown = "\n".join(lines)
