@@ -33,3 +33,15 @@ def _isolated_env(monkeypatch, tmp_path):
     for var in ("HF_TOKEN", "IDTUNE_GIT_TOKEN", "IDTUNE_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless chromium through Playwright (tests that use it skip when it is missing)."""
+    from chromium import ARGS, CHROMIUM
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()

@@ -17,8 +17,18 @@ SRC = Path(idtune.__file__).parent
 LAYERS = {
     "cli": 0,
     **dict.fromkeys(
-        ["train", "chat", "evaluate", "merge", "export", "serve", "hub", "deploy", "regularize",
-         "studio"],
+        [
+            "train",
+            "chat",
+            "evaluate",
+            "merge",
+            "export",
+            "serve",
+            "hub",
+            "deploy",
+            "regularize",
+            "studio",
+        ],
         1,
     ),
     **dict.fromkeys(

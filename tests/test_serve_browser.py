@@ -8,24 +8,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from pathlib import Path
 
 import pytest
+from chromium import CHROMIUM
 
 from idtune.serve import server
 from idtune.serve.engine import Delta, Done, Stream
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="run scripts/ensure_debian.sh"),
@@ -60,16 +49,6 @@ class ScriptedEngine:
 
         asyncio.get_running_loop().create_task(run())
         return stream
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
 
 
 def bot_texts(page) -> list[str]:

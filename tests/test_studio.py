@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
+from chromium import CHROMIUM
 from githttp import LocalHub
 from test_evaluate import SMALL
 from test_hub import TOKEN, bare
-from test_serve_browser import ARGS, CHROMIUM, is_subsequence
+from test_serve_browser import is_subsequence
 
 from idtune import generate, models
 from idtune.ports import free_port
@@ -32,16 +33,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="run scripts/ensure_debian.sh"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.queueing"),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -504,7 +504,6 @@ def deploy_cmd(
     typer.echo(str(deploy.deploy(target, out, model, overwrite=overwrite)))
 
 
-
 # ---------------------------------------------------------------- studio
 @app.command("studio")
 def studio_cmd(
@@ -521,6 +520,7 @@ def studio_cmd(
     from . import studio
 
     studio.serve(host=host, port=port, runs=runs)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user mistakes become one line on stderr and a non-zero exit code."""
