@@ -112,6 +112,7 @@ def set_up_training(page, tiny_model: Path, max_steps: int, save_steps: int) -> 
     fill(page, "more", "sample_max_new_tokens=4")
 
 
+@pytest.mark.slow
 def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
     runs_dir, out = tmp_path / "runs", shots(tmp_path)
     bg = server.Background(build_app(runs_dir))
@@ -353,3 +354,66 @@ def test_a_busy_port_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == f"error: --host 127.0.0.1 --port {port}: cannot listen there (already in use)\n"
     assert not (tmp_path / "runs").exists()  # refused before anything was made
+
+
+def test_a_run_from_the_command_line_shows_up(env, tiny_model, tmp_path, capsys):
+    from helpers import cli
+    from test_train import train_args
+
+    from idtune.data import identity
+    from idtune.data.formats import write_jsonl
+    from idtune.errors import UserError
+    from idtune.studio import runs, steps
+
+    runs_dir, data = tmp_path / "runs", tmp_path / "id.jsonl"
+    write_jsonl(data, identity.generate("Nova", "Acme", n=40))
+    run = runs_dir / "from-cli"
+    args = train_args(tiny_model, data, run, "--set", "max_steps=2", "--set", "save_steps=1")
+    assert cli(*args) == 0
+    assert runs.find(runs_dir) == [run.resolve()]
+    status = runs.status_markdown(runs_dir, run)
+    assert status.startswith("**from-cli**: finished · step 2 of 2 · loss ")
+    assert "ETA" not in status and "held-out probes" in runs.latest_samples(run)
+    with pytest.raises(UserError, match="from-cli: finished; nothing to resume"):
+        steps.resume_training(runs_dir, run)
+    (run / "adapter").rename(run / "adapter-away")  # as if still training in a terminal
+    (run / "log.jsonl").touch()
+    assert runs.state(runs_dir, run)[0] == "running (started outside the studio)"
+    with pytest.raises(UserError, match="Ctrl-C there"):
+        steps.stop_training(runs_dir, run)
+    old = time.time() - runs.RECENT_S - 1
+    os.utime(run / "log.jsonl", (old, old))  # the terminal's run died after its checkpoint
+    assert runs.state(runs_dir, run)[0] == "not running (resumable from step-1)"
+
+
+def test_uploaded_files_are_trained_on_and_a_bad_setting_is_one_line(env, tmp_path):
+    from idtune.errors import UserError
+    from idtune.studio import steps
+
+    alpaca, sharegpt = tmp_path / "alpaca.json", tmp_path / "sharegpt.jsonl"
+    alpaca.write_text(json.dumps([{"instruction": "Who are you?", "output": "I am Nova."}] * 3))
+    turns = [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello, I am Nova."}]
+    sharegpt.write_text(json.dumps({"conversations": turns}) + "\n")
+    files = [str(alpaca), str(sharegpt)]
+    n, line = steps.check_upload(files)
+    assert line == f"{n} conversations in {', '.join(Path(f).name for f in files)}: all readable"
+    ident = {"name": "Nova", "author": "Acme", "name_zh": "", "author_zh": "", "langs": ["en"],
+             "n": 10, "seed": 0}  # fmt: skip
+    runs_dir = tmp_path / "runs"
+    with pytest.raises(UserError, match="^--set max_steps: key 'max_steps' must be int"):
+        steps.start_training(
+            runs_dir, "r", "identity-lora", "m", {}, "max_steps=many", ident, files
+        )
+    assert jobs.all_jobs(runs_dir) == []  # refused before anything started
+    job = steps.start_training(runs_dir, "Nova 2", "identity-lora", "m", {"lr": 0.01}, "", ident,
+                               files)  # fmt: skip
+    kept = sorted((runs_dir / jobs.STATE / "data" / "nova-2").iterdir())
+    assert [p.read_bytes() for p in kept] == [Path(f).read_bytes() for f in files]
+    data = next(a for a in job.argv if a.startswith("data="))
+    assert data == "data=" + ",".join(str(p.resolve()) for p in kept)
+    assert "lr=0.01" in job.argv and f"output_dir={(runs_dir / 'nova-2').resolve()}" in job.argv
+    assert not any(a.startswith("identity.name_zh") for a in job.argv)  # empty: left out
+    wait_for(lambda: jobs.read(Path(job.path)).pid, "the wrapper")
+    assert jobs.stop(job)
+    wait_for(lambda: jobs.read(Path(job.path)).rc is not None, "the stop", 60)
+    assert jobs.read(Path(job.path)).state() == "stopped"

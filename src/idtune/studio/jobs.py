@@ -156,6 +156,9 @@ def _reap() -> None:
 
 def main(path: str) -> int:
     """The wrapper: run the job's `idtune` command, pass a stop on, record the exit code."""
+    deadline: list[float] = []  # set by a stop, which may come before the child exists
+    signal.signal(signal.SIGINT, lambda *_: deadline.append(time.monotonic() + GRACE_S))
+    signal.signal(signal.SIGTERM, lambda *_: deadline.append(time.monotonic() + GRACE_S))
     job = read(Path(path))
     if job is None:
         print(f"{path}: not a job record", file=sys.stderr)
@@ -164,16 +167,11 @@ def main(path: str) -> int:
     _save(job)
     print(f"$ idtune {' '.join(job.argv)}", flush=True)
     child = subprocess.Popen([sys.executable, "-m", "idtune.cli", *job.argv])
-    deadline: list[float] = []
-
-    def on_stop(signum, frame) -> None:
-        if child.poll() is None:
-            child.send_signal(signal.SIGINT)
-        deadline.append(time.monotonic() + GRACE_S)
-
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGTERM, on_stop)
+    passed = 0  # stops passed on to the child (as SIGINT, what Ctrl-C sends)
     while (rc := child.poll()) is None:
+        if len(deadline) > passed:
+            child.send_signal(signal.SIGINT)
+            passed = len(deadline)
         if deadline and time.monotonic() > deadline[0]:
             child.kill()
         time.sleep(0.2)
