@@ -91,7 +91,7 @@ def wait_for(check, what: str, timeout: float = 90.0, page=None):
             return got
         time.sleep(0.25)
     seen = text(page, "run-status") if page is not None else ""
-    raise AssertionError(f"{what}: not within {timeout} s (status: {seen!r})")
+    raise AssertionError(f"{what}: not within {timeout} s (status: {seen!r}; last: {got!r})")
 
 
 def set_up_training(page, tiny_model: Path, max_steps: int, save_steps: int) -> None:
@@ -144,8 +144,11 @@ def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
         status = text(page, "run-status")
         assert "step 4 of 4" in status and "tokens/s" in status
         lines = page.locator("#loss-plot .mark-line path")  # train and val, drawn in colour
-        wait_for(lambda: lines.count() == 2, "the curves")
-        assert all(x.get_attribute("stroke") and x.get_attribute("d") for x in lines.all())
+
+        def drawn() -> list:
+            return [(x.get_attribute("stroke"), bool(x.get_attribute("d"))) for x in lines.all()]
+
+        wait_for(lambda: len(drawn()) == 2 and all(s and d for s, d in drawn()), "the curves", 30)
         wait_for(lambda: "held-out probes" in text(page, "samples"), "the samples")
         samples = text(page, "samples")
         assert "held-out probes" in samples and re.search(r"[✓✗·] \[identity", samples)
@@ -207,6 +210,7 @@ def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
         page.locator("#merge-btn").click()
         wait_for(lambda: job_state(page, "merge") == "done", "the merge", 90, page)
         assert f"merged model written to {merged}" in text(page, "merge-job")
+        assert text(page, "merge-job").startswith(f"idtune merge · done · output: {merged}")
         assert (merged / "config.json").is_file() and list(merged.glob("*.safetensors"))
         page.locator("#export-btn").click()
         wait_for(lambda: job_state(page, "export") == "failed", "the export", 60, page)
@@ -226,6 +230,7 @@ def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
         page.locator("#push-btn").click()
         wait_for(lambda: remote in text(page, "push-job"), "the second push", 30, page)
         wait_for(lambda: job_state(page, "push") == "done", "the push", 90, page)
+        assert text(page, "push-job").startswith(f"idtune push · done · output: {remote}")
         tree = subprocess.run(
             [
                 "git",

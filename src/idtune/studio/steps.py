@@ -245,4 +245,17 @@ def job_markdown(job: jobs.Job | None) -> str:
     lines = [x.rsplit("\r", 1)[-1] for x in job.log.splitlines()]  # a progress bar's last state
     lines = [x for x in lines if x.strip()][-tail:]
     shown = "\n".join(lines)
-    return f"`idtune {job.verb}` · **{job.state()}**\n\n```\n{shown}\n```"
+    head = f"`idtune {job.verb}` · **{job.state()}**"
+    where = output_of(job)
+    if where and job.state() == "done":
+        head += f" · output: `{where}`"
+    return f"{head}\n\n```\n{shown}\n```"
+
+
+def output_of(job: jobs.Job) -> str | None:
+    """Where a job's output went: the directory it wrote, or where it pushed to."""
+    a = job.argv
+    if job.verb == "push":
+        return a[a.index("--to") + 1]
+    at = {"merge": 2, "deploy": 2, "export": 3, "eval": 4}.get(job.verb)  # eval: its -o
+    return a[at] if at is not None and len(a) > at else None

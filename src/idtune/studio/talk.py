@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import generate, models
+from ..errors import UserError
 
 _LOCK = threading.Lock()
 _CACHE: dict[str, tuple[Any, Any, Any]] = {}  # run → (key, tuned Loaded, base Loaded | None)
@@ -33,8 +34,6 @@ def load(run: Path) -> tuple[Any, Any]:
     run = Path(run).resolve()
     key = _key(run)
     if not key:
-        from ..errors import UserError
-
         raise UserError(f"{run.name}: not finished yet (no adapter/ or model/ to chat with)")
     cached = _CACHE.get(str(run))
     if cached is None or cached[0] != key:
