@@ -422,3 +422,16 @@ def test_uploaded_files_are_trained_on_and_a_bad_setting_is_one_line(env, tmp_pa
     assert jobs.stop(job)
     wait_for(lambda: jobs.read(Path(job.path)).rc is not None, "the stop", 60)
     assert jobs.read(Path(job.path)).state() == "stopped"
+
+
+def test_eta_counts_wall_time_of_this_process(tmp_path):
+    from idtune.studio import runs
+
+    steps = [(1, 50.0), (2, 100.0), (3, 3.0), (4, 5.0), (5, 7.0)]  # resumed after step 2
+    rows = [{"step": n, "elapsed_s": t} for n, t in steps]
+    (tmp_path / "log.jsonl").write_text(
+        "".join(json.dumps({**r, "loss": 1.0, "total_steps": 10}) + "\n" for r in rows)
+    )
+    p = runs.progress(tmp_path)
+    assert (p["step"], p["total"]) == (5, 10)
+    assert p["eta_s"] == pytest.approx(5 * 7.0 / 3)  # 3 steps in 7 s since the resume

@@ -49,9 +49,11 @@ def progress(run: Path) -> dict:
     total = last.get("total_steps")
     val = [r["val_loss"] for r in rows if r.get("val_loss") is not None]
     eta = None
-    if total and last.get("tokens_per_s"):
-        per_step = sum(r.get("tokens", 0) for r in rows) / len(rows)
-        eta = max(0, total - last["step"]) * per_step / last["tokens_per_s"]
+    if total and last.get("elapsed_s"):  # wall time a step in this process, checkpoints included
+        n = 1
+        while n < len(rows) and 0 < rows[-n - 1].get("elapsed_s", 0) < rows[-n]["elapsed_s"]:
+            n += 1  # rows of the same process (a resumed run's clock starts again)
+        eta = max(0, total - last["step"]) * last["elapsed_s"] / n
     return {
         "step": last["step"],
         "total": total,
