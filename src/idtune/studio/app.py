@@ -176,15 +176,13 @@ def build(runs_dir: Path):
                 with gr.Group():
                     gr.Markdown("**Merge**: the adapter folded into the base model")
                     merge_out = gr.Textbox(label="Into directory", elem_id="merge-out")
-                    merge_btn = gr.Button("Merge", elem_id="merge-btn")
-                    merge_job = gr.Markdown(elem_id="merge-job")
+                    merge_btn, merge_job = _job_area(gr, "Merge", "merge")
                 with gr.Group():
                     gr.Markdown("**Export**: GGUF and an Ollama Modelfile (needs `make llamacpp`)")
                     with gr.Row():
                         gguf_out = gr.Textbox(label="Into directory", elem_id="gguf-out")
                         quant = gr.Dropdown(["q8_0", "f16", "q4_k_m"], value="q8_0", label="Quant")
-                    export_btn = gr.Button("Export GGUF", elem_id="export-btn")
-                    export_job = gr.Markdown(elem_id="export-job")
+                    export_btn, export_job = _job_area(gr, "Export GGUF", "export")
                 with gr.Group():
                     gr.Markdown("**Push**: to a git remote or `hf:USER/REPO`, with a model card")
                     with gr.Row():
@@ -200,8 +198,7 @@ def build(runs_dir: Path):
                         allow_http = gr.Checkbox(
                             False, label="Allow plain http://", elem_id="allow-http"
                         )
-                    push_btn = gr.Button("Push", elem_id="push-btn")
-                    push_job = gr.Markdown(elem_id="push-job")
+                    push_btn, push_job = _job_area(gr, "Push", "push")
                 with gr.Group():
                     gr.Markdown("**Deploy**: a ready Gradio app folder for a hosted space")
                     with gr.Row():
@@ -212,8 +209,7 @@ def build(runs_dir: Path):
                             label="Model repository (where you pushed it)", elem_id="deploy-model"
                         )
                         deploy_out = gr.Textbox(label="Into directory", elem_id="deploy-out")
-                    deploy_btn = gr.Button("Write the app folder", elem_id="deploy-btn")
-                    deploy_job = gr.Markdown(elem_id="deploy-job")
+                    deploy_btn, deploy_job = _job_area(gr, "Write the app folder", "deploy")
 
         # ------------------------------------------------------------------ wiring
         identity_inputs = [name, author, name_zh, author_zh, langs, n_conv, seed]
@@ -416,6 +412,11 @@ def build(runs_dir: Path):
         clear_btn.click(lambda: ([], []), None, [tuned_bot, base_bot])
     demo.queue(default_concurrency_limit=8)
     return demo
+
+
+def _job_area(gr, label: str, verb: str):
+    """A step's button and, below it, where its job's state and output show."""
+    return gr.Button(label, elem_id=f"{verb}-btn"), gr.Markdown(elem_id=f"{verb}-job")
 
 
 def _plain(history: list[dict]) -> list[dict]:
