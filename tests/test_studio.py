@@ -400,6 +400,10 @@ def test_uploaded_files_are_trained_on_and_a_bad_setting_is_one_line(env, tmp_pa
     turns = [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello, I am Nova."}]
     sharegpt.write_text(json.dumps({"conversations": turns}) + "\n")
     files = [str(alpaca), str(sharegpt)]
+    with pytest.raises(UserError, match="^number of conversations 0: between 1 and 100000$"):
+        steps.identity_rows("Nova", "Acme", "", "", ["en"], None)  # a cleared field
+    with pytest.raises(UserError, match="^name and author: both are needed$"):
+        steps.identity_rows("Nova", " ", "", "", ["en"], 10)
     n, line = steps.check_upload(files)
     assert line == f"{n} conversations in {', '.join(Path(f).name for f in files)}: all readable"
     ident = {"name": "Nova", "author": "Acme", "name_zh": "", "author_zh": "", "langs": ["en"],

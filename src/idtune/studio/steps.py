@@ -44,7 +44,8 @@ def identity_rows(
         raise UserError("name and author: both are needed")
     if not langs:
         raise UserError("languages: pick at least one")
-    if not 1 <= int(n) <= 100_000:
+    n, seed = int(n or 0), int(seed or 0)  # a cleared number field is None
+    if not 1 <= n <= 100_000:
         raise UserError(f"number of conversations {n}: between 1 and 100000")
     return identity.generate(
         name.strip(),
@@ -52,8 +53,8 @@ def identity_rows(
         (name_zh or "").strip() or None,
         (author_zh or "").strip() or None,
         langs,
-        int(n),
-        int(seed),
+        n,
+        seed,
     )
 
 
