@@ -174,6 +174,9 @@ def test_llamacpp_command_line_and_refusals(tmp_path):
     argv = backends.llamacpp_argv("/m/model.gguf", name="nova", port=8011)
     assert argv[:3] == ["llama-server", "-m", "/m/model.gguf"]
     assert argv[argv.index("--alias") + 1] == "nova" and "--jinja" in argv
+    # AMX CPUs: no weight repacking (llama.cpp's AMX matmul segfaults on some; this Xeon did)
+    assert backends.llamacpp_argv("m.gguf", name="n", port=1, amx=True)[-1] == "--no-repack"
+    assert "--no-repack" not in backends.llamacpp_argv("m.gguf", name="n", port=1, amx=False)
     with pytest.raises(UserError, match="unknown backend"):
         backends.require("llama")
     # nothing is dropped silently: a template flag the GGUF would ignore is refused

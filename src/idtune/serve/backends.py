@@ -96,13 +96,27 @@ def server_argv(
     return argv
 
 
-def llamacpp_argv(gguf: str | Path, *, name: str, port: int, host: str = "127.0.0.1") -> list[str]:
-    """`llama-server` on one GGUF file, served as NAME, with the GGUF's own Jinja chat template."""
-    return ["llama-server", "-m", str(gguf), "--host", host, "--port", str(port)] + [
-        "--alias",
-        name,
-        "--jinja",
-    ]
+def llamacpp_argv(
+    gguf: str | Path, *, name: str, port: int, host: str = "127.0.0.1", amx: bool | None = None
+) -> list[str]:
+    """`llama-server` on one GGUF file, served as NAME, with the GGUF's own Jinja chat template.
+
+    On a CPU with AMX (`amx` None: this machine's), weights are not repacked: llama.cpp's AMX
+    matmul segfaults at load on some of them (ggml-org/llama.cpp#20824, seen here on a Xeon).
+    """
+    argv = ["llama-server", "-m", str(gguf), "--host", host, "--port", str(port)]
+    argv += ["--alias", name, "--jinja"]
+    if cpu_has_amx() if amx is None else amx:
+        argv.append("--no-repack")
+    return argv
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU reports AMX (Linux's /proc/cpuinfo flags; False elsewhere)."""
+    try:
+        return " amx_int8" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
 
 
 def require(backend: str) -> list[str]:
