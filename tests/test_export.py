@@ -249,3 +249,18 @@ def test_llamacpp_version_follows_the_build_script(tmp_path, monkeypatch):
     assert f"IDTUNE_LLAMACPP_VERSION:-{llamacpp.DEFAULT_VERSION}" in script
     monkeypatch.setenv("IDTUNE_LLAMACPP_VERSION", "0.3.99")
     assert llamacpp.home() == tmp_path / "0.3.99"
+
+
+def test_a_backend_that_never_starts_leaves_no_work_dir(tmp_path, monkeypatch):
+    """llama-server on a file that is no GGUF exits at once: one line, nothing left in /tmp."""
+    llamacpp.tool("llama-server")
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf")
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # TMPDIR is read again
+    with pytest.raises(UserError, match="the backend exited"):
+        server.llamacpp_engine(str(bad), served_model_name="m")
+    assert list((tmp_path / "tmp").iterdir()) == []

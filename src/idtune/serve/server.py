@@ -6,6 +6,7 @@ web chat at `/`, all on the same engine.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import re
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,21 +156,32 @@ def _remote_engine(
     named = {name: str(path) for name, path in (adapters or {}).items()}
 
     port = free_port()
-    work = Path(tempfile.mkdtemp(prefix=f"idtune-{backend}-"))
-    chat_template = None
-    if backend == "vllm" and tmpl:  # vLLM takes the template as a file
-        chat_template = str(work / "chat_template.jinja")
-        Path(chat_template).write_text(templates.get(tmpl))
-    argv = backends.server_argv(
-        backend, src.base, name=model_id, port=port, adapter=src.adapter, adapters=named,
-        template=tmpl, chat_template=chat_template, trust_remote_code=trc,
-    )  # fmt: skip
-    proc = backends.start(backend, argv, port, work / "backend.log")
+    with scratch_dir(f"idtune-{backend}-") as work:  # removed if the server never starts
+        chat_template = None
+        if backend == "vllm" and tmpl:  # vLLM takes the template as a file
+            chat_template = str(work / "chat_template.jinja")
+            Path(chat_template).write_text(templates.get(tmpl))
+        argv = backends.server_argv(
+            backend, src.base, name=model_id, port=port, adapter=src.adapter, adapters=named,
+            template=tmpl, chat_template=chat_template, trust_remote_code=trc,
+        )  # fmt: skip
+        proc = backends.start(backend, argv, port, work / "backend.log")
     if system is None and info is not None:
         # the backend renders the base template: name the identity as the run's template does
         # (untested: vLLM / LMDeploy need a GPU)
         system = info.system_prompt or models.own_system_prompt(info)
     return _proxy(port, model_id, info, system, proc, work, list(named))
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory for a backend server, removed when what uses it fails."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 def _proxy(port: int, model_id: str, info, system, proc, work: Path, adapters=()):
@@ -196,23 +209,23 @@ def llamacpp_engine(
     from . import backends
 
     info = runinfo.read_info(Path(model)) if Path(model).is_dir() else None
-    work = Path(tempfile.mkdtemp(prefix="idtune-llamacpp-"))
-    gguf = Path(model)
-    if gguf.suffix != ".gguf":  # `idtune export gguf` (a verb of its own) in a subprocess
-        cmd = [sys.executable, "-m", "idtune.cli", "export", "gguf", model, str(work / "gguf")]
-        cmd += ["--trust-remote-code"] if trust_remote_code else []
-        if subprocess.run(cmd).returncode != 0:
-            raise UserError(f"{model}: `idtune export gguf` failed (its message is above)")
-        gguf = work / "gguf" / "model-q8_0.gguf"
-    elif not gguf.is_file():
-        raise UserError(f"{model}: no such GGUF file")
-    model_id = served_model_name or model_id_for(model, info)
-    port = free_port()
-    argv = backends.llamacpp_argv(gguf, name=model_id, port=port)
-    proc = backends.start("llamacpp", argv, port, work / "backend.log")
-    if system is None and info is not None:
-        system = info.system_prompt
-    return _proxy(port, model_id, info, system, proc, work)
+    with scratch_dir("idtune-llamacpp-") as work:  # removed if the server never starts
+        gguf = Path(model)
+        if gguf.suffix != ".gguf":  # `idtune export gguf` (a verb of its own) in a subprocess
+            cmd = [sys.executable, "-m", "idtune.cli", "export", "gguf", model, str(work / "gguf")]
+            cmd += ["--trust-remote-code"] if trust_remote_code else []
+            if subprocess.run(cmd).returncode != 0:
+                raise UserError(f"{model}: `idtune export gguf` failed (its message is above)")
+            gguf = work / "gguf" / "model-q8_0.gguf"
+        elif not gguf.is_file():
+            raise UserError(f"{model}: no such GGUF file")
+        model_id = served_model_name or model_id_for(model, info)
+        port = free_port()
+        argv = backends.llamacpp_argv(gguf, name=model_id, port=port)
+        proc = backends.start("llamacpp", argv, port, work / "backend.log")
+        if system is None and info is not None:
+            system = info.system_prompt
+        return _proxy(port, model_id, info, system, proc, work)
 
 
 LOGIN_USER = "idtune"  # the web chat's login: this user name and the API key
