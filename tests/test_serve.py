@@ -382,19 +382,24 @@ def test_backend_command_lines(tmp_path):
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"r": 12, "rank_pattern": {}}))
-    argv = backends.vllm_argv("Qwen/Qwen2.5-7B", name="ada", port=8001, adapter=str(adapter))
+    argv = backends.server_argv(
+        "vllm", "Qwen/Qwen2.5-7B", name="ada", port=8001, adapter=str(adapter)
+    )
     assert argv == [
         "vllm", "serve", "Qwen/Qwen2.5-7B", "--host", "127.0.0.1", "--port", "8001",
         "--enable-lora", "--lora-modules", f"ada={adapter}", "--max-lora-rank", "16",
     ]  # fmt: skip
-    assert backends.vllm_argv("m", name="ada", port=1)[-2:] == ["--served-model-name", "ada"]
+    assert backends.server_argv("vllm", "m", name="ada", port=1)[-2:] == [
+        "--served-model-name",
+        "ada",
+    ]
     (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "rank_pattern": {"q": 300}}))
     assert backends.adapter_rank(adapter) == 300
     assert backends.vllm_max_lora_rank(300) == 320
     assert backends.vllm_max_lora_rank(8) == 8
     with pytest.raises(UserError, match="512"):
         backends.vllm_max_lora_rank(513)
-    argv = backends.lmdeploy_argv(
+    argv = backends.server_argv("lmdeploy",
         "internlm/internlm2-chat-1_8b", name="ada", port=23333, adapter=str(adapter),
         template="internlm2_chat",
     )  # fmt: skip

@@ -108,14 +108,14 @@ def test_adapters_hand_over_to_vllm_and_lmdeploy(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "adapter_config.json").write_text(json.dumps({"r": r}))
     mods = {"ada": str(tmp_path / "a"), "bob": str(tmp_path / "b")}
-    argv = backends.vllm_argv("Qwen/Qwen2.5-7B", name="base", port=8001, adapters=mods)
+    argv = backends.server_argv("vllm", "Qwen/Qwen2.5-7B", name="base", port=8001, adapters=mods)
     assert argv == [
         "vllm", "serve", "Qwen/Qwen2.5-7B", "--host", "127.0.0.1", "--port", "8001",
         "--served-model-name", "base", "--enable-lora", "--lora-modules",
         f"ada={tmp_path / 'a'}", f"bob={tmp_path / 'b'}", "--max-lora-rank", "64",
         "--max-loras", "2",
     ]  # fmt: skip
-    argv = backends.lmdeploy_argv("m", name="base", port=1, adapters=mods)
+    argv = backends.server_argv("lmdeploy", "m", name="base", port=1, adapters=mods)
     assert argv[argv.index("--adapters") + 1 :] == [
         f"ada={tmp_path / 'a'}",
         f"bob={tmp_path / 'b'}",

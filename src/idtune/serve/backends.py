@@ -43,16 +43,6 @@ def vllm_max_lora_rank(rank: int) -> int:
     raise UserError(f"LoRA rank {rank} is above vLLM's largest --max-lora-rank (512); merge first")
 
 
-def vllm_argv(base: str, **how: Any) -> list[str]:
-    """`vllm serve` for the base model (`server_argv`'s keywords)."""
-    return server_argv("vllm", base, **how)
-
-
-def lmdeploy_argv(base: str, **how: Any) -> list[str]:
-    """`lmdeploy serve api_server` on the PyTorch engine (`server_argv`'s keywords)."""
-    return server_argv("lmdeploy", base, **how)
-
-
 def server_argv(
     backend: str,
     base: str,

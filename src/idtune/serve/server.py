@@ -133,7 +133,7 @@ def _remote_engine(
     template: str | None,
     trust_remote_code: bool,
 ):
-    """Start vLLM / LMDeploy for base model + adapter; return an engine that proxies to it."""
+    """Start llama.cpp, vLLM or LMDeploy for MODEL (+ adapters); an engine that proxies to it."""
     from .. import models
     from ..data import templates
     from . import backends
