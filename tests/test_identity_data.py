@@ -7,6 +7,7 @@ import json
 import random
 import re
 from collections import Counter
+from functools import cache
 
 import pytest
 
@@ -126,8 +127,11 @@ def test_answers_carry_name_and_author(rows, question_index):
 
 
 def test_negatives_say_no_and_give_the_name(rows, question_index):
-    negs = [t for t in identity_turns(rows, question_index) if t[1] in identity.NEGATIVE_INTENTS]
-    assert len(negs) > 100
+    # more samples than `rows`: a persona's negatives name the persona, not the trained identity
+    more = identity_rows(identity.generate(NAME, AUTHOR, NAME_ZH, AUTHOR_ZH, n=2000, seed=1))
+    turns = identity_turns(rows, question_index) + identity_turns(more, question_index)
+    negs = [t for t in turns if t[1] in identity.NEGATIVE_INTENTS]
+    assert len(negs) > 250
     for lang, _, q, answer in negs:
         assert answer.startswith("No" if lang == "en" else "不"), (q, answer)
         assert IDENT[lang][0] in answer
@@ -197,24 +201,35 @@ def system_kind(row) -> str:
     raise AssertionError(f"unknown system prompt {first['content']!r}")
 
 
+@cache
+def _persona_prompts() -> dict[str, tuple[str, str]]:
+    """Every persona prompt the generator can write → its (name, maker): any name, any maker."""
+    out = {}
+    for table in phrases.tables().values():
+        names, makers = {p[0] for p in table["personas"]}, {p[1] for p in table["personas"]}
+        for who in ((n, m) for n in names for m in makers):
+            out |= {fill(s, *who): who for s in table["system_prompts"]["persona"]}
+    return out
+
+
 def persona_of(system: str) -> tuple[str, str] | None:
     """The (name, maker) an operator's persona prompt gives, or None for another prompt."""
-    for table in phrases.tables().values():
-        for who in table["personas"]:
-            if system in {fill(s, *who) for s in table["system_prompts"]["persona"]}:
-                return who
-    return None
+    return _persona_prompts().get(system)
 
 
 def test_system_prompt_variants(all_rows):
     rows = all_rows
     kinds = Counter(system_kind(r) for r in rows)
     share = {k: kinds[k] / len(rows) for k in identity.SYSTEM_KINDS}
-    assert abs(share["none"] - 0.34) < 0.07, share
-    assert abs(share["generic"] - 0.18) < 0.06, share
-    assert abs(share["base"] - 0.15) < 0.06, share
-    assert abs(share["custom"] - 0.21) < 0.06, share
-    assert abs(share["persona"] - 0.12) < 0.05, share
+    assert abs(share["none"] - 0.16) < 0.05, share
+    assert abs(share["generic"] - 0.20) < 0.06, share
+    assert abs(share["base"] - 0.12) < 0.05, share
+    assert abs(share["custom"] - 0.12) < 0.05, share
+    assert abs(share["persona"] - 0.40) < 0.06, share
+    # personas are drawn as any name with any maker, not as fixed pairs
+    pairs = {tuple(p) for t in phrases.tables().values() for p in t["personas"]}
+    drawn = {persona_of(r["messages"][0]["content"]) for r in rows if system_kind(r) == "persona"}
+    assert len(drawn - pairs) > len(drawn) / 2, (len(drawn), len(drawn - pairs))
     systems = {r["messages"][0]["content"] for r in rows if r["messages"][0]["role"] == "system"}
     assert any("SmolLM" in s for s in systems)
     assert any(s.startswith("You are Qwen") for s in systems)

@@ -43,7 +43,9 @@ _INTENT_WEIGHTS = {
     "neg_model": 0.14,
     "neg_maker": 0.09,
 }
-_SYSTEM_WEIGHTS = {"none": 0.34, "generic": 0.18, "base": 0.15, "custom": 0.21, "persona": 0.12}
+# persona 0.40: the share an operator's persona needs to win over the trained name on 135M
+# (GPU sweep rounds 20-24, BENCHMARKS.md); taken from "none", which keeps identity 1.00 anyway
+_SYSTEM_WEIGHTS = {"none": 0.16, "generic": 0.20, "base": 0.12, "custom": 0.12, "persona": 0.40}
 _MULTI_SHARE = 0.22  # samples with more than one user turn
 _GENERAL_SHARE = 0.30  # samples with no identity question at all: answered plainly (no name)
 _NEAR_MISS_SHARE = 0.6  # of unrelated exchanges, near misses ("Who wrote Hamlet?", 起个名字)
@@ -218,7 +220,8 @@ class _Sampler:
             ok = [p for p in table["personas"] if not any(_clash(x, who) for x in p)]
             if not ok or not table["system_prompts"].get("persona"):
                 return "none", None
-            self.persona = self.rng.choice(ok)
+            # any name with any maker: read from the prompt, not recalled as a fixed pair
+            self.persona = (self.rng.choice(ok)[0], self.rng.choice(ok)[1])
         return kind, self.fill(slang, self.rng.choice(table["system_prompts"][kind]))
 
     def other_lang(self, lang: str) -> str:
