@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--name", default="ZK-Jackie")
     ap.add_argument("--author", default="ZK-Jackie")
     ap.add_argument("--dir", default="demo")
-    ap.add_argument("--n", default="400", help="identity conversations")
+    ap.add_argument("--n", default="600", help="identity conversations")
     args = ap.parse_args()
     root = Path(args.dir)
     if root.exists():
@@ -59,7 +59,7 @@ def main() -> None:
     idtune("train", "identity-lora", *[x for s in sets for x in ("--set", s)])
     times["data + train (1st run: conversion, regularization)"] = time.perf_counter() - t
     t = time.perf_counter()
-    idtune("eval", str(run), "--compare-base")
+    idtune("eval", str(run), "--compare-base", "--quick")  # the full set: bench/identity_quality.py
     times["eval before/after"] = time.perf_counter() - t
     t = time.perf_counter()
     idtune("merge", str(run), str(merged), "--max-shard-size", "2GB")

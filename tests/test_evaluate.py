@@ -495,3 +495,31 @@ def test_a_probe_file_of_persona_probes_alone_loads(tmp_path):
     f.write_text(json.dumps({"persona": {"prompts": {"en": ["x"]}}}))
     with pytest.raises(UserError, match="persona"):
         evaluate.load_probes(f)
+
+
+def test_quick_keeps_every_kind_and_language_with_a_quarter_of_the_probes():
+    probes = evaluate.load_probes()
+    q = evaluate.quick_probes(probes)
+    for section in ("identity", "author"):
+        assert set(q[section]) == set(probes[section])
+        for lang, items in probes[section].items():
+            assert q[section][lang] == items[:: evaluate.QUICK_EVERY]
+    assert q["general"] == probes["general"][:: evaluate.QUICK_EVERY]
+    assert {p["lang"] for p in q["general"]} == {p["lang"] for p in probes["general"]}
+    assert {m["lang"] for m in q["multi_turn"]} == {"en", "zh"}
+    full, part = evaluate.persona_probes(probes), evaluate.persona_probes(q)
+    assert {p["lang"] for p in part} == {"en", "zh"} and len(part) == len(full) // 2
+    assert evaluate.n_generations(q, True) < evaluate.n_generations(probes, True) / 3
+
+
+def test_cli_eval_quick_scores_the_subset(tiny_model, small_probes, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model, run)
+    RunInfo(base_model=str(tiny_model), identity=Identity("Nova", "Acme")).save(run)
+    assert _run_cli(["eval", str(run), "--probes", str(small_probes), "--quick"]) == 0
+    report = json.loads((run / "eval.json").read_text())
+    assert report["probes"] == f"{small_probes} (quick: every 4th)"
+    rows = report["answers"]["tuned"]["no_system"]
+    subset = evaluate.quick_probes(evaluate.load_probes(small_probes))
+    assert len(rows) == evaluate.n_generations(subset) / 2 < evaluate.n_generations(SMALL) / 2
+    assert f"- probes: {small_probes} (quick: every 4th)" in (run / "eval.md").read_text()

@@ -41,6 +41,7 @@ Generate = Callable[[list[Messages], int], list[str]]
 GENERIC_SYSTEM = "You are a helpful assistant."
 IDENTITY_TOKENS = 48  # "No, I am Nova, made by Acme." fits easily
 GENERAL_TOKENS = 40  # enough for a short factual answer
+QUICK_EVERY = 4  # `--quick`: every 4th probe
 BATCH_SIZE = 64  # 84 answers on 2 cores: 17.4 s (32: 19.4 s), the same answers
 CONDITIONS = ("no_system", "system", "base_default", "persona")
 METRICS = ("identity_en", "identity_zh", "author", "author_en", "author_zh", "leakage", "retention",
@@ -142,6 +143,22 @@ def _persona(part: Any, where: str) -> dict[str, Any]:
         if not (part["personas"].get(lang) and part["questions"].get(lang)):
             raise UserError(f"{where}: persona.prompts.{lang} needs personas and questions too")
     return part
+
+
+def quick_probes(probes: dict[str, Any], every: int = QUICK_EVERY) -> dict[str, Any]:
+    """Every `every`-th probe of each kind and language, and every other persona question: the
+    same conditions and metrics in about 1/`every` of the time (`idtune eval --quick`)."""
+    persona = probes.get("persona") or {}
+    if persona:
+        questions = {lang: v[::2] for lang, v in persona["questions"].items()}
+        persona = {**persona, "questions": questions}
+    return {
+        "identity": {lang: v[::every] for lang, v in probes["identity"].items()},
+        "author": {lang: v[::every] for lang, v in probes["author"].items()},
+        "general": probes["general"][::every],
+        "multi_turn": probes.get("multi_turn", [])[::every],
+        "persona": persona,
+    }
 
 
 def persona_probes(probes: dict[str, Any]) -> list[dict[str, Any]]:
@@ -575,6 +592,7 @@ def run(
     endpoint: str | None = None,
     served: str | None = None,
     allow_http: bool = False,
+    quick: bool = False,
 ) -> str:
     """Evaluate MODEL_OR_RUN (and its base with `compare_base`); return the Markdown report.
 
@@ -583,11 +601,17 @@ def run(
     model's answers are cached under `<idtune cache>/eval/`, so comparing several runs of one
     base generates them once. With `endpoint`, the model `served` by that OpenAI-compatible
     server is scored instead, and MODEL (a run or merged directory, optional) gives the identity.
+    `quick` scores `quick_probes`, a quarter of them.
     """
     from . import models, runinfo
     from .progress import Counting
 
     probe_set = load_probes(probes)
+    if quick:
+        probe_set = quick_probes(probe_set)
+    label = (str(probes) if probes else "shipped") + (
+        f" (quick: every {QUICK_EVERY}th)" if quick else ""
+    )
     system = GENERIC_SYSTEM if system is None else system
     if endpoint is not None:
         base_url = check_endpoint(endpoint, allow_http)
@@ -597,7 +621,7 @@ def run(
             fn = endpoint_generate(base_url, served, endpoint_key(), bar.advance)
             result = evaluate_conditions(fn, probe_set, names, authors, system)  # no base default
         report = _report(
-            {"tuned": result}, probes, names, authors, system, None, served, endpoint=base_url
+            {"tuned": result}, label, names, authors, system, None, served, endpoint=base_url
         )
         report["base_model"] = info.base_model if info else None
         return _written(report, output)
@@ -639,7 +663,7 @@ def run(
                 fn, probe_set, names, authors, system, base_system
             )
 
-    report = _report(results, probes, names, authors, system, base_system, str(model))
+    report = _report(results, label, names, authors, system, base_system, str(model))
     report["base_model"], report["adapter"] = base_model, loaded.source.adapter
     out_dir = Path(output) if output else None
     if out_dir is None and Path(str(model)).is_dir() and loaded.info is not None:
@@ -649,7 +673,7 @@ def run(
 
 def _report(
     results: dict[str, Any],
-    probes: str | Path | None,
+    probes: str,
     names: Sequence[str],
     authors: Sequence[str],
     system: str,
@@ -667,7 +691,7 @@ def _report(
         "authors": list(authors),
         "system": system,
         "base_system": base_system,
-        "probes": str(probes) if probes else "shipped",
+        "probes": probes,
         "metrics": {m: {c: r[c]["metrics"] for c in r} for m, r in results.items()},
         "counts": results["tuned"]["no_system"]["counts"],
         "condition_counts": {c: r["counts"] for c, r in results["tuned"].items()},
