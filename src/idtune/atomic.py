@@ -9,17 +9,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def write_dir(final: Path, write: Callable[[Path], None]) -> Path:
+def write_dir(final: Path, write: Callable[[Path], None], keep_existing: bool = False) -> Path:
     """Call `write(tmp)` on a fresh sibling directory, then replace `final` with it.
 
     An exception (or a kill) leaves `final` as it was and no temporary directory behind
     (a kill may leave a hidden `.NAME-*` sibling, which the next write does not reuse).
+    `keep_existing`: a `final` that appeared meanwhile (another process filling the same cache
+    entry) is kept and this write dropped, so nobody reading it sees it vanish.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         write(tmp)
+        if final.exists() and keep_existing:
+            shutil.rmtree(tmp)
+            return final
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)

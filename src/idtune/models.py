@@ -75,7 +75,9 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
         tokenizer.save_pretrained(tmp)
         (tmp / "SOURCE.txt").write_text(f"converted by idtune from {gguf}\n")
 
-    atomic.write_dir(out, write)
+    # several processes may convert at once on a fresh cache (a sweep, torchrun's ranks): the
+    # first complete copy stays, so one that is already loading it never sees it replaced
+    atomic.write_dir(out, write, keep_existing=True)
     return out
 
 
