@@ -161,9 +161,12 @@ def near_miss_leak(run: Path, data: Path | None) -> dict:
 def table(results: list[dict]) -> str:
     """Markdown: one row per variant, none/generic per cell."""
     head = (
-        "| variant | steps | " + " | ".join(METRICS) + " | near-miss leak zh/en: seen, held-out |"
+        "| variant | steps | "
+        + " | ".join(METRICS)
+        + " | base-default identity en | zh | persona override en | zh"
+        + " | near-miss leak zh/en: seen, held-out |"
     )
-    lines = [head, "|" + "---|" * (len(METRICS) + 3)]
+    lines = [head, "|" + "---|" * (len(METRICS) + 7)]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['name']} | error: {r['error'][:80]} |")
@@ -173,6 +176,11 @@ def table(results: list[dict]) -> str:
         for k in METRICS:
             a, b = m["no_system"].get(k), m["system"].get(k)
             cells.append(f"{a:.2f} / {b:.2f}" if a is not None and b is not None else "-")
+        base, persona = m.get("base_default") or {}, m.get("persona") or {}
+        for k in ("identity_en", "identity_zh"):
+            cells.append(f"{base[k]:.2f}" if base.get(k) is not None else "-")
+        for k in ("persona_en", "persona_zh"):
+            cells.append(f"{persona[k]:.2f}" if persona.get(k) is not None else "-")
         nm = r.get("near_miss_leak")
         if nm and "seen_zh" in nm:
             cells.append(
