@@ -22,8 +22,13 @@ def write_dir(final: Path, write: Callable[[Path], None], keep_existing: bool = 
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         write(tmp)
-        if final.exists() and keep_existing:
-            shutil.rmtree(tmp)
+        if keep_existing:
+            try:  # no check first: another process may finish between a check and the rename
+                tmp.rename(final)  # refused while `final` exists (a directory with files)
+            except OSError:
+                if not final.exists():
+                    raise
+                shutil.rmtree(tmp)
             return final
         if final.exists():
             shutil.rmtree(final)

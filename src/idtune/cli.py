@@ -289,7 +289,7 @@ def eval_cmd(
     compare_base: Annotated[bool, typer.Option(help="Score the base model too.")] = False,
     quick: Annotated[
         bool,
-        typer.Option(help="Every 4th probe only: the same table in about a quarter of the time."),
+        typer.Option(help="Every 4th probe only: the same table from a quarter of the answers."),
     ] = False,
     system: Annotated[str | None, typer.Option(help="Generic system prompt to score with.")] = None,
     name: Annotated[str | None, typer.Option(help="Assistant name (default: from run).")] = None,

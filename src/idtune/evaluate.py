@@ -147,7 +147,7 @@ def _persona(part: Any, where: str) -> dict[str, Any]:
 
 def quick_probes(probes: dict[str, Any], every: int = QUICK_EVERY) -> dict[str, Any]:
     """Every `every`-th probe of each kind and language, and every other persona question: the
-    same conditions and metrics in about 1/`every` of the time (`idtune eval --quick`)."""
+    same conditions and metrics from about 1/`every` of the answers (`idtune eval --quick`)."""
     persona = probes.get("persona") or {}
     if persona:
         questions = {lang: v[::2] for lang, v in persona["questions"].items()}

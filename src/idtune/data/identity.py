@@ -44,7 +44,8 @@ _INTENT_WEIGHTS = {
     "neg_maker": 0.09,
 }
 # persona 0.40: the share an operator's persona needs to win over the trained name on 135M
-# (GPU sweep rounds 20-24, BENCHMARKS.md); taken from "none", which keeps identity 1.00 anyway
+# (GPU sweep rounds 20-27, BENCHMARKS.md issue 17); taken from "none", whose identity stays
+# at 1.00 with fewer samples
 _SYSTEM_WEIGHTS = {"none": 0.16, "generic": 0.20, "base": 0.12, "custom": 0.12, "persona": 0.40}
 _MULTI_SHARE = 0.22  # samples with more than one user turn
 _GENERAL_SHARE = 0.30  # samples with no identity question at all: answered plainly (no name)
