@@ -348,6 +348,27 @@ def test_user_errors(kwargs, match):
         identity.questions("fr")
 
 
+def test_n_has_an_upper_bound_checked_before_any_work(tmp_path, capsys):
+    """issue 26 item 5: `--n 1000000000000` grew memory and wrote nothing; `--n 2000000` did not
+    finish in 60 s. The bound (shared with the studio's Identity step) comes with its reason."""
+    from helpers import cli
+
+    from idtune.studio import steps
+
+    out = tmp_path / "id.jsonl"
+    limit = identity.MAX_CONVERSATIONS
+    for n in (limit + 1, 10**12):  # limit + 1 first: the old code made it (in ~30 s), then hung
+        assert cli("data", "identity", "--name", NAME, "--author", AUTHOR, "--n", n, "-o", out) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (
+            f"error: --n {n}: at most {limit} conversations (all are held in memory to avoid "
+            f"repeats: {limit} take about 200 MB and 30 s; an identity is learnt from about 1000)"
+        )
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(UserError, match=f"between 1 and {limit}$"):
+        steps.identity_rows(NAME, AUTHOR, "", "", ["en"], limit + 1)
+
+
 def test_cli_writes_jsonl(tmp_path):
     from idtune.cli import main
 

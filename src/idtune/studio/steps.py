@@ -45,8 +45,8 @@ def identity_rows(
     if not langs:
         raise UserError("languages: pick at least one")
     n, seed = int(n or 0), int(seed or 0)  # a cleared number field is None
-    if not 1 <= n <= 100_000:
-        raise UserError(f"number of conversations {n}: between 1 and 100000")
+    if not 1 <= n <= identity.MAX_CONVERSATIONS:
+        raise UserError(f"number of conversations {n}: between 1 and {identity.MAX_CONVERSATIONS}")
     return identity.generate(
         name.strip(),
         author.strip(),
