@@ -61,7 +61,7 @@ def test_default_models_template_renders_as_its_hf_chat_template(go_render):
         assert go_render(template, messages) == hf_prompt(tok, messages, family)
 
 
-@pytest.mark.parametrize("name", sorted(templates.TEMPLATES))
+@pytest.mark.parametrize("name", templates.names())
 def test_named_templates_render_as_their_hf_chat_template(name, go_render, tiny_tokenizer):
     tok = tiny_tokenizer
     tok.chat_template = templates.get(name)
@@ -76,7 +76,7 @@ def test_families_are_found_by_their_markers():
     assert export.family_for(templates.get("qwen2")) == "qwen2"
     assert export.family_for(templates.get("chatml")) == "chatml"
     assert export.family_for(templates.get("llama3")) == "llama3"
-    with pytest.raises(UserError, match="ollama_templates.json"):
+    with pytest.raises(UserError, match="assets/families"):
         export.family_for("{{ messages }}")
 
 

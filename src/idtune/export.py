@@ -2,48 +2,46 @@
 
 llama.cpp does the work: its own `convert_hf_to_gguf.py` writes f16, its `llama-quantize` makes
 q8_0 / q4_k_m. A run or adapter is merged first by `idtune merge` in a subprocess (one verb does
-not import another), into a temporary directory. The Modelfile's TEMPLATE comes from
-`assets/ollama_templates.json`, by family.
+not import another), into a temporary directory. The Modelfile's TEMPLATE and stops come from
+the model's family file (`assets/families/`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import tempfile
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from . import atomic, llamacpp, models, outputs
+from .data import families
 from .errors import UserError
 
 QUANTS = ("f16", "q8_0", "q4_k_m")
 
 
 def ollama_families() -> dict[str, dict[str, Any]]:
-    """The shipped Ollama templates: family → {match, template, stop, bos}."""
-    text = resources.files("idtune.assets").joinpath("ollama_templates.json").read_text("utf-8")
-    return json.loads(text)["families"]
+    """The families with an Ollama template: family → {template, stop, bos}."""
+    return {n: f.ollama for n, f in families.all_families().items() if f.ollama}
 
 
 def family_for(chat_template: str, named: str | None = None) -> str:
-    """The Ollama family of a model: its named template, else the first whose markers all occur
-    in the HF chat template."""
-    families = ollama_families()
+    """The Ollama family of a model: its named template, else the family its HF chat template
+    belongs to."""
+    known = ollama_families()
     if named:
-        if named not in families:
-            raise UserError(f"template {named!r}: no Ollama template for it in ollama_templates")
+        if named not in known:
+            raise UserError(f"template {named!r}: its family file has no Ollama template")
         return named
-    for family, spec in families.items():
-        if spec["match"] and all(m in chat_template for m in spec["match"]):
-            return family
-    raise UserError(
-        "the model's chat template is none of the families in assets/ollama_templates.json "
-        f"({', '.join(families)}); add its Ollama TEMPLATE there"
-    )
+    fam = families.by_template(chat_template)
+    if fam is None or fam.name not in known:
+        raise UserError(
+            "the model's chat template is none of the families with an Ollama template "
+            f"({', '.join(known)}); add one to assets/families/ (see its README.md)"
+        )
+    return fam.name
 
 
 def _quoted(text: str) -> str:

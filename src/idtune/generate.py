@@ -5,18 +5,30 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .data import templates
+from .data import families
 from .data.formats import Messages
 
 
-def stop_token_ids(tokenizer: Any, template: str | None = None) -> list[int]:
-    """Token ids that end an assistant turn: eos plus the template's end-of-turn marker."""
+def stop_token_ids(tokenizer: Any, template: str | None = None, model: Any = None) -> list[int]:
+    """Token ids that end an assistant turn: the tokenizer's eos, the model's
+    `generation_config.json` eos list, and the end-of-turn tokens of its family (the named
+    `template`'s, else the one its chat template belongs to; else every family's that the
+    vocabulary has)."""
     ids = set()
     if tokenizer.eos_token_id is not None:
         ids.add(int(tokenizer.eos_token_id))
+    config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if config_eos is not None:
+        ids.update(int(i) for i in ([config_eos] if isinstance(config_eos, int) else config_eos))
+    fams = families.all_families()
+    fam = fams.get(template or "") or families.by_template(
+        getattr(tokenizer, "chat_template", None)
+    )
+    # no known family: every family's end-of-turn token the vocabulary has
+    ends = fam.end_of_turn if fam else {t for f in fams.values() for t in f.end_of_turn}
     vocab = tokenizer.get_vocab()
-    for tok in {templates.END_OF_TURN.get(template or ""), *templates.END_OF_TURN.values()}:
-        if tok and tok in vocab:
+    for tok in ends:
+        if tok in vocab:
             ids.add(int(vocab[tok]))
     return sorted(ids)
 
@@ -65,7 +77,7 @@ def generate_batch(
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     answers: list[str] = [""] * len(prompts)
     ended = [True] * len(prompts)
-    stops = stop_token_ids(tokenizer, template)
+    stops = stop_token_ids(tokenizer, template, model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     device = next(model.parameters()).device
     for start in range(0, len(order), batch_size):
@@ -123,7 +135,7 @@ def stream(
     prompt = encode_prompt(tokenizer, messages)
     device = next(model.parameters()).device
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    stops = stop_token_ids(tokenizer, template)
+    stops = stop_token_ids(tokenizer, template, model)
     kwargs = dict(
         input_ids=torch.tensor([prompt], device=device),
         attention_mask=torch.ones((1, len(prompt)), dtype=torch.long, device=device),

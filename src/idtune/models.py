@@ -223,7 +223,7 @@ def load_tokenizer(path: str, template: str | None = None, trust_remote_code: bo
     if not tok.chat_template:
         raise UserError(
             f"{path}: the tokenizer has no chat template; pass --prompt-template "
-            f"({', '.join(sorted(templates.TEMPLATES))})"
+            f"({', '.join(templates.names())})"
         )
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

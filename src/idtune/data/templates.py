@@ -1,5 +1,6 @@
-"""Named chat templates (XTuner's `--prompt-template`) for models that lack one, and the default
-system prompt a tuned model's template gets in place of its base model's (`with_default`)."""
+"""Named chat templates (XTuner's `--prompt-template`, from the family files) for models that lack
+one, and the default system prompt a tuned model's template gets in place of its base model's
+(`with_default`)."""
 
 from __future__ import annotations
 
@@ -8,51 +9,21 @@ from functools import cache
 from importlib import resources
 
 from ..errors import UserError
+from . import families
 
-_CHATML_BODY = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
 
-TEMPLATES: dict[str, str] = {
-    "chatml": _CHATML_BODY,
-    # InternLM2-Chat: ChatML markers after a BOS token, as XTuner's internlm2_chat template.
-    "internlm2_chat": "{{ bos_token }}" + _CHATML_BODY,
-    # Qwen2 / Qwen2.5: ChatML with Qwen's default system prompt when none is given.
-    "qwen2": (
-        "{% if messages[0]['role'] != 'system' %}"
-        "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
-        + _CHATML_BODY
-    ),
-    "llama3": (
-        "{{ bos_token }}"
-        "{% for message in messages %}"
-        "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
-        " + message['content'] | trim + '<|eot_id|>' }}"
-        "{% endfor %}"
-        "{% if add_generation_prompt %}"
-        "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
-    ),
-}
-
-# The token that ends an assistant turn for each named template (used as a stop token).
-END_OF_TURN = {
-    "chatml": "<|im_end|>",
-    "internlm2_chat": "<|im_end|>",
-    "qwen2": "<|im_end|>",
-    "llama3": "<|eot_id|>",
-}
+def names() -> list[str]:
+    """The named templates, sorted."""
+    return sorted(families.prompt_templates())
 
 
 def get(name: str) -> str:
     """Return the Jinja source of a named template, or fail with the list of names."""
     try:
-        return TEMPLATES[name]
+        return families.prompt_templates()[name]
     except KeyError:
         raise UserError(
-            f"unknown prompt template {name!r}; choose one of: {', '.join(sorted(TEMPLATES))}"
+            f"unknown prompt template {name!r}; choose one of: {', '.join(names())}"
         ) from None
 
 
@@ -70,15 +41,13 @@ def own_default(name: str, author: str) -> str:
     return _defaults()["own"].replace("{name}", name).replace("{author}", author)
 
 
-def base_default(chat_template: str | None, model: str = "") -> str | None:
-    """The base model's default system prompt: the one its template spells, else the one of a
-    model family `model` belongs to, else None."""
-    families = _defaults()["base"].values()
-    for fam in families:
-        if chat_template and fam["prompt"] in chat_template:
-            return fam["prompt"]
-    low = str(model).lower()
-    return next((f["prompt"] for f in families if any(m in low for m in f["models"])), None)
+def base_default(
+    chat_template: str | None, model: str = "", model_type: str | None = None
+) -> str | None:
+    """The base model's default system prompt: its family's (found from the template, else
+    `model_type`, else the name `model`), else None."""
+    fam = families.detect(chat_template, model_type, model)
+    return fam.default_system if fam else None
 
 
 def with_default(chat_template: str, prompt: str, model: str = "") -> str:

@@ -1,0 +1,93 @@
+"""Model families are data (assets/families/*.yaml): each real template (tests/data) is found as
+its family, by its template before its name; stop tokens are eos ∪ generation_config ∪ the
+family's end of turn."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from idtune import generate
+from idtune.data import families, templates
+from idtune.errors import UserError
+
+DATA = Path(__file__).parent / "data"
+REAL = json.loads((DATA / "chat_templates.json").read_text("utf-8"))
+# each real template in tests/data → the family it belongs to
+EXPECTED = {"smollm2": "smollm2", "qwen2.5": "qwen2.5", "internlm2": "internlm2_chat"}
+
+
+def test_every_family_file_loads_and_is_named_for_its_file():
+    fams = families.all_families()
+    assert {"smollm2", "qwen2", "qwen2.5", "chatml", "internlm2_chat", "llama3"} <= set(fams)
+    for fam in fams.values():
+        assert fam.end_of_turn, fam.name  # a family that never stops is no family
+        if fam.ollama:
+            assert set(fam.ollama) == {"template", "stop", "bos"}, fam.name
+
+
+@pytest.mark.parametrize("real", sorted(EXPECTED))
+def test_a_real_template_is_found_as_its_family_whatever_the_name(real):
+    fam = families.detect(REAL[real], model="some/renamed-model")
+    assert fam is not None and fam.name == EXPECTED[real]
+    # no other family scores as high: the match is not an accident of file order
+    scores = sorted(
+        (sum(map(len, f.template_markers)), f.name)
+        for f in families.all_families().values()
+        if f.template_markers and all(m in REAL[real] for m in f.template_markers)
+    )
+    assert len(scores) == 1 or scores[-1][0] > scores[-2][0]
+
+
+@pytest.mark.parametrize("name", templates.names())
+def test_each_named_template_is_found_as_its_own_family(name):
+    assert families.by_template(templates.get(name)).name == name
+
+
+def test_template_first_then_model_type_then_name():
+    llama = families.get("llama3").prompt_template
+    # the template wins over a name that says otherwise
+    assert families.detect(llama, "internlm2", "Qwen/Qwen2.5-7B").name == "llama3"
+    assert (
+        families.detect("{{ messages }}", "internlm2", "Qwen/Qwen2.5-7B").name == "internlm2_chat"
+    )
+    assert families.detect(None, None, "Qwen/Qwen2.5-7B-Instruct").name == "qwen2.5"
+    assert families.detect("{{ messages }}", None, "my-model") is None
+
+
+def test_unknown_family_and_broken_file_are_one_line():
+    with pytest.raises(UserError, match="unknown model family 'nope'; known: "):
+        families.get("nope")
+    with pytest.raises(UserError, match=r"x\.yaml: system 'sideways': one of role, first_user"):
+        families._family("x.yaml", {"name": "x", "system": "sideways"})
+    with pytest.raises(UserError, match="needs `open` and `close`"):
+        families._family("x.yaml", {"name": "x", "thinking": {"style": "hybrid"}})
+
+
+class _GenConfig:
+    def __init__(self, eos):
+        self.eos_token_id = eos
+
+
+class _Model:
+    def __init__(self, eos):
+        self.generation_config = _GenConfig(eos)
+
+
+def test_stop_tokens_join_eos_generation_config_and_the_familys_end_of_turn(tiny_tokenizer):
+    tok = tiny_tokenizer  # SmolLM2's template: ChatML, eos <|im_end|>
+    vocab = tok.get_vocab()
+    im_end, eot, endoftext = vocab["<|im_end|>"], vocab["<|eot_id|>"], vocab["<|endoftext|>"]
+    assert generate.stop_token_ids(tok) == [im_end]
+    # generation_config.json's eos list counts (a Gemma 3 or Llama 3.1 ends on one of several)
+    assert generate.stop_token_ids(tok, model=_Model([endoftext, eot])) == sorted(
+        {im_end, eot, endoftext}
+    )
+    assert generate.stop_token_ids(tok, model=_Model(endoftext)) == sorted({im_end, endoftext})
+    # a named template's family decides the end of turn
+    assert eot in generate.stop_token_ids(tok, "llama3")
+    # a template of no known family: every family's end-of-turn token the vocabulary has
+    tok.chat_template = "{{ messages }}"
+    assert {im_end, eot} <= set(generate.stop_token_ids(tok))
