@@ -1,5 +1,7 @@
 // Render an Ollama TEMPLATE with Go's own text/template, as Ollama does (tests/test_export.py).
-// stdin: {"template": "...", "messages": [{"role": "...", "content": "..."}]}; stdout: the prompt.
+// stdin: {"template": "...", "messages": [{"role": "...", "content": "..."}], "think": true|false|null};
+// stdout: the prompt. As Ollama does, .Think is the request's think flag and .IsThinkSet whether
+// the request set it.
 package main
 
 import (
@@ -16,6 +18,7 @@ type Message struct {
 type Input struct {
 	Template string    `json:"template"`
 	Messages []Message `json:"messages"`
+	Think    *bool     `json:"think"`
 }
 
 func main() {
@@ -28,7 +31,12 @@ func main() {
 	if len(in.Messages) > 0 && in.Messages[0].Role == "system" {
 		system = in.Messages[0].Content
 	}
-	data := map[string]any{"Messages": in.Messages, "System": system}
+	data := map[string]any{
+		"Messages":   in.Messages,
+		"System":     system,
+		"Think":      in.Think != nil && *in.Think,
+		"IsThinkSet": in.Think != nil,
+	}
 	if err := t.Execute(os.Stdout, data); err != nil {
 		panic(err)
 	}

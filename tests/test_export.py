@@ -34,8 +34,8 @@ def go_render(tmp_path_factory):
     exe = tmp_path_factory.mktemp("go") / "render"
     subprocess.run(["go", "build", "-o", str(exe), str(HERE / "ollama_render.go")], check=True)
 
-    def render(template: str, messages: list[dict]) -> str:
-        payload = json.dumps({"template": template, "messages": messages})
+    def render(template: str, messages: list[dict], think: bool | None = None) -> str:
+        payload = json.dumps({"template": template, "messages": messages, "think": think})
         done = subprocess.run([str(exe)], input=payload, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         return done.stdout
@@ -43,8 +43,8 @@ def go_render(tmp_path_factory):
     return render
 
 
-def hf_prompt(tok, messages: list[dict], family: str) -> str:
-    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+def hf_prompt(tok, messages: list[dict], family: str, **kwargs) -> str:
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
     if export.ollama_families()[family]["bos"]:  # llama.cpp adds BOS when it tokenizes
         assert text.startswith(tok.bos_token)
         text = text[len(tok.bos_token) :]
@@ -264,3 +264,42 @@ def test_a_backend_that_never_starts_leaves_no_work_dir(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="the backend exited"):
         server.llamacpp_engine(str(bad), served_model_name="m")
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+REAL_TEMPLATES = HERE / "data" / "templates"  # verbatim, sources in its SOURCES.md
+REAL_FAMILIES = {
+    "qwen3": "qwen3",
+    "deepseek-r1-distill-qwen": "deepseek_r1_distill",
+    "gemma3": "gemma3",
+    "llama3.1": "llama3.1",
+    "llama3.2": "llama3.1",
+    "internlm3": "internlm2_chat",  # InternLM3 kept InternLM2's template and end of turn
+}
+
+
+@pytest.mark.parametrize("real", sorted(REAL_FAMILIES))
+def test_real_templates_of_current_families_render_as_their_ollama_template(
+    real, go_render, tiny_tokenizer
+):
+    """Each family's Modelfile TEMPLATE, rendered by Go's text/template, equals the model's own
+    chat template for 1- and 2-turn conversations, with and without a system prompt (Llama 3.2
+    told the date its template falls back to: an Ollama TEMPLATE has no strftime)."""
+    tok = tiny_tokenizer
+    tok.chat_template = (REAL_TEMPLATES / f"{real}.jinja").read_text("utf-8")
+    family = export.family_for(tok.chat_template)
+    assert family == REAL_FAMILIES[real]
+    template = export.ollama_families()[family]["template"]
+    for messages in (CONVERSATION[-1:], CONVERSATION, [SYSTEM, *CONVERSATION[-1:]]):
+        text = hf_prompt(tok, messages, family, date_string="26 Jul 2024")
+        assert go_render(template, messages) == text
+        assert "You are a helpful assistant." in text or messages[0] is not SYSTEM
+
+
+def test_qwen3_thinking_switch_renders_as_enable_thinking(go_render, tiny_tokenizer):
+    tok = tiny_tokenizer
+    tok.chat_template = (REAL_TEMPLATES / "qwen3.jinja").read_text("utf-8")
+    template = export.ollama_families()["qwen3"]["template"]
+    for think in (True, False):
+        text = hf_prompt(tok, CONVERSATION, "qwen3", enable_thinking=think)
+        assert go_render(template, CONVERSATION, think=think) == text
+        assert text.endswith("<think>\n\n</think>\n\n") is (not think)

@@ -17,6 +17,17 @@ DATA = Path(__file__).parent / "data"
 REAL = json.loads((DATA / "chat_templates.json").read_text("utf-8"))
 # each real template in tests/data → the family it belongs to
 EXPECTED = {"smollm2": "smollm2", "qwen2.5": "qwen2.5", "internlm2": "internlm2_chat"}
+# the current families' real templates (tests/data/templates, sources in its SOURCES.md)
+for _file in (DATA / "templates").glob("*.jinja"):
+    REAL[_file.stem] = _file.read_text("utf-8")
+EXPECTED |= {
+    "qwen3": "qwen3",
+    "deepseek-r1-distill-qwen": "deepseek_r1_distill",
+    "gemma3": "gemma3",
+    "llama3.1": "llama3.1",
+    "llama3.2": "llama3.1",
+    "internlm3": "internlm2_chat",
+}
 
 
 def test_every_family_file_loads_and_is_named_for_its_file():
@@ -44,6 +55,16 @@ def test_a_real_template_is_found_as_its_family_whatever_the_name(real):
 @pytest.mark.parametrize("name", templates.names())
 def test_each_named_template_is_found_as_its_own_family(name):
     assert families.by_template(templates.get(name)).name == name
+
+
+def test_thinking_conventions():
+    qwen3, r1 = families.get("qwen3"), families.get("deepseek_r1_distill")
+    assert qwen3.thinks and qwen3.thinking["style"] == "hybrid"
+    assert qwen3.thinking["kwarg"] == "enable_thinking"
+    assert r1.thinks and r1.thinking["style"] == "always"
+    assert not families.get("gemma3").thinks and families.get("gemma3").system == "first_user"
+    # the MoE model is the same family as the dense ones
+    assert families.detect(None, "qwen3_moe", "Qwen/Qwen3-30B-A3B").name == "qwen3"
 
 
 def test_template_first_then_model_type_then_name():
@@ -88,6 +109,12 @@ def test_stop_tokens_join_eos_generation_config_and_the_familys_end_of_turn(tiny
     assert generate.stop_token_ids(tok, model=_Model(endoftext)) == sorted({im_end, endoftext})
     # a named template's family decides the end of turn
     assert eot in generate.stop_token_ids(tok, "llama3")
+    # Gemma 3: <end_of_turn> ends a turn although eos is <eos> and no generation_config says so
+    tok.add_special_tokens({"additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"]})
+    tok.chat_template = REAL["gemma3"]
+    assert generate.stop_token_ids(tok) == sorted(
+        {im_end, tok.convert_tokens_to_ids("<end_of_turn>")}
+    )
     # a template of no known family: every family's end-of-turn token the vocabulary has
     tok.chat_template = "{{ messages }}"
     assert {im_end, eot} <= set(generate.stop_token_ids(tok))
