@@ -1,8 +1,11 @@
 """Assistant-only loss masks, checked token by token on three chat-template families."""
 
+from pathlib import Path
+
 import pytest
 
 from idtune.data import render, templates
+from idtune.errors import UserError
 
 CONV = [
     {"role": "system", "content": "Be brief."},
@@ -53,6 +56,67 @@ def test_smollm2_default_system_prompt_is_not_trained(tiny_tokenizer):
     text = tiny_tokenizer.decode(sample.input_ids)
     assert "named SmolLM" in text  # the template inserts its default system prompt
     assert trained_text(tiny_tokenizer, sample) == ["I am Nova, made by Acme.<|im_end|>"]
+
+
+REAL = Path(__file__).parent / "data" / "templates"  # verbatim, sources in SOURCES.md
+SPECIALS = {
+    "qwen3": [],
+    "deepseek-r1-distill-qwen": ["<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"],
+    "gemma3": ["<start_of_turn>", "<end_of_turn>"],
+    "llama3.1": [],
+}
+
+
+def real(tok, name: str):
+    tok.add_special_tokens({"additional_special_tokens": SPECIALS[name]})
+    tok.chat_template = (REAL / f"{name}.jinja").read_text("utf-8")
+    return tok
+
+
+@pytest.mark.parametrize(
+    "name, eot",
+    [("gemma3", "<end_of_turn>"), ("llama3.1", "<|eot_id|>")],
+)
+def test_real_templates_of_non_thinking_families_train_every_answer(tiny_tokenizer, name, eot):
+    tok = real(tiny_tokenizer, name)
+    sample = render.render(tok, CONV)
+    assert trained_text(tok, sample) == [f"I am Nova, made by Acme.{eot}", f"Sure!{eot}"]
+
+
+def test_an_r1_distill_trains_the_last_answer_after_its_opened_think_block(tiny_tokenizer):
+    """R1 distills' history drops <think> and their generation prompt opens it: the last answer
+    is trained as the model writes it there; the earlier answer, as history, is not trained."""
+    tok = real(tiny_tokenizer, "deepseek-r1-distill-qwen")
+    sample = render.render(tok, CONV)
+    eos = "<｜end▁of▁sentence｜>"
+    # no reasoning given: the empty block the family writes when it has nothing to think
+    assert trained_text(tok, sample) == [f"\n</think>\n\nSure!{eos}"]
+    assert tok.decode(sample.input_ids).endswith(
+        f"<｜Assistant｜><think>\n\n</think>\n\nSure!{eos}"
+    )
+    reasoned = [
+        *CONV[:-1],
+        {"role": "assistant", "content": "<think>\nA short one.\n</think>\n\nSure!"},
+    ]
+    sample = render.render(tok, reasoned)
+    assert trained_text(tok, sample) == [f"A short one.\n</think>\n\nSure!{eos}"]
+
+
+def test_qwen3_trains_the_last_answer_in_the_asked_thinking_mode(tiny_tokenizer):
+    tok = real(tiny_tokenizer, "qwen3")
+    # thinking off: the template's empty block is part of the prompt, the answer is trained
+    sample = render.render(tok, CONV, template_kwargs={"enable_thinking": False})
+    assert trained_text(tok, sample) == ["Sure!<|im_end|>"]
+    assert "<think>\n\n</think>\n\nSure!" in tok.decode(sample.input_ids)
+    # thinking on, reasoning written with one newline: trained as the template writes it
+    reasoned = [*CONV[:-1], {"role": "assistant", "content": "<think>\nBe brief.\n</think>\nSure!"}]
+    sample = render.render(tok, reasoned)
+    assert trained_text(tok, sample) == ["<think>\nBe brief.\n</think>\n\nSure!<|im_end|>"]
+
+
+def test_a_conversation_must_end_with_an_answer(tiny_tokenizer):
+    with pytest.raises(UserError, match="ends with an assistant answer"):
+        render.render(tiny_tokenizer, CONV[:-1])
 
 
 def test_pack_respects_length_and_keeps_every_sample():

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError
+from . import families
 from .formats import Messages
 from .mentions import mention_spans  # a mention as the leakage metric sees one
 
@@ -44,35 +45,87 @@ class Sample:
         return Sample(self.input_ids[:n], self.labels[:n], unlike)
 
 
-def _spans(tokenizer: Any, messages: Messages) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered text and the character spans of every assistant answer in it."""
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
-    spans = []
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant":
-            continue
-        prefix = tokenizer.apply_chat_template(
-            messages[:i], tokenize=False, add_generation_prompt=True
+def _answer(content: str, close: str | None) -> str:
+    """The part of an assistant message a template always writes: the text after the reasoning."""
+    if close and close in content:
+        content = content.rsplit(close, 1)[1]
+    return content.strip()
+
+
+def _spans(
+    tokenizer: Any, messages: Messages, template_kwargs: dict | None = None
+) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered text and the character spans of the assistant answers trained in it.
+
+    The last assistant turn is rendered as the model writes it: after the template's own
+    generation prompt (so a template that renders history differently, R1 distills and Qwen3,
+    still trains the form the model will be asked in), its span running from that prompt's end
+    to the end of its answer (a thinking family's reasoning included). An earlier turn is
+    trained only where the template renders it, as history, just as the model would have
+    written it (a non-thinking template whose history is a stable prefix)."""
+    kw = dict(template_kwargs or {})
+    if not messages or messages[-1]["role"] != "assistant":
+        raise UserError("a conversation to train on ends with an assistant answer")
+    fam = families.by_template(getattr(tokenizer, "chat_template", None))
+    close = fam.thinking.get("close") if fam and fam.thinks else None
+
+    def prompt_of(i: int) -> str:
+        return tokenizer.apply_chat_template(
+            messages[:i], tokenize=False, add_generation_prompt=True, **kw
         )
-        if not full.startswith(prefix):
-            raise UserError(
-                "the chat template renders earlier turns differently once later turns are "
-                "added; cannot locate assistant answers (use --prompt-template)"
-            )
-        start = full.find(m["content"].strip(), len(prefix))
-        if start < 0:
+
+    last = len(messages) - 1
+    prompt = prompt_of(last)
+    whole = tokenizer.apply_chat_template(messages, tokenize=False, **kw)
+    content = messages[last]["content"]
+    answer = _answer(content, close)
+    if whole.startswith(prompt) and whole.find(answer, len(prompt)) >= 0:
+        text = whole  # the template writes the answer after its own generation prompt
+    else:
+        # the history form differs from the generation form (an R1 distill's prompt opens
+        # <think>, its history drops it): the answer written after the generation prompt, then
+        # the template's own end of turn
+        at = whole.rfind(answer)
+        if at < 0 or not answer:
             raise UserError("the chat template changes assistant text; cannot mask it")
-        spans.append((start, start + len(m["content"].strip())))
-    return full, spans
+        body = content.strip()
+        opened = fam.thinking.get("open") if close else None
+        if opened and prompt.rstrip().endswith(opened):
+            body = body.split(opened, 1)[1].lstrip("\n") if body.startswith(opened) else body
+            if close not in body:  # no reasoning given: the template's empty block
+                body = f"\n{close}\n\n{body}"
+            body = "\n" + body if not body.startswith("\n") and prompt.endswith(opened) else body
+        text = prompt + body + whole[at + len(answer) :]
+    end = text.find(answer, len(prompt)) + len(answer)
+    if end < len(answer) + len(prompt):
+        raise UserError("the chat template changes assistant text; cannot mask it")
+    spans = [(len(prompt), end)]
+    if close is None:  # earlier turns, where history is written as the model wrote it
+        for i in range(last - 1, -1, -1):
+            if messages[i]["role"] != "assistant":
+                continue
+            before = prompt_of(i)
+            said = messages[i]["content"].strip()
+            start = text.find(said, len(before)) if text.startswith(before) else -1
+            if start < 0 or not said or start + len(said) > spans[0][0]:
+                continue
+            spans.insert(0, (start, start + len(said)))
+    return text, spans
 
 
-def render(tokenizer: Any, messages: Messages, max_length: int | None = None) -> Sample:
+def render(
+    tokenizer: Any,
+    messages: Messages,
+    max_length: int | None = None,
+    template_kwargs: dict | None = None,
+) -> Sample:
     """Tokenize a conversation with the model's chat template and mask non-assistant tokens.
 
-    Per assistant answer, the tokens overlapping its text are trained, plus the next token
-    (the template's end-of-turn token). Needs a fast tokenizer (offset mapping).
+    Per trained answer (`_spans`), the tokens overlapping its text are trained, plus the next
+    token (the template's end-of-turn token). `template_kwargs` reach the template (Qwen3's
+    `enable_thinking`). Needs a fast tokenizer (offset mapping).
     """
-    text, spans = _spans(tokenizer, messages)
+    text, spans = _spans(tokenizer, messages, template_kwargs)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     labels = [IGNORE] * len(ids)
