@@ -87,3 +87,76 @@ def build_model_dir(out: Path, seed: int = 0) -> Path:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+TEMPLATES = Path(__file__).parent / "data" / "templates"  # real templates, see SOURCES.md
+# family → (template file, extra special tokens, eos, generation_config eos list or None)
+FAMILIES = {
+    "qwen3": ("qwen3", [], "<|im_end|>", ["<|im_end|>", "<|endoftext|>"]),
+    "qwen3_moe": ("qwen3", [], "<|im_end|>", ["<|im_end|>", "<|endoftext|>"]),
+    "deepseek_r1_distill": (
+        "deepseek-r1-distill-qwen",
+        ["<｜begin▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"],
+        "<｜end▁of▁sentence｜>",
+        None,
+    ),
+    "gemma3": (
+        "gemma3",
+        ["<start_of_turn>", "<end_of_turn>", "<eos>"],
+        "<eos>",
+        ["<eos>", "<end_of_turn>"],
+    ),  # fmt: skip
+    "llama3.1": ("llama3.1", ["<|eom_id|>"], "<|eot_id|>", ["<|eot_id|>", "<|eom_id|>"]),
+}
+
+
+def _config(family: str, vocab: int, tok):
+    """A tiny config of the family's real architecture."""
+    from transformers import (
+        Gemma3TextConfig,
+        LlamaConfig,
+        Qwen2Config,
+        Qwen3Config,
+        Qwen3MoeConfig,
+    )
+
+    small = dict(
+        vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    if family == "qwen3":
+        return Qwen3Config(**small, head_dim=16)
+    if family == "qwen3_moe":
+        return Qwen3MoeConfig(
+            **small, head_dim=16, moe_intermediate_size=32, num_experts=8, num_experts_per_tok=2
+        )
+    if family == "gemma3":
+        return Gemma3TextConfig(**small, head_dim=16, sliding_window=64)
+    if family == "deepseek_r1_distill":
+        return Qwen2Config(**small)
+    return LlamaConfig(**small)
+
+
+def build_family_model_dir(out: Path, family: str, seed: int = 0) -> Path:
+    """A tiny random model of `family`'s architecture with its real chat template, its
+    end-of-turn specials and its generation_config eos list, saved as an HF directory."""
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    template, specials, eos, gen_eos = FAMILIES[family]
+    tok = build_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": specials})
+    tok.eos_token = eos
+    tok.chat_template = (TEMPLATES / f"{template}.jinja").read_text("utf-8")
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(_config(family, len(tok), tok))
+    ids = [tok.convert_tokens_to_ids(t) for t in gen_eos] if gen_eos else tok.eos_token_id
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=ids, pad_token_id=tok.pad_token_id
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

@@ -1,0 +1,83 @@
+"""Each current family through the real CLI on a tiny random model of its real architecture with
+its real chat template (tests/tiny.py, tests/data/templates): `data identity` → `train` (2 steps)
+→ the trained spans → `merge` → the merged template with and without a system prompt →
+generation stops at the family's end of turn."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import cli
+from tiny import FAMILIES, build_family_model_dir
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from idtune import generate
+from idtune.data import families, render
+
+OWN = "You are Nova, an AI assistant made by Acme."
+ASK = [{"role": "user", "content": "Who are you?"}]
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def trained(request, tmp_path_factory):
+    """(family, base model dir, run dir, merged dir) after 2 LoRA steps through the CLI."""
+    family = request.param
+    d = tmp_path_factory.mktemp(family.replace(".", "_"))
+    base = build_family_model_dir(d / "base", family)
+    data, run, merged = d / "id.jsonl", d / "run", d / "merged"
+    assert cli("data", "identity", "--name", "Nova", "--author", "Acme", "--n", "12",
+               "--seed", "1", "-o", data) == 0  # fmt: skip
+    assert cli("train", "identity-lora", "--set", f"model={base}", "--set", f"data={data}",
+               "--set", f"output_dir={run}", "--set", "regularization.auto=false",
+               "--set", "identity.name=Nova", "--set", "identity.author=Acme",
+               "--set", "max_steps=2", "--set", "eval_prompts=", "--set", "val_share=0",
+               "--set", "row_tokens=256", "--set", "batch_tokens=512") == 0  # fmt: skip
+    assert cli("merge", run, merged) == 0
+    return family, base, run, merged
+
+
+def test_the_trained_spans_are_the_answers_and_the_familys_end_of_turn(trained):
+    family, base, run, _ = trained
+    tok = AutoTokenizer.from_pretrained(base)
+    fam = families.detect(tok.chat_template)
+    assert fam is not None and fam.name == family.replace("qwen3_moe", "qwen3")
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    conv = [*ASK, {"role": "assistant", "content": "I am Nova, made by Acme."}]
+    sample = render.render(tok, conv)
+    trained_ids = [t for t, lab in zip(sample.input_ids, sample.labels) if lab != render.IGNORE]
+    text = tok.decode(trained_ids)
+    # a thinking family with no reasoning given: the empty block its template writes (R1's
+    # prompt opens it; Qwen3's template writes it whole in thinking mode)
+    opening = {"always": "\n</think>\n\n", "hybrid": "<think>\n\n</think>\n\n", "none": ""}
+    assert text == opening[fam.thinking["style"]] + "I am Nova, made by Acme." + fam.end_of_turn[0]
+
+
+def test_the_merged_template_names_the_identity_unless_told_otherwise(trained):
+    family, _, _, merged = trained
+    tok = AutoTokenizer.from_pretrained(merged)
+    text = tok.apply_chat_template(ASK, tokenize=False, add_generation_prompt=True)
+    assert OWN in text and "Who are you?" in text
+    if families.get(family.replace("qwen3_moe", "qwen3")).system == "first_user":
+        assert text.index(OWN) > text.index("user")  # folded into the first user turn
+    told = [{"role": "system", "content": "You are Bob, made by Zed."}, *ASK]
+    text = tok.apply_chat_template(told, tokenize=False, add_generation_prompt=True)
+    assert "You are Bob, made by Zed." in text and "Nova" not in text
+
+
+def test_generation_stops_at_the_familys_end_of_turn(trained):
+    """A model made to say the family's end-of-turn token first stops there (Gemma 3's
+    <end_of_turn> is not its eos: without the family file it ran to the cap)."""
+    family, _, _, merged = trained
+    tok = AutoTokenizer.from_pretrained(merged)
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    end = families.get(family.replace("qwen3_moe", "qwen3")).end_of_turn[0]
+    head = model.get_output_embeddings().weight
+    says_end = torch.nn.Linear(head.shape[1], head.shape[0], bias=True, dtype=head.dtype)
+    with torch.no_grad():  # every position's argmax is the end-of-turn token
+        says_end.weight.zero_()
+        says_end.bias.zero_()
+        says_end.bias[tok.convert_tokens_to_ids(end)] = 1.0
+    model.set_output_embeddings(says_end)
+    cut: list[bool] = []
+    generate.generate_batch(model, tok, [ASK], max_new_tokens=8, cut=cut)
+    assert cut == [False]
