@@ -5,6 +5,8 @@ generation stops at the family's end of turn."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import torch
 from helpers import cli
@@ -81,3 +83,26 @@ def test_generation_stops_at_the_familys_end_of_turn(trained):
     cut: list[bool] = []
     generate.generate_batch(model, tok, [ASK], max_new_tokens=8, cut=cut)
     assert cut == [False]
+
+
+def test_moe_lora_adapts_attention_not_the_router_or_the_experts(trained, monkeypatch, capsys):
+    family, _, run, merged = trained
+    if family != "qwen3_moe":
+        pytest.skip("mixture-of-experts only")
+    from safetensors import safe_open
+
+    with safe_open(run / "adapter" / "adapter_model.safetensors", "pt") as f:
+        keys = list(f.keys())
+    adapted = {k.split(".self_attn.")[1].split(".")[0] for k in keys if ".self_attn." in k}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert not [k for k in keys if ".mlp." in k]  # neither the router nor the experts
+    # the merged MoE model answers in the terminal chat
+    monkeypatch.setattr("sys.stdin", _Script("Who are you?\n"))
+    assert cli("chat", merged, "--max-new-tokens", "4") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ">>> Who are you?" and len(out) >= 2
+
+
+class _Script(io.StringIO):
+    def isatty(self):
+        return False

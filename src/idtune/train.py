@@ -225,6 +225,8 @@ def load_for_training(cfg: TrainConfig, device: str):
         from peft import LoraConfig, get_peft_model
 
         targets, layers = cfg.lora.target_modules, None
+        if targets == "all-linear" and is_moe(model.config):
+            targets = [n for n in linear_module_names(model) if n not in ROUTERS]
         if cfg.lora.top_layers > 0:
             n_layers = model.config.num_hidden_layers
             layers = list(range(max(0, n_layers - cfg.lora.top_layers), n_layers))
@@ -241,6 +243,20 @@ def load_for_training(cfg: TrainConfig, device: str):
         model = get_peft_model(model, lcfg)
     model = accel.optimize(model, cfg, device)
     return model, tokenizer, template, trc
+
+
+# A mixture-of-experts model's `all-linear` adapts attention (and shared experts), not these:
+# the router stays as trained, so tokens go to the experts they went to, and the routed experts
+# (fused 3-D parameters in transformers 5) would need an adapter each, rebuilt every step.
+ROUTERS = ("gate", "router", "shared_expert_gate")
+
+
+def is_moe(config) -> bool:
+    """Whether a model config describes a mixture-of-experts model."""
+    return any(
+        (getattr(config, key, 0) or 0) > 1
+        for key in ("num_experts", "num_local_experts", "n_routed_experts")
+    )
 
 
 def linear_module_names(model) -> list[str]:
