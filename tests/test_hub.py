@@ -409,6 +409,76 @@ def test_pull_gets_lfs_content_and_refuses_non_empty(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+# ---------------------------------------------------------------- what git is handed (issue 26)
+ALLOWED = (
+    "use https://, ssh:// or user@host:path, file:// or a local path (http:// with "
+    "--allow-http), or hf:USER/REPO"
+)
+
+
+def test_push_and_pull_refuse_git_transports_and_options(tmp_path, capsys):
+    """Before: `--to fd::0` hung for ever (git read its stdin as the remote), and a `--to`
+    git could read as an option went to git as one."""
+    src = merged_dir(tmp_path / "merged")
+    marker = tmp_path / "ran"
+    helper = "git's remote-helper transports (NAME::ADDRESS) are not allowed"
+    dash = "a remote cannot start with '-' (write ./NAME for such a folder)"
+    cases = [
+        ("fd::0", helper),
+        (f"ext::sh -c touch% {marker}", helper),
+        (f"--upload-pack=touch {marker}:x", dash),
+        (f"-oProxyCommand=touch {marker}", dash),
+        ("git@-oProxyCommand=sh:r.git", "a host cannot start with '-'"),
+        (f"ssh://-oProxyCommand=touch%20{marker}/r.git", "no host, or a host that starts with '-'"),
+        ("ftp://example.org/r.git", "scheme 'ftp' is not allowed"),
+        ("foo://example.org/r.git", "scheme 'foo' is not allowed"),
+    ]
+    p = _idtune(tmp_path, "push", str(src), "--to=fd::0")  # a process: the old code hung
+    assert (p.returncode, p.stderr) == (2, f"error: fd::0: {helper}; {ALLOWED}\n")
+    for to, why in cases:
+        for args in (["push", str(src), f"--to={to}"], ["pull", "--", to, str(tmp_path / "got")]):
+            assert cli(args) == 2, args
+            assert capsys.readouterr().err == f"error: {to}: {why}; {ALLOWED}\n", args
+    assert not marker.exists() and not (tmp_path / "got").exists()
+    assert not any((tmp_path / "cache").glob("push/*"))
+
+
+def test_plain_http_without_a_token_needs_allow_http_too(tmp_path, capsys):
+    src = merged_dir(tmp_path / "merged")
+    bare(tmp_path / "srv" / "remote.git")
+    with LocalHub(tmp_path / "srv", TOKEN) as server:
+        url = f"{server.url()}/remote.git"
+        assert cli(["push", str(src), "--to", url]) == 2
+        assert capsys.readouterr().err == (
+            f"error: {url}: refusing to use plain http://; use https://, or pass --allow-http "
+            "for a hub you trust on a private network\n"
+        )
+    assert server.requests == []  # refused before git ran
+
+
+def test_a_remote_that_never_answers_is_stopped(tmp_path):
+    """A hub that accepts the connection and never answers: one line after IDTUNE_GIT_TIMEOUT
+    seconds of silence, not a hang (the old code waited for ever)."""
+    import socket
+
+    src = merged_dir(tmp_path / "merged")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/r.git"
+        env = {"IDTUNE_GIT_TIMEOUT": "3", "GIT_HTTP_LOW_SPEED_TIME": "600"}  # ours, not curl's
+        p = _idtune(tmp_path, "push", str(src), "--to", url, "--allow-http", **env)
+        assert p.returncode == 2, p.stderr
+        assert p.stderr.strip().splitlines()[-1] == (
+            f"error: git clone: no answer from {url} for 3 s; stopped (set "
+            "IDTUNE_GIT_TIMEOUT=SECONDS to wait longer)"
+        )
+        assert "Traceback" not in p.stderr
+        p = _idtune(tmp_path, "push", str(src), "--to", url, "--allow-http", IDTUNE_GIT_TIMEOUT="x")
+        assert p.stderr == "error: IDTUNE_GIT_TIMEOUT='x': expected a whole number of seconds\n"
+    assert not any((tmp_path / "cache").glob("push/*"))
+
+
 # ---------------------------------------------------------------- Hugging Face
 class FakeApi:
     def __init__(self):

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import selectors
 import shutil
 import subprocess
 import sys
@@ -200,18 +201,21 @@ class Remote:
     @property
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
+        env["GIT_TERMINAL_PROMPT"] = "0"  # a prompt nobody answers would wait forever
+        env.setdefault("GIT_HTTP_LOW_SPEED_LIMIT", "1000")  # bytes/s; slower for…
+        env.setdefault("GIT_HTTP_LOW_SPEED_TIME", str(git_timeout()))  # …this long: git stops
         if self.token:
             parts = urlsplit(self.url)
             env.update(IDTUNE_GIT_TOKEN=self.token, IDTUNE_GIT_USER=self.user)
             env.update(IDTUNE_GIT_PROTOCOL=parts.scheme, IDTUNE_GIT_HOST=_host(parts.netloc))
-            env["GIT_TERMINAL_PROMPT"] = "0"
         return env
 
     def check_scheme(self, allow_http: bool) -> None:
-        """Refuse to send a token over plain http:// unless the user allowed it."""
-        if self.token and urlsplit(self.url).scheme == "http" and not allow_http:
+        """Refuse plain http:// (a token on it above all) unless the user allowed it."""
+        if urlsplit(self.url).scheme == "http" and not allow_http:
+            what = "send a token over" if self.token else "use"
             raise UserError(
-                f"{self.public}: refusing to send a token over plain http://; use https://, "
+                f"{self.public}: refusing to {what} plain http://; use https://, "
                 "or pass --allow-http for a hub you trust on a private network"
             )
 
@@ -221,13 +225,43 @@ def _host(netloc: str) -> str:
     return netloc.rpartition("@")[2]
 
 
+SCHEMES = ("https", "http", "ssh", "file")  # http only with --allow-http
+
+
+def _refuse(url: str, why: str) -> UserError:
+    shown = url if url.isprintable() and len(url) <= 200 else repr(url[:200])
+    return UserError(
+        f"{shown}: {why}; use https://, ssh:// or user@host:path, file:// or a local path "
+        "(http:// with --allow-http), or hf:USER/REPO"
+    )
+
+
 def parse_remote(url: str) -> Remote:
-    """Split a token out of `https://user:TOKEN@host/...`; make local paths `file://` URLs."""
+    """Split a token out of `https://user:TOKEN@host/...`; make local paths `file://` URLs.
+
+    Only https, http, ssh (`ssh://` and `user@host:path`) and file remotes are accepted: git's
+    other transports (`fd::0`, `ext::COMMAND`, `helper::…`, `SCHEME://` of a remote helper) and
+    anything git could read as an option are refused here, before git runs.
+    """
+    if not url or not url.isprintable():
+        raise _refuse(url, "not a git URL")
+    if url.startswith("-"):  # git would read it as an option
+        raise _refuse(url, "a remote cannot start with '-' (write ./NAME for such a folder)")
     if "://" not in url:
-        if not Path(url).expanduser().exists() and re.match(r"^(?:[^@/]+@)?[^/:]+:", url):
-            return Remote(url)  # scp-like ssh: git@host:path
+        if re.match(r"^[A-Za-z0-9][A-Za-z0-9+.-]*::", url):
+            raise _refuse(url, "git's remote-helper transports (NAME::ADDRESS) are not allowed")
+        scp = re.match(r"^(?:([^@/]+)@)?([^/:]+):", url)
+        if not Path(url).expanduser().exists() and scp:  # scp-like ssh: git@host:path
+            if scp.group(2).startswith("-"):
+                raise _refuse(url, "a host cannot start with '-'")
+            return Remote(url)
         return Remote(Path(url).expanduser().resolve().as_uri())
     parts = urlsplit(url)
+    if parts.scheme.lower() not in SCHEMES:
+        raise _refuse(url, f"scheme {parts.scheme[:20]!r} is not allowed")
+    if parts.scheme != "file" and (not parts.hostname or parts.netloc.rpartition("@")[2]
+                                   .startswith("-")):  # fmt: skip
+        raise _refuse(url, "no host, or a host that starts with '-'")
     env_user = os.environ.get("IDTUNE_GIT_USER")
     user = unquote(parts.username) if parts.username else None
     token = unquote(parts.password) if parts.password else os.environ.get("IDTUNE_GIT_TOKEN")
@@ -237,6 +271,22 @@ def parse_remote(url: str) -> Remote:
     if parts.scheme not in ("http", "https"):
         token = None  # ssh keys and local files need no token
     return Remote(clean, token or None, user or env_user or "oauth2")
+
+
+DEFAULT_GIT_TIMEOUT = 300  # seconds a git command may go without a byte of output
+
+
+def git_timeout() -> int:
+    """How long a git command may stay silent before it is stopped: `IDTUNE_GIT_TIMEOUT`
+    seconds, default 300 (clone, push and lfs print progress while data moves)."""
+    raw = os.environ.get("IDTUNE_GIT_TIMEOUT", "").strip()
+    try:
+        seconds = int(raw) if raw else DEFAULT_GIT_TIMEOUT
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise UserError(f"IDTUNE_GIT_TIMEOUT={raw[:40]!r}: expected a whole number of seconds")
+    return seconds
 
 
 def _run(
@@ -249,30 +299,56 @@ def _run(
     what: str | None = None,
     env: dict[str, str] | None = None,
 ) -> tuple[int, str]:
-    """Run a git command; with `live`, stream its (scrubbed) progress to stderr."""
+    """Run a git command; with `live`, stream its (scrubbed) progress to stderr.
+
+    git reads nothing from this process's stdin, and a command silent for `git_timeout()`
+    seconds (a remote that accepts and never answers) is stopped: one line, not a hang."""
     full_env = {**remote.env, **(env or {})}
+    what = what or next(a for a in cmd[1:] if not a.startswith("-") and "=" not in a)
+    limit = git_timeout()
+    stopped = UserError(
+        f"git {what}: no answer from {remote.public} for {limit} s; stopped (set "
+        "IDTUNE_GIT_TIMEOUT=SECONDS to wait longer)"
+    )
     if not live:
-        p = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True)
+        try:
+            p = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
+                               stdin=subprocess.DEVNULL, timeout=limit)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise stopped from None
         rc, out = p.returncode, p.stdout + p.stderr
     else:
         tail: deque[str] = deque(maxlen=200)
         p2 = subprocess.Popen(
-            cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+            cmd, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
         buf = b""
-        while chunk := p2.stdout.read1(65536):
-            *done, buf = re.split(rb"(?<=[\r\n])", buf + chunk)
-            for seg in done:
-                text = remote.scrub(seg.decode(errors="replace"))
-                tail.append(text)
-                sys.stderr.write(text)
-            sys.stderr.flush()
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(p2.stdout, selectors.EVENT_READ)
+                while True:
+                    if not sel.select(limit):
+                        raise stopped
+                    chunk = os.read(p2.stdout.fileno(), 65536)
+                    if not chunk:
+                        break
+                    *done, buf = re.split(rb"(?<=[\r\n])", buf + chunk)
+                    for seg in done:
+                        text = remote.scrub(seg.decode(errors="replace"))
+                        tail.append(text)
+                        sys.stderr.write(text)
+                    sys.stderr.flush()
+        except BaseException:  # stopped, or interrupted: git goes too
+            p2.kill()
+            p2.wait()
+            raise
+        finally:
+            p2.stdout.close()
         tail.append(remote.scrub(buf.decode(errors="replace")))
         rc, out = p2.wait(), "".join(tail)
     if rc and check:
-        _fail(
-            what or next(a for a in cmd[1:] if not a.startswith("-") and "=" not in a), out, remote
-        )
+        _fail(what, out, remote)
     return rc, remote.scrub(out)
 
 
@@ -356,7 +432,9 @@ def _commit_and_push(upload: Upload, remote: Remote, message: str, stage: Path) 
     skip_smudge = {"GIT_LFS_SKIP_SMUDGE": "1"}  # the old weights are not needed to commit on top
     _run(
         remote,
-        remote.git("-c", "init.defaultBranch=main", "clone", "--progress", remote.url, str(stage)),
+        remote.git(
+            "-c", "init.defaultBranch=main", "clone", "--progress", "--", remote.url, str(stage)
+        ),  # fmt: skip
         live=True,
         what="clone",
         env=skip_smudge,
@@ -381,7 +459,7 @@ def _commit_and_push(upload: Upload, remote: Remote, message: str, stage: Path) 
     ]
     git("lfs", "track", *LFS_PATTERNS)
     if big:
-        git("lfs", "track", "--filename", *big)
+        git("lfs", "track", "--filename", "--", *big)
     _stage(upload, stage)
     readme = stage / "README.md"
     repo_name = remote.public.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git") or "model"
@@ -468,7 +546,7 @@ def pull(url: str, directory: Path, *, allow_http: bool = False) -> Path:
             directory.parent.mkdir(parents=True, exist_ok=True)
             _run(
                 remote,
-                remote.git("clone", "--progress", remote.url, str(directory)),
+                remote.git("clone", "--progress", "--", remote.url, str(directory)),
                 live=True,
                 what="clone",
                 env={"GIT_LFS_SKIP_SMUDGE": "1"},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import reprlib
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ class RecordError(ValueError):
 
 def _records(path: Path) -> Iterator[tuple[int, Any]]:
     """Yield (line number, parsed record) from a .json array/object or a .jsonl file."""
-    text = _read_text(path)
+    text = read_text(path)
     if path.suffix == ".jsonl":
         # split on "\n" only: str.splitlines() would also split at U+2028 and other separators
         # that JSON allows inside strings
@@ -79,16 +80,38 @@ def _expect_end(text: str, idx: int) -> None:
         raise json.JSONDecodeError("extra data after the JSON value (JSONL? use .jsonl)", text, idx)
 
 
-def _read_text(path: Path) -> str:
-    """The file as UTF-8 text, or one line saying why not."""
-    try:
-        data = path.read_bytes()
+_NOT_REGULAR = {
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def read_text(path: str | os.PathLike, what: str = "data file") -> str:
+    """A user's file as UTF-8 text, or one line saying why not: missing, a directory, not a
+    regular file (a named pipe or a device would block the read or never end), unreadable, or
+    not UTF-8 (with the line of the first bad byte). `what` names the file in messages."""
+    path = Path(path)
+    try:  # O_NONBLOCK: opening a named pipe does not wait for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise UserError(f"{path} is a directory, not a data file") from None
+        raise UserError(f"{path} is a directory, not a {what}") from None
     except (OSError, ValueError) as e:  # permissions, a NUL in the name, ...
         raise UserError(f"{path}: cannot read ({_reason(e)})") from None
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise UserError(f"{path} is a directory, not a {what}")
+        if not stat.S_ISREG(mode):
+            kind = _NOT_REGULAR.get(stat.S_IFMT(mode), "not a regular file")
+            raise UserError(f"{path} is {kind}, not a {what}")
+        try:
+            data = fh.read()
+        except OSError as e:
+            raise UserError(f"{path}: cannot read ({_reason(e)})") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

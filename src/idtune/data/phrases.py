@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from .formats import read_text
 
 SHIPPED = ("zh", "en")
 INTENTS = ("name", "maker", "intro", "what", "confirm", "neg_model", "neg_maker")
@@ -204,9 +205,9 @@ def tables(files: Sequence[str | Path] = ()) -> dict[str, Table]:
     out = {lang: _shipped(lang) for lang in SHIPPED}
     for f in files:
         path = Path(f)
-        if not path.is_file():
+        if not path.exists():
             raise UserError(f"{path}: no such phrase file")
-        table = parse(path.read_text("utf-8"), str(path))
+        table = parse(read_text(path, "phrase file"), str(path))
         lang = table["lang"]
         out[lang] = complete(_merge(out[lang], table) if lang in out else table, str(path))
     return out
