@@ -497,6 +497,45 @@ def test_a_probe_file_of_persona_probes_alone_loads(tmp_path):
         evaluate.load_probes(f)
 
 
+def test_malformed_probe_files_are_one_line_before_any_model_loads(
+    tmp_path, capsys, monkeypatch, tiny_model
+):
+    """issue 26 item 6: a binary probe file was a UnicodeDecodeError, `{"general": 5}` a
+    TypeError, and a bad persona section was found only after the model had loaded."""
+    from idtune import models
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded before the probe file was checked")
+
+    monkeypatch.setattr(models, "load", no_model)
+    persona = {"prompts": {"en": ["You are {name}."]}, "questions": {"en": ["Who are you?"]}}
+    cases = [
+        (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", ":1: not UTF-8 text (invalid start byte)"),
+        ({"general": 5}, ": 'general' must be a list, got int"),
+        ({"general": [{"prompt": "2+2?", "answers": ["4"], "lang": 7}]},
+         ": general[0].lang must be a language code such as en"),
+        ({"multi_turn": {"kind": "identity"}}, ": 'multi_turn' must be a list, got dict"),
+        ({"identity": {"en": "Who are you?"}}, ": identity.en must be a list of strings"),
+        ({"identiy": {"en": ["Who are you?"]}},
+         ": unknown section 'identiy'; the sections are identity, author, general, multi_turn, "
+         "persona"),
+        ({"persona": {**persona, "personas": {"en": [["Only a name"]]}}},
+         ": persona.personas.en must be a list of [name, maker] pairs"),
+        ({"persona": {**persona, "personas": {"en": [["Max", 5]]}}},
+         ": persona.personas.en must be a list of [name, maker] pairs"),
+        ({"persona": {**persona, "personas": {"en": [["Max", "Acme"]]},
+                      "questions": {"en": [3]}}},
+         ": persona.questions.en must be a list of strings"),
+    ]  # fmt: skip
+    f = tmp_path / "probes.json"
+    for content, message in cases:
+        f.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
+        with pytest.raises(SystemExit) as exc:
+            main(["eval", str(tiny_model), "--probes", str(f), "--name", "N", "--author", "A"])
+        err = capsys.readouterr().err
+        assert (exc.value.code, err) == (2, f"error: {f}{message}\n"), content
+
+
 def test_quick_keeps_every_kind_and_language_with_a_quarter_of_the_probes():
     probes = evaluate.load_probes()
     q = evaluate.quick_probes(probes)

@@ -70,52 +70,87 @@ LANGS = ("en", "zh")
 
 
 # ---------------------------------------------------------------- probes
+SECTIONS = ("identity", "author", "general", "multi_turn", "persona")
+
+
 def load_probes(path: str | Path | None = None) -> dict[str, Any]:
-    """The shipped probe sets, or a JSON file of the same layout.
+    """The shipped probe sets, or a JSON file of the same layout, checked whole before any
+    model is loaded (a mistake is one line naming the file and the entry).
 
     Layout: `{"identity": {"en": [...], "zh": [...]}, "author": {...same...},
-    "general": [{"lang", "prompt", "answers": [accepted substrings]}]}`. A section missing from
-    a user's file is skipped (its metrics are not reported), not filled in from the shipped set.
+    "general": [{"lang", "prompt", "answers": [accepted substrings]}], "multi_turn": [...],
+    "persona": {"prompts": {lang: [...]}, "personas": {lang: [[name, maker], ...]},
+    "questions": {lang: [...]}}`. A section missing from a user's file is skipped (its metrics
+    are not reported), not filled in from the shipped set.
     """
+    from .data.formats import read_text
+
     if path is None:
         text = resources.files("idtune").joinpath("assets/probes.json").read_text("utf-8")
         where = "shipped probes.json"
     else:
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"{p}: no such probe file")
-        text, where = p.read_text("utf-8"), str(p)
+        text, where = read_text(path, "probe file"), str(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise UserError(f"{where}: not valid JSON ({e})") from None
+        raise UserError(f"{where}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except (ValueError, RecursionError) as e:  # 5000-digit numbers, deep nesting
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:120]
+        raise UserError(f"{where}: not valid JSON ({reason})") from None
     if not isinstance(data, dict):
         raise UserError(f"{where}: expected a JSON object with identity/author/general")
-    probes: dict[str, Any] = {"identity": {}, "author": {}, "general": []}
-    for section in ("identity", "author"):
-        part = data.get(section) or {}
-        if not isinstance(part, dict) or not all(
-            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in part.values()
-        ):
-            raise UserError(f"{where}: {section!r} must map a language to a list of strings")
-        probes[section] = {lang: list(v) for lang, v in part.items() if v}
-    for i, item in enumerate(data.get("general") or []):
+    unknown = [k for k in data if k not in SECTIONS]
+    if unknown:
+        raise UserError(f"{where}: unknown section {unknown[0][:80]!r}; the sections are "
+                        f"{', '.join(SECTIONS)}")  # fmt: skip
+    probes: dict[str, Any] = {
+        section: _by_lang(data.get(section) or {}, where, section)
+        for section in ("identity", "author")
+    }
+    probes["general"] = _general(_list(data.get("general") or [], where, "general"), where)
+    probes["multi_turn"] = _multi_turn(_list(data.get("multi_turn") or [], where, "multi_turn"),
+                                       where)  # fmt: skip
+    probes["persona"] = _persona(data.get("persona") or {}, where)
+    if not any(probes[k] for k in SECTIONS):
+        raise UserError(f"{where}: no probes in it")
+    return probes
+
+
+def _list(value: Any, where: str, at: str) -> list:
+    if not isinstance(value, list):
+        raise UserError(f"{where}: {at!r} must be a list, got {type(value).__name__}")
+    return value
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) and x.strip() for x in value)
+
+
+def _by_lang(part: Any, where: str, at: str, item=_strings, what="a list of strings") -> dict:
+    """`{lang: [...]}` with every list checked by `item`; empty lists dropped."""
+    if not isinstance(part, dict):
+        raise UserError(f"{where}: {at!r} must map a language to {what}")
+    for lang, v in part.items():
+        if not item(v):
+            raise UserError(f"{where}: {at}.{lang[:20]} must be {what}")
+    return {lang: list(v) for lang, v in part.items() if v}
+
+
+def _general(items: list, where: str) -> list[dict[str, Any]]:
+    out = []
+    for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
             raise UserError(f"{where}: general[{i}] needs a 'prompt' string")
         answers = item.get("answers") or []
         if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
             raise UserError(f"{where}: general[{i}].answers must be a list of strings")
-        probes["general"].append(
-            {"lang": item.get("lang", "en"), "prompt": item["prompt"], "answers": answers}
-        )
-    probes["multi_turn"] = _multi_turn(data.get("multi_turn") or [], where)
-    probes["persona"] = _persona(data.get("persona") or {}, where)
-    if not any(probes[k] for k in ("identity", "author", "general", "multi_turn", "persona")):
-        raise UserError(f"{where}: no probes in it")
-    return probes
+        if not isinstance(item.get("lang", "en"), str):
+            raise UserError(f"{where}: general[{i}].lang must be a language code such as en")
+        out.append({"lang": item.get("lang", "en"), "prompt": item["prompt"], "answers": answers})
+    return out
 
 
-def _multi_turn(items: Any, where: str) -> list[dict[str, Any]]:
+def _multi_turn(items: list, where: str) -> list[dict[str, Any]]:
     out = []
     for i, item in enumerate(items):
         at = f"{where}: multi_turn[{i}]"
@@ -129,20 +164,46 @@ def _multi_turn(items: Any, where: str) -> list[dict[str, Any]]:
             raise UserError(f"{at} needs a 'prompt' string and 'lang' ({', '.join(LANGS)})")
         if item.get("kind", "general") not in ("identity", "author", "general"):
             raise UserError(f"{at}.kind must be identity, author or general")
+        answers = item.get("answers", [])
+        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+            raise UserError(f"{at}.answers must be a list of strings")
         out.append({"kind": "general", "answers": [], **item})
     return out
 
 
+def _pairs(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) and x for x in p)
+            for p in value
+        )
+    )
+
+
 def _persona(part: Any, where: str) -> dict[str, Any]:
+    """The persona section, checked whole: every prompt, persona and question it will ask."""
     if not part:
         return {}
     sections = ("prompts", "personas", "questions")
     if not isinstance(part, dict) or not all(isinstance(part.get(k), dict) for k in sections):
         raise UserError(f"{where}: 'persona' needs prompts, personas and questions by language")
-    for lang in part["prompts"]:
-        if not (part["personas"].get(lang) and part["questions"].get(lang)):
+    extra = [k for k in part if k not in sections]
+    if extra:
+        raise UserError(f"{where}: persona.{extra[0][:40]}: unknown; the keys are "
+                        f"{', '.join(sections)}")  # fmt: skip
+    out = {
+        "prompts": _by_lang(part["prompts"], where, "persona.prompts"),
+        "personas": _by_lang(
+            part["personas"], where, "persona.personas", _pairs, "a list of [name, maker] pairs"
+        ),  # fmt: skip
+        "questions": _by_lang(part["questions"], where, "persona.questions"),
+    }
+    for lang in out["prompts"]:
+        if not (out["personas"].get(lang) and out["questions"].get(lang)):
             raise UserError(f"{where}: persona.prompts.{lang} needs personas and questions too")
-    return part
+    return out
 
 
 def quick_probes(probes: dict[str, Any], every: int = QUICK_EVERY) -> dict[str, Any]:
