@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from idtune.cli import main
@@ -12,3 +14,37 @@ def cli(*args: str) -> int:
     with pytest.raises(SystemExit) as exc:
         main([str(a) for a in args])
     return exc.value.code or 0
+
+
+def one_error(capsys) -> str:
+    """The one line the CLI printed on stderr (asserted to be one `error:` line)."""
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    return err.removeprefix("error: ")
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under `root` with its bytes, to show nothing changed."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def concurrently(calls: list) -> list:
+    """Run the calls in threads released at the same moment; their results (or exceptions)."""
+    import threading
+
+    out: list = [None] * len(calls)
+    barrier = threading.Barrier(len(calls))
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            out[i] = calls[i]()
+        except Exception as e:  # noqa: BLE001 - kept for the test to assert on
+            out[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)  # a last-resort bound; the calls carry their own HTTP timeouts
+    return out

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 
 import httpx
 import openai
 import pytest
+from helpers import concurrently
 
 from idtune.serve import server
 from idtune.serve.tools import parse_tool_calls
@@ -327,25 +327,6 @@ def test_identifiers_are_accepted(client, engine):
 
 
 # ---------------------------------------------------------------- one request, not the others
-def _concurrently(fns):
-    out = [None] * len(fns)
-    barrier = threading.Barrier(len(fns))
-
-    def run(i):
-        barrier.wait()
-        try:
-            out[i] = fns[i]()
-        except Exception as e:  # noqa: BLE001 - kept to assert on
-            out[i] = e
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(fns))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    return out
-
-
 def test_tiny_temperature_is_greedy_and_harms_no_one(client, engine):
     """Issue 14 item 3: temperature=1e-40 used to turn into NaN and end all 8 streams."""
     expected = greedy(client, engine.model_id).choices[0].message.content
@@ -358,7 +339,7 @@ def test_tiny_temperature_is_greedy_and_harms_no_one(client, engine):
             model=engine.model_id, messages=USER, max_tokens=12, extra_body={"min_tokens": 12}
         )
 
-    results = _concurrently([tiny] + [other] * 7)
+    results = concurrently([tiny] + [other] * 7)
     assert results[0] == expected
     assert all(r.choices[0].finish_reason == "length" for r in results[1:]), results
 
@@ -377,7 +358,7 @@ def test_a_failing_request_ends_alone(client, engine, monkeypatch):
     def good():
         return greedy(client, engine.model_id, max_tokens=20, extra_body={"min_tokens": 20})
 
-    results = _concurrently([bad, good, good, good])
+    results = concurrently([bad, good, good, good])
     assert isinstance(results[0], openai.InternalServerError)
     assert "processor broke" in str(results[0])
     assert all(r.usage.completion_tokens == 20 for r in results[1:]), results

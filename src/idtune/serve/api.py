@@ -13,14 +13,23 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 from starlette.exceptions import HTTPException
 
 from .engine import ChatEngine, Delta, Done, Failed, Params, RequestError, Stream
@@ -52,14 +61,28 @@ REFUSED = {
 }
 
 
+def _whole(value: Any) -> Any:
+    """5.0 is an integer to JSON Schema (and to the OpenAPI document): taken as 5."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# On an integer field: a JSON number with no fraction; not a string ("5"), not a boolean. Limits
+# go before it (`Annotated[int, Field(ge=1), WHOLE]`) for the OpenAPI document to show them.
+WHOLE = BeforeValidator(_whole)
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON types as OpenAI checks them ("5" is no integer, "yes" no boolean; an integer
+    # is a number)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class _Open(BaseModel):
     """Unknown fields are kept (and reported in the log) rather than refused, as vLLM does."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class _ToolCallFunction(_Open):
@@ -73,9 +96,23 @@ class _ToolCall(_Open):
     function: _ToolCallFunction
 
 
+# What the schema tells clients; the checks themselves are in `to_messages`, which names what
+# it refuses (a role, a part's type) better than a validation error would.
+_ROLE = WithJsonSchema(
+    {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]}
+)
+_TEXT_PART = WithJsonSchema(
+    {
+        "type": "object",
+        "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+        "required": ["type", "text"],
+    }
+)
+
+
 class _Message(_Open):
-    role: str
-    content: str | list[dict[str, Any]] | None = None
+    role: Annotated[str, _ROLE]
+    content: str | list[Annotated[dict[str, Any], _TEXT_PART]] | None = None
     name: str | None = None
     tool_calls: list[_ToolCall] | None = None
     tool_call_id: str | None = None
@@ -114,19 +151,19 @@ class _Sampling(_Open):
     """Fields shared by chat completions and completions."""
 
     model: str
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: Annotated[int, Field(ge=1), WHOLE] | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    n: int | None = Field(1, ge=1, le=MAX_N)
+    n: Annotated[int, Field(ge=1, le=MAX_N), WHOLE] | None = 1
     stop: str | list[str] | None = None
-    seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
+    seed: Annotated[int, Field(ge=SEED_RANGE[0], le=SEED_RANGE[1]), WHOLE] | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
     stream: bool | None = False
     stream_options: _StreamOptions | None = None
     user: str | None = None  # an end-user id: recorded nowhere, changes nothing
-    min_tokens: int = Field(0, ge=0)  # vLLM's extension
+    min_tokens: Annotated[int, Field(ge=0), WHOLE] = 0  # vLLM's extension
 
     @field_validator("stop")
     @classmethod
@@ -170,9 +207,9 @@ class ChatRequest(_Sampling):
     """OpenAI's chat completion request: every field honoured, or refused by `check`."""
 
     messages: list[_Message] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: Annotated[int, Field(ge=1), WHOLE] | None = None
     logprobs: bool | None = False
-    top_logprobs: int | None = Field(None, ge=0, le=20)
+    top_logprobs: Annotated[int, Field(ge=0, le=20), WHOLE] | None = None
     response_format: _ResponseFormat | None = None
     tools: list[_Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
@@ -270,14 +307,19 @@ class ChatRequest(_Sampling):
         return p
 
 
+_Text = Annotated[str, Field(min_length=1)]
+_Tokens = Annotated[list[Annotated[int, Field(ge=0), WHOLE]], Field(min_length=1)]
+_TokenLists = Annotated[list[_Tokens], Field(min_length=1)]
+
+
 class CompletionRequest(_Sampling):
     """OpenAI's (legacy) completion request on a plain-text prompt."""
 
-    prompt: str | list[str] | list[int] | list[list[int]]
-    max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for this endpoint
-    logprobs: int | None = Field(None, ge=0, le=5)
+    prompt: _Text | Annotated[list[_Text], Field(min_length=1)] | _Tokens | _TokenLists
+    max_tokens: Annotated[int, Field(ge=1), WHOLE] | None = 16  # OpenAI's default here
+    logprobs: Annotated[int, Field(ge=0, le=5), WHOLE] | None = None
     echo: bool | None = False
-    best_of: int | None = Field(None, ge=1, le=MAX_N)
+    best_of: Annotated[int, Field(ge=1, le=MAX_N), WHOLE] | None = None
     suffix: str | None = None
 
     def check(self) -> None:
@@ -311,6 +353,35 @@ class CompletionRequest(_Sampling):
         p.logprobs = self.logprobs is not None
         p.top_logprobs = self.logprobs or 0
         return p
+
+
+class _ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error envelope: every error status of this API answers with it."""
+
+    error: _ErrorDetail
+
+
+# The error statuses the API answers with, as its OpenAPI document describes them.
+ERROR_WHY = {
+    400: "A field is malformed or asks for what this server does not do (named in `param`)",
+    401: "Missing or wrong API key (`Authorization: Bearer KEY`)",
+    404: "No such model (or no such route)",
+    413: "The body, or the prompt in tokens, is over this server's limit",
+    500: "Generation failed inside the server",
+    503: "The engine is not running, or too many requests are waiting",
+}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """FastAPI `responses` for these error statuses, each with the error envelope's schema."""
+    return {s: {"model": ErrorResponse, "description": ERROR_WHY[s]} for s in statuses}
 
 
 class APIError(Exception):
@@ -406,7 +477,8 @@ def build_api(engine: ChatEngine, *, api_key: str | None = None) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, e: HTTPException) -> JSONResponse:
-        return JSONResponse(error_body(e.status_code, str(e.detail)), status_code=e.status_code)
+        body = error_body(e.status_code, str(e.detail))
+        return JSONResponse(body, status_code=e.status_code, headers=e.headers)
 
     def check_key(request: Request) -> None:
         if api_key is None:
@@ -433,17 +505,19 @@ def build_api(engine: ChatEngine, *, api_key: str | None = None) -> FastAPI:
     def model_card(name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": 0, "owned_by": "idtune"}
 
-    @app.get("/health")
+    keyed = (401,) if api_key is not None else ()
+
+    @app.get("/health", responses={503: {"description": "The engine has stopped"}})
     async def health() -> JSONResponse:
         state = engine.health()
         return JSONResponse(state, status_code=200 if state.get("status") == "ok" else 503)
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=_errors(*keyed))
     async def list_models(request: Request) -> dict[str, Any]:
         check_key(request)
         return {"object": "list", "data": [model_card(n) for n in served()]}
 
-    @app.get("/v1/models/{model_id:path}")
+    @app.get("/v1/models/{model_id:path}", responses=_errors(*keyed, 404))
     async def get_model(model_id: str, request: Request) -> dict[str, Any]:
         check_key(request)
         if model_id not in served():
@@ -486,7 +560,9 @@ def build_api(engine: ChatEngine, *, api_key: str | None = None) -> FastAPI:
         _refused_by_engine(engine, req)
         return req, params
 
-    @app.post("/v1/chat/completions", openapi_extra=_body_schema(ChatRequest))
+    generating = _errors(400, *keyed, 404, 413, 500, 503)
+
+    @app.post("/v1/chat/completions", openapi_extra=_body_schema(ChatRequest), responses=generating)
     async def chat_completions(request: Request):
         req, params = await prepare(request, ChatRequest)
         tools_ok = bool(getattr(engine, "supports_tools", lambda: False)())
@@ -505,7 +581,9 @@ def build_api(engine: ChatEngine, *, api_key: str | None = None) -> FastAPI:
             streams = submit(lambda p: engine.submit(messages, p), req.n or 1, params)
         return await _reply(request, req, streams, "chatcmpl", _Chat(req))
 
-    @app.post("/v1/completions", openapi_extra=_body_schema(CompletionRequest))
+    @app.post(
+        "/v1/completions", openapi_extra=_body_schema(CompletionRequest), responses=generating
+    )
     async def completions(request: Request):
         req, params = await prepare(request, CompletionRequest)
         if not hasattr(engine, "submit_text"):
@@ -523,26 +601,90 @@ def build_api(engine: ChatEngine, *, api_key: str | None = None) -> FastAPI:
             streams += submit(call, req.n or 1, params)
         return await _reply(request, req, streams, "cmpl", _Text(req, engine))
 
-    @app.api_route(
-        "/v1/{path:path}",
-        methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
-        include_in_schema=False,
-    )
+    @app.api_route("/v1/{path:path}", methods=list(HTTP_METHODS), include_in_schema=False)
     async def not_found(path: str, request: Request):
         check_key(request)
         raise APIError(404, f"no route /v1/{path}", "not_found")
 
-    install_schema(app)
+    catch_all = next(r for r in app.router.routes if getattr(r, "endpoint", None) is not_found)
+    app.add_middleware(MethodCheck, routes=app.router.routes, skip=catch_all)
+    install_schema(app, served(), keyed=api_key is not None)
     return app
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")
+
+
+class MethodCheck:
+    """405 with an `Allow` header for a method an API route does not take: answered before
+    routing, where the web chat mounted at `/` would take the request and answer 404."""
+
+    def __init__(self, app: Any, routes: list[Any], skip: Any = None):
+        self.app, self.routes, self.skip = app, routes, skip
+
+    def allowed(self, scope: dict[str, Any]) -> set[str] | None:
+        """The methods of the routes on this path when none takes this method, else None."""
+        from starlette.routing import Match, Route
+
+        methods: set[str] = set()
+        for route in self.routes:
+            if not isinstance(route, Route) or route is self.skip:
+                continue
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return None
+            if match is Match.PARTIAL:
+                methods |= route.methods or set()
+        return methods or None
+
+    async def __call__(self, scope, receive, send) -> None:
+        allowed = self.allowed(scope) if scope["type"] == "http" else None
+        if allowed is None:
+            await self.app(scope, receive, send)
+            return
+        allow = ", ".join(sorted(allowed))
+        message = f"method {scope['method']} is not allowed here (allowed: {allow})"
+        body = error_body(405, message, "method_not_allowed")
+        await JSONResponse(body, status_code=405, headers={"Allow": allow})(scope, receive, send)
+
+
 async def _reply(request, req: _Sampling, streams: list[Stream], prefix: str, shape):
-    """The whole answer as JSON, or its events as SSE."""
+    """The whole answer as JSON, or its events as SSE (started once the first event is in, so
+    a request that fails before its first token is an HTTP error, not a 200 stream)."""
     meta = {"id": f"{prefix}-{uuid.uuid4().hex}", "created": int(time.time()), "model": req.model}
     if req.stream:
         usage = bool(req.stream_options and req.stream_options.include_usage)
-        return _event_stream(_sse(streams, meta, usage, shape))
+        events = _merged(streams)
+        try:
+            first = await anext(events)
+            if isinstance(first[1], Failed):
+                raise _failure(first[1])
+        except BaseException:
+            for s in streams:
+                s.cancel()
+            await events.aclose()
+            raise
+        return _event_stream(_sse(streams, _chain(first, events), meta, usage, shape))
     return await _complete(request, streams, meta, shape)
+
+
+async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """`first`, then the rest of an async iterator (closed with this one)."""
+    try:
+        yield first
+        async for item in rest:
+            yield item
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
+
+
+def _code_param(event: Failed) -> tuple[str, str | None]:
+    return event.code or "generation_failed", event.param
+
+
+def _failure(event: Failed) -> APIError:
+    """The HTTP error for a request that failed in the engine."""
+    return APIError(event.status, event.message, *_code_param(event))
 
 
 def _refused_by_engine(engine: Any, req: BaseModel) -> None:
@@ -563,21 +705,72 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-def install_schema(app: FastAPI) -> None:
-    """Move the request models' definitions into the OpenAPI document's components."""
+def install_schema(app: FastAPI, models: list[str] | None = None, keyed: bool = False) -> None:
+    """Finish the OpenAPI document: the request models' definitions moved into its components,
+    `model` (and `/v1/models/{model_id}`) listing the served names, refused fields marked, the
+    bearer key declared, no 422 (never answered: `_parse` checks every body, a bad one is a 400).
+    """
     default = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = default()
-            components = doc.setdefault("components", {}).setdefault("schemas", {})
-            for path in doc.get("paths", {}).values():
+            components = doc.setdefault("components", {})
+            schemas = components.setdefault("schemas", {})
+            for name, path in doc.get("paths", {}).items():
                 for op in path.values():
-                    components.update(op.pop("x-idtune-defs", {}))
+                    schemas.update(op.pop("x-idtune-defs", {}))
+                    op.get("responses", {}).pop("422", None)
+                    body = op.get("requestBody", {}).get("content", {}).get("application/json")
+                    if body:
+                        _finish_body(body, models or [])
+                    for param in op.get("parameters", []):
+                        if param["name"] == "model_id" and models:
+                            param["schema"]["enum"] = list(models)
+                    if keyed and name.startswith("/v1/"):
+                        op["security"] = [{"bearer": []}]
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(unused, None)
+            if keyed:
+                components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+# What the schema says of the fields this server refuses (their names are declared, so that a
+# request with them is answered by name): only their absence, or a value that asks for nothing.
+NOTHING = {"type": "null"}
+REFUSED_SCHEMA = {
+    **{name: {**NOTHING, "description": f"Refused: {why}"} for name, why in REFUSED.items()},
+    "store": {"anyOf": [{"const": False}, NOTHING]},
+    "service_tier": {"anyOf": [{"enum": ["auto", "default"]}, NOTHING]},
+    "modalities": {
+        "anyOf": [
+            {"type": "array", "items": {"const": "text"}, "minItems": 1, "maxItems": 1},
+            NOTHING,
+        ]
+    },
+}
+EXAMPLES = {
+    "messages": {"messages": [{"role": "user", "content": "Who are you?"}], "max_tokens": 16},
+    "prompt": {"prompt": "The sky is", "max_tokens": 16},
+}
+
+
+def _finish_body(body: dict[str, Any], models: list[str]) -> None:
+    """A request body's schema as this server takes it: `model` one of the served names, the
+    refused fields marked, and an example request (what the docs page and fuzzers send first)."""
+    props = body["schema"].get("properties", {})
+    if models and "model" in props:
+        props["model"]["enum"] = list(models)
+    for name, schema in REFUSED_SCHEMA.items():
+        if name in props:
+            props[name] = schema
+    for field, example in EXAMPLES.items():
+        if field in props and models:
+            body["example"] = {"model": models[0], **example}
 
 
 async def _parse(request, model: type[_Sampling]):
@@ -596,21 +789,34 @@ async def _parse(request, model: type[_Sampling]):
     try:
         req = model.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
+        errors = [x for x in e.errors() if x["loc"][:1] == e.errors()[0]["loc"][:1]]
+        # of a union's branches, the one that took the value's type (else the one that got
+        # furthest into it) says what is wrong with it
+        deepest = max(errors, key=lambda x: len(x["loc"]))
+        err = next((x for x in errors if not x["type"].endswith("_type")), deepest)
         loc = [str(x) for x in err["loc"]]
         # a union's failing branch is named in the location ("stop.str"): keep the field path
         param = ".".join(x for x in loc if not _is_type_name(x)) or None
-        raise APIError(400, f"{param}: {err['msg']}", "invalid_value", param) from None
+        got = f" (got {_kind(err['input'])})" if err["type"].endswith("_type") else ""
+        msg = re.sub(r"a valid dictionary or instance of \w+", "an object", err["msg"])
+        raise APIError(400, f"{param}: {msg}{got}", "invalid_value", param) from None
     ignored = _ignored(req)
     if ignored:
         log.warning("fields present in the request but ignored: %s", ", ".join(ignored))
     return req
 
 
+def _kind(value: Any) -> str:
+    """A JSON value's type, as an error message names it."""
+    kinds = [(bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string")]
+    kinds += [(list, "an array"), (dict, "an object"), (type(None), "null")]
+    return next((name for t, name in kinds if isinstance(value, t)), type(value).__name__)
+
+
 def _is_type_name(part: str) -> bool:
     return (
         part in {"str", "int", "float", "bool", "dict", "list", "none", "function-after"}
-        or part.startswith(("list[", "dict[", "function-", "literal["))
+        or part.startswith(("list[", "dict[", "function-", "literal[", "constrained-"))
         or part[:1].isupper()
         and part.isidentifier()
         and not part.isupper()
@@ -772,7 +978,7 @@ async def _complete(request, streams: list[Stream], meta: dict[str, Any], shape)
                 if event.logprobs is not None:
                     logprobs[i] = (logprobs[i] or []) + event.logprobs
             elif isinstance(event, Failed):
-                raise APIError(event.status, event.message, "generation_failed")
+                raise _failure(event)
             else:
                 done[i] = event
     finally:
@@ -798,7 +1004,7 @@ def _totals(done: list[Done | None], n: int) -> tuple[int, int]:
     return prompt, sum(d.completion_tokens for d in done if d is not None)
 
 
-async def _sse(streams: list[Stream], meta: dict[str, Any], include_usage: bool, shape):
+async def _sse(streams: list[Stream], events, meta: dict[str, Any], include_usage: bool, shape):
     """OpenAI's chunk sequence: role, content deltas, finish_reason, [usage], [DONE]."""
     chat = shape.obj == "chat.completion"
 
@@ -826,15 +1032,15 @@ async def _sse(streams: list[Stream], meta: dict[str, Any], include_usage: bool,
             first = shape.delta("", True) if chat else shape.echo(i)
             if chat or first:
                 yield chunk([choice(i, first)])
-        async for i, event in _merged(streams):
+        async for i, event in events:
             if isinstance(event, Delta):
                 if shape.holds:
                     held[i].append(event.text)
                 elif event.text or event.logprobs:
                     delta = {"content": event.text} if chat else event.text
                     yield chunk([choice(i, delta, logprobs=event.logprobs)])
-            elif isinstance(event, Failed):
-                err = error_body(event.status, event.message, "generation_failed")
+            elif isinstance(event, Failed):  # this choice ends; the others go on
+                err = error_body(event.status, event.message, *_code_param(event))
                 yield f"data: {json.dumps(err)}\n\n"
             else:
                 done[i] = event
@@ -849,3 +1055,4 @@ async def _sse(streams: list[Stream], meta: dict[str, Any], include_usage: bool,
     finally:
         for s in streams:
             s.cancel()
+        await events.aclose()

@@ -64,10 +64,13 @@ class Done:
 
 @dataclass
 class Failed:
-    """Generation failed; `status` is the HTTP code to report."""
+    """Generation failed; `status` is the HTTP code to report (400 with the OpenAI `code` and
+    `param` when the request's own settings could not be followed, e.g. a grammar dead end)."""
 
     message: str
     status: int = 500
+    code: str | None = None
+    param: str | None = None
 
 
 Event = Delta | Done | Failed
@@ -317,6 +320,18 @@ class Engine:
 
         if self._closed or not self._thread.is_alive():
             raise RequestError("the engine is not running", 503, "engine_unavailable")
+        # an empty prompt or an unknown token id would fail the whole batch's forward
+        if not prompt:
+            raise RequestError("the prompt is empty", 400, "invalid_value", "prompt")
+        bad = [t for t in prompt if not 0 <= t < self.vocab_size]
+        if bad:
+            raise RequestError(
+                f"prompt: token id {bad[0]} is outside this model's vocabulary "
+                f"(0..{self.vocab_size - 1})",
+                400,
+                "invalid_value",
+                "prompt",
+            )
         if len(prompt) > self.max_prompt_tokens:
             raise RequestError(
                 f"the prompt is {len(prompt)} tokens; this server accepts at most "
@@ -554,7 +569,10 @@ class Engine:
                 token = self._sample(s, logits[i])
             except Exception as e:  # this request's settings broke: end it, keep the rest
                 self.failed_requests += 1
-                s.stream.put(Failed(f"generation failed: {type(e).__name__}: {e}"))
+                if isinstance(e, RequestError):  # its own fault (a schema that dead-ends)
+                    s.stream.put(Failed(str(e), e.status, e.code, e.param))
+                else:
+                    s.stream.put(Failed(f"generation failed: {type(e).__name__}: {e}"))
                 picks.append(self.pad_id)
                 done.add(id(s))
                 continue

@@ -8,9 +8,12 @@ with no dependencies (xgrammar pulls in ~1 GB of triton), released monthly.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from .engine import RequestError
+
+log = logging.getLogger("idtune.serve")
 
 # Compact, ordinary-looking JSON: a random or small model cannot pad it with endless whitespace.
 JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
@@ -40,34 +43,65 @@ def schema_of(response_format: dict[str, Any]) -> dict[str, Any]:
 
 
 class Matcher:
-    """One request's grammar state: masks a logits row, follows the sampled tokens."""
+    """One request's grammar state: masks a logits row, follows the sampled tokens.
 
-    def __init__(self, matcher: Any, vocab_size: int):
+    A schema llguidance compiles may still admit no document (`{"$ref": "#"}`), or dead-end
+    part way (a `$ref` cycle under a required key): that is the request's own error, a
+    `RequestError` (400) naming `param`, never llguidance's internal state.
+    """
+
+    def __init__(self, matcher: Any, vocab_size: int, param: str = "response_format"):
         import torch
 
-        self.m, self.vocab_size = matcher, vocab_size
+        self.m, self.vocab_size, self.param = matcher, vocab_size, param
         self.bitmask = torch.zeros((1, (vocab_size + 31) // 32), dtype=torch.int32)
         self._shifts = torch.arange(32, dtype=torch.int32)
+        self._filled = False  # the bitmask holds the mask for the current state
+        self.consumed = 0
+
+    def _fill(self):
+        """The allowed-token mask for the current state (computed once per state)."""
+        import llguidance.torch
+
+        if not self._filled:
+            llguidance.torch.fill_next_token_bitmask(self.m, self.bitmask, 0)
+            self._filled = True
+        allowed = ((self.bitmask[0].unsqueeze(-1) >> self._shifts) & 1).view(-1).bool()
+        if self.m.is_error() or not bool(allowed.any()):
+            raise self._dead_end()
+        return allowed
+
+    def check_start(self) -> None:
+        """Raise the request's 400 now if the grammar cannot even begin a document."""
+        self._fill()
 
     def mask(self, row):
         """A copy of `row` with every token the grammar forbids next set to -inf."""
-        import llguidance.torch
-
-        llguidance.torch.fill_next_token_bitmask(self.m, self.bitmask, 0)
-        allowed = ((self.bitmask[0].unsqueeze(-1) >> self._shifts) & 1).view(-1).bool()
-        allowed = allowed[: row.shape[-1]].to(row.device)
-        if not bool(allowed.any()):
-            raise RuntimeError(f"the grammar allows no next token: {self.m.get_error()}")
+        allowed = self._fill()[: row.shape[-1]].to(row.device)
         return row.masked_fill(~allowed, float("-inf"))
 
     def accept(self, token: int) -> None:
         """Advance past a sampled token (always one the mask allowed)."""
+        self._filled = False
         if not self.m.consume_token(token) or self.m.is_error():
-            raise RuntimeError(f"the grammar rejected token {token}: {self.m.get_error()}")
+            raise self._dead_end()
+        self.consumed += 1
 
     def done(self) -> bool:
         """True once the document is complete and nothing but the end may follow."""
         return bool(self.m.is_stopped())
+
+    def _dead_end(self) -> RequestError:
+        detail = (self.m.get_error() or "no token allowed").splitlines()[0]
+        log.info("grammar dead end after %d tokens: %s", self.consumed, detail)
+        where = f" (generation stopped after {self.consumed} tokens)" if self.consumed else ""
+        return RequestError(
+            f"{self.param}: no JSON document satisfies this schema{where}; "
+            "check it for a $ref that only refers to itself or for contradicting keywords",
+            400,
+            "invalid_value",
+            self.param,
+        )
 
 
 class Grammars:
@@ -103,4 +137,6 @@ class Grammars:
             raise RequestError(
                 f"{param}: {m.get_error().splitlines()[0]}", 400, "invalid_value", param
             )
-        return Matcher(m, self.vocab_size)
+        matcher = Matcher(m, self.vocab_size, param)
+        matcher.check_start()  # a schema with no document at all is refused before admission
+        return matcher
