@@ -286,7 +286,15 @@ def matmul_peak_tflops() -> float:
 
 
 # ---------------------------------------------------------------- the plain loop
-def plain_loop(path: Path, method: str, samples, steps: int, warmup: int, device: str) -> dict:
+def plain_loop(
+    path: Path,
+    method: str,
+    samples,
+    steps: int,
+    warmup: int,
+    device: str,
+    target_modules: str | list[str] = "all-linear",
+) -> dict:
     """transformers + peft as usually written: padded batches of 16, labels shifted by HF."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
@@ -313,7 +321,7 @@ def plain_loop(path: Path, method: str, samples, steps: int, warmup: int, device
         r=LORA["r"],
         lora_alpha=LORA["alpha"],
         lora_dropout=LORA["dropout"],
-        target_modules="all-linear",
+        target_modules=target_modules,
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lcfg)

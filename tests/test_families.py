@@ -118,3 +118,26 @@ def test_stop_tokens_join_eos_generation_config_and_the_familys_end_of_turn(tiny
     # a template of no known family: every family's end-of-turn token the vocabulary has
     tok.chat_template = "{{ messages }}"
     assert {im_end, eot} <= set(generate.stop_token_ids(tok))
+
+
+def test_every_alias_names_a_family_that_fits_its_hub_id():
+    from idtune.aliases import ALIASES
+
+    for alias in ALIASES.values():
+        assert alias.family in families.all_families(), alias.name
+        # where the name says the family, it says the same (the name is only the last resort)
+        by_name = families.detect(None, None, alias.hub_id)
+        assert by_name is None or by_name.name == alias.family, alias.name
+
+
+def test_a_gated_model_without_a_token_is_one_line_before_any_work(tmp_path, capsys):
+    from helpers import cli
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "hi"}, '
+                    '{"role": "assistant", "content": "hello"}]}\n')  # fmt: skip
+    rc = cli("train", "identity-lora", "--set", "model=gemma-3-1b-it", "--set", f"data={data}",
+             "--set", f"output_dir={tmp_path / 'run'}")  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "gemma-3-1b-it (google/gemma-3-1b-it) is gated on the hub" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

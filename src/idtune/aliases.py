@@ -28,6 +28,8 @@ class Alias:
     note: str | None = None  # how the weights differ from the hub's, for model cards
     license: str | None = None  # the base model's license (hub identifier)
     language: list[str] = field(default_factory=list)
+    family: str | None = None  # its family file (assets/families/NAME.yaml)
+    gated: bool = False  # the hub serves it only after its licence is accepted, with a token
 
     @property
     def source(self) -> str:

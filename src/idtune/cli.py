@@ -96,6 +96,8 @@ def models_cmd() -> None:
             "default" if alias.name == DEFAULT_MODEL else "",
             "trust-remote-code" if alias.trust_remote_code else "",
             f"template {alias.template}" if alias.template else "",
+            f"family {alias.family}" if alias.family else "",
+            "gated (HF_TOKEN)" if alias.gated else "",
         ]
         installed = "yes" if models.is_installed(alias) else "no"
         row = (alias.name, alias.hub_id, alias.weights or "hub", installed)

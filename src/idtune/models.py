@@ -100,6 +100,11 @@ def resolve(spec: str | os.PathLike) -> str:
                 )
             # its hub id, without the package: the hub's own weights (cache, then download)
         spec = alias.hub_id
+        if alias.gated and not _cached(spec) and not os.environ.get("HF_TOKEN"):
+            raise UserError(
+                f"{alias.name} ({spec}) is gated on the hub: accept its licence on its model "
+                "page, then set HF_TOKEN (or pass a local directory)"
+            )
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -108,6 +113,17 @@ def resolve(spec: str | os.PathLike) -> str:
     if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
         raise UserError(f"{spec}: no such model directory, alias or hub id (see `idtune models`)")
     return _download(spec)
+
+
+def _cached(repo_id: str) -> bool:
+    """Whether the Hugging Face cache holds a snapshot of `repo_id`."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(repo_id, local_files_only=True)
+    except Exception:
+        return False
+    return True
 
 
 def _download(repo_id: str) -> str:
