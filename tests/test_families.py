@@ -141,3 +141,59 @@ def test_a_gated_model_without_a_token_is_one_line_before_any_work(tmp_path, cap
     err = capsys.readouterr().err
     assert rc == 2 and "gemma-3-1b-it (google/gemma-3-1b-it) is gated on the hub" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_reasoning_is_split_from_the_answer(tiny_tokenizer):
+    tok = tiny_tokenizer
+    ask = [{"role": "user", "content": "Who are you?"}]
+    tok.chat_template = REAL["qwen3"]
+    split = generate.split_reasoning
+    assert split(tok, ask, "<think>\nWho am I?\n</think>\n\nI am Nova.") == (
+        "Who am I?",
+        "I am Nova.",
+    )
+    assert split(tok, ask, "<think>\nWho am I? Let me") == ("Who am I? Let me", "")  # cut
+    assert split(tok, ask, "I am Nova.", enable_thinking=False) == ("", "I am Nova.")
+    # an R1 distill's prompt opens the block: its output starts inside the reasoning
+    tok.chat_template = REAL["deepseek-r1-distill-qwen"]
+    assert split(tok, ask, "Who am I?\n</think>\n\nI am Nova.") == ("Who am I?", "I am Nova.")
+    assert split(tok, ask, "Who am I? Let me") == ("Who am I? Let me", "")
+    tok.chat_template = REAL["gemma3"]  # no thinking: the whole text is the answer
+    assert split(tok, ask, " <think>x</think> I am Nova.") == ("", "<think>x</think> I am Nova.")
+
+
+def test_thinking_switch_only_where_the_template_has_one(tiny_tokenizer):
+    tok = tiny_tokenizer
+    tok.chat_template = REAL["qwen3"]
+    assert generate.thinking_kwargs(tok, False) == {"enable_thinking": False}
+    assert generate.thinking_kwargs(tok, None) == {}
+    tok.chat_template = REAL["deepseek-r1-distill-qwen"]
+    assert generate.thinking_kwargs(tok, False) == {}  # an R1 distill always thinks
+
+
+def test_chat_think_toggle_reaches_the_template_and_history_keeps_the_answer(tmp_path, monkeypatch):
+    import io
+
+    from tiny import build_family_model_dir
+
+    from idtune import chat
+
+    seen = []
+
+    def fake_stream(model, tokenizer, messages, template_kwargs=None, **kw):
+        seen.append(([dict(m) for m in messages], template_kwargs))
+        yield "<think>\nhmm\n</think>\n\n"
+        yield f"answer {len(seen)}"
+
+    class Script(io.StringIO):
+        def isatty(self):
+            return False
+
+    model = build_family_model_dir(tmp_path / "qwen3", "qwen3")
+    monkeypatch.setattr(chat.generate, "stream", fake_stream)
+    out = io.StringIO()
+    chat.run(str(model), stdin=Script("hi\n/think\nagain\n/think\nthird\n"), stdout=out)
+    lines = out.getvalue().splitlines()
+    assert "(thinking off)" in lines and "(thinking on)" in lines
+    assert [kw for _, kw in seen] == [{}, {"enable_thinking": False}, {"enable_thinking": True}]
+    assert seen[1][0][1] == {"role": "assistant", "content": "answer 1"}  # no reasoning kept

@@ -1,4 +1,8 @@
-"""`idtune chat`: streaming multi-turn chat in the terminal (/reset, /system TEXT, /exit).
+"""`idtune chat`: streaming multi-turn chat in the terminal (/reset, /system TEXT, /think,
+/exit).
+
+A thinking model's reasoning is printed as it comes; only the answer after it
+is kept in the history (as the templates themselves keep earlier turns).
 
 With stdin not a terminal, each input line is one user turn; a transcript (`>>> question`, then
 the answer) is printed and the program ends at end of input.
@@ -11,7 +15,10 @@ from pathlib import Path
 
 from . import generate, models
 
-HELP = "commands: /reset (forget the conversation), /system TEXT (set the system prompt), /exit"
+HELP = (
+    "commands: /reset (forget the conversation), /system TEXT (set the system prompt), "
+    "/think (thinking on or off, where the model has the switch), /exit"
+)
 
 
 def run(
@@ -23,10 +30,12 @@ def run(
     max_new_tokens: int = 512,
     temperature: float = 0.0,
     trust_remote_code: bool = False,
+    thinking: bool | None = None,
     stdin=None,
     stdout=None,
 ) -> None:
-    """Load MODEL_OR_RUN and chat until /exit or end of input."""
+    """Load MODEL_OR_RUN and chat until /exit or end of input. `thinking`: on / off for a
+    hybrid thinking model (Qwen3), None for its template's default."""
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     loaded = models.load(model, adapter, template=template, trust_remote_code=trust_remote_code)
@@ -58,6 +67,13 @@ def run(
             history = []
             stdout.write(f"(system prompt: {system or 'template default'})\n")
             continue
+        if text.strip() == "/think":
+            if not generate.thinking_kwargs(loaded.tokenizer, True):
+                stdout.write("(this model has no thinking switch)\n")
+                continue
+            thinking = not (thinking is None or thinking)  # the template's default is on
+            stdout.write(f"(thinking {'on' if thinking else 'off'})\n")
+            continue
         if text.startswith("/"):
             stdout.write(f"unknown command {text.split()[0]}; {HELP}\n")
             continue
@@ -65,17 +81,21 @@ def run(
             stdout.write(f">>> {text}\n")  # a transcript, as it would look in a terminal
         history.append({"role": "user", "content": text})
         answer = []
+        asked = generate.with_system(history, system)
+        kwargs = generate.thinking_kwargs(loaded.tokenizer, thinking)
         for piece in generate.stream(
             loaded.model,
             loaded.tokenizer,
-            generate.with_system(history, system),
+            asked,
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             template=loaded.template,
+            template_kwargs=kwargs,
         ):
             answer.append(piece)
             stdout.write(piece)
             stdout.flush()
         stdout.write("\n")
         stdout.flush()
-        history.append({"role": "assistant", "content": "".join(answer).strip()})
+        said = generate.split_reasoning(loaded.tokenizer, asked, "".join(answer), **kwargs)[1]
+        history.append({"role": "assistant", "content": said})

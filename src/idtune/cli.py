@@ -275,13 +275,24 @@ def chat_cmd(
     max_new_tokens: Annotated[int, typer.Option(help="Answer length cap.")] = 512,
     temperature: Annotated[float, typer.Option(help="0 for greedy decoding.")] = 0.0,
     trust_remote_code: TrustOpt = False,
+    thinking: Annotated[
+        str | None,
+        typer.Option(
+            help="on or off: a hybrid thinking model's mode (Qwen3); default: its "
+            "template's (on). /think switches it while chatting."
+        ),
+    ] = None,  # fmt: skip
 ) -> None:
-    """Streaming multi-turn chat in the terminal: /reset, /system TEXT, /exit."""
+    """Streaming multi-turn chat in the terminal: /reset, /system TEXT, /think, /exit."""
     from . import chat
+    from .outputs import check_choice
 
+    if thinking is not None:
+        check_choice("--thinking", thinking, ("on", "off"))
     chat.run(model, adapter=adapter, system=system, template=prompt_template,
              max_new_tokens=max_new_tokens, temperature=temperature,
-             trust_remote_code=trust_remote_code)  # fmt: skip
+             trust_remote_code=trust_remote_code,
+             thinking=None if thinking is None else thinking == "on")  # fmt: skip
 
 
 @app.command("eval")

@@ -40,10 +40,48 @@ def with_system(messages: Messages, system: str | None) -> Messages:
     return [{"role": "system", "content": system}, *messages]
 
 
-def encode_prompt(tokenizer: Any, messages: Messages) -> list[int]:
+def encode_prompt(
+    tokenizer: Any, messages: Messages, template_kwargs: dict | None = None
+) -> list[int]:
     """Chat-template a conversation and add the assistant generation prompt."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, **(template_kwargs or {})
+    )
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def family_of(tokenizer: Any) -> families.Family | None:
+    """The family a tokenizer's chat template belongs to."""
+    return families.by_template(getattr(tokenizer, "chat_template", None))
+
+
+def thinking_kwargs(tokenizer: Any, thinking: bool | None) -> dict:
+    """Template arguments for thinking on / off (None: the template's default); {} for a
+    family that has no switch (an R1 distill always thinks, most models never do)."""
+    fam = family_of(tokenizer)
+    if thinking is None or fam is None or fam.thinking.get("style") != "hybrid":
+        return {}
+    return {fam.thinking["kwarg"]: bool(thinking)}
+
+
+def split_reasoning(tokenizer: Any, messages: Messages, text: str, **template_kwargs) -> tuple:
+    """(reasoning, answer) of a generated text: a thinking family's reasoning is what comes
+    before its closing tag (from the start when the prompt itself opened the block, as an R1
+    distill's does); an unclosed block is all reasoning (the answer was cut). Other families:
+    ("", text)."""
+    fam = family_of(tokenizer)
+    if fam is None or not fam.thinks:
+        return "", text.strip()
+    open_, close = fam.thinking["open"], fam.thinking["close"]
+    if close in text:
+        reasoning, answer = text.split(close, 1)
+        return reasoning.replace(open_, "", 1).strip(), answer.strip()
+    prompt = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, **template_kwargs
+    )
+    if text.lstrip().startswith(open_) or prompt.rstrip().endswith(open_):
+        return text.replace(open_, "", 1).strip(), ""  # cut inside the reasoning
+    return "", text.strip()
 
 
 def _sampling_kwargs(temperature: float, top_p: float) -> dict[str, Any]:
@@ -64,6 +102,7 @@ def generate_batch(
     template: str | None = None,
     on_batch: Callable[[int], None] | None = None,
     cut: list[bool] | None = None,
+    template_kwargs: dict | None = None,
 ) -> list[str]:
     """Answer many conversations, left-padded in batches (greedy when temperature is 0).
 
@@ -73,7 +112,7 @@ def generate_batch(
     """
     import torch
 
-    prompts = [encode_prompt(tokenizer, c) for c in conversations]
+    prompts = [encode_prompt(tokenizer, c, template_kwargs) for c in conversations]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     answers: list[str] = [""] * len(prompts)
     ended = [True] * len(prompts)
@@ -123,6 +162,7 @@ def stream(
     top_p: float = 1.0,
     template: str | None = None,
     seed: int | None = None,
+    template_kwargs: dict | None = None,
 ) -> Iterator[str]:
     """Yield the answer to one conversation piece by piece as it is generated."""
     import threading
@@ -132,7 +172,7 @@ def stream(
 
     if seed is not None:
         torch.manual_seed(seed)
-    prompt = encode_prompt(tokenizer, messages)
+    prompt = encode_prompt(tokenizer, messages, template_kwargs)
     device = next(model.parameters()).device
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     stops = stop_token_ids(tokenizer, template, model)

@@ -225,7 +225,7 @@ class Engine:
         self.step_tokens = max(16, step_tokens)
         self.max_tokens_in_flight = max(max_tokens_in_flight, self.context)
         self.defaults = Params(temperature=temperature, top_p=top_p, min_tokens=min_tokens)
-        self.stop_ids = stop_token_ids(tokenizer, template)
+        self.stop_ids = stop_token_ids(tokenizer, template, model)
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else self.stop_ids[0])
         self.device = next(model.parameters()).device
