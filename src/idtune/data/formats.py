@@ -101,13 +101,14 @@ def read_text(path: str | os.PathLike, what: str = "data file") -> str:
         raise UserError(f"{path} is a directory, not a {what}") from None
     except (OSError, ValueError) as e:  # permissions, a NUL in the name, ...
         raise UserError(f"{path}: cannot read ({_reason(e)})") from None
-    with os.fdopen(fd, "rb") as fh:
-        mode = os.fstat(fd).st_mode
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
         if stat.S_ISDIR(mode):
             raise UserError(f"{path} is a directory, not a {what}")
-        if not stat.S_ISREG(mode):
-            kind = _NOT_REGULAR.get(stat.S_IFMT(mode), "not a regular file")
-            raise UserError(f"{path} is {kind}, not a {what}")
+        kind = _NOT_REGULAR.get(stat.S_IFMT(mode), "not a regular file")
+        raise UserError(f"{path} is {kind}, not a {what}")
+    with os.fdopen(fd, "rb") as fh:
         try:
             data = fh.read()
         except OSError as e:
