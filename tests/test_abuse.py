@@ -11,23 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import cli
+from helpers import cli, one_error, tree
 
 from idtune.runinfo import RunInfo
 
 IDTUNE = Path(sys.executable).parent / "idtune"
-
-
-def one_error(capsys) -> str:
-    """The one line the CLI printed on stderr (asserted to be one `error:` line)."""
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
-    return err.removeprefix("error: ")
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    """Every file under `root` with its bytes, to show nothing changed."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 @pytest.fixture
@@ -229,3 +217,60 @@ def test_console_script_prints_one_line_not_a_traceback(tmp_path, run_and_base):
         assert "Traceback" not in p.stderr and p.stderr.startswith("error: "), (args, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1, (args, p.stderr)
     assert (run / "log.jsonl").is_file() and not (tmp_path / ".taken.tmp").exists()
+
+
+# ---------------------------------------------------------------- issue 26 item 6: one line
+def test_a_model_that_is_not_a_model_directory(tmp_path, capsys, data):
+    """Before: `model: /etc` in a recipe was a ValueError traceback from the tokenizer."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"model: /etc\ndata: [{data}]\n")
+    assert cli("train", recipe) == 2
+    assert one_error(capsys) == (
+        f"{recipe}: key 'model': /etc is not a model directory (no config.json in it)"
+    )
+    assert cli("train", "identity-lora", "--set", f"data={data}", "--set", f"model={data}") == 2
+    assert one_error(capsys) == (
+        f"--set model: key 'model': {data} is not a model directory (a file, not a directory)"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_lora_target_modules_the_model_lacks(tmp_path, capsys, tiny_model, data):
+    """Before: `--set lora.target_modules=[nonexistent]` was peft's NoMatchingPeftModuleError
+    traceback, after the data was made. Now one line naming the key and the model's layers,
+    before any data is read or any weights loaded."""
+    run = tmp_path / "run"
+    for value in ("[nonexistent]", "q_proj,nonexistent"):
+        args = ["--set", f"model={tiny_model}", "--set", f"data={tmp_path / 'none.jsonl'}"]
+        args += ["--set", f"output_dir={run}", "--set", f"lora.target_modules={value}"]
+        assert cli("train", "identity-lora", *args) == 2
+        assert one_error(capsys) == (
+            f"key 'lora.target_modules': {tiny_model} has no module named 'nonexistent'; its "
+            "linear layers are down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj "
+            "(or use all-linear)"
+        )  # the data file does not exist: it was never read
+    assert not run.exists()
+
+
+def test_data_files_that_are_not_regular_files(tmp_path):
+    """Before: a named pipe given as a data file hung `data check` (and train) for ever.
+    A real process each: the old code blocked in read()."""
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    os.mkfifo(tmp_path / "pipe.yaml")
+    ident = ["data", "identity", "--name", "N", "--author", "A", "-o", "out.jsonl"]
+    commands = [
+        (["data", "check", "pipe.jsonl"], "pipe.jsonl is a named pipe, not a data file"),
+        (["train", "identity-lora", "--set", "data=pipe.jsonl"],
+         "--set data: key 'data' must be a list of data files, got 'pipe.jsonl (not a regular "
+         "file)'"),
+        (["eval", "--probes", "pipe.jsonl", "--name", "N", "--author", "A"],
+         "pipe.jsonl is a named pipe, not a probe file"),
+        ([*ident, "--phrases", "pipe.yaml"], "pipe.yaml is a named pipe, not a phrase file"),
+    ]  # fmt: skip
+    env = {**os.environ, "IDTUNE_CACHE": str(tmp_path / "cache")}
+    for args, message in commands:
+        p = subprocess.run(
+            [str(IDTUNE), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert (p.returncode, p.stderr) == (2, f"error: {message}\n"), args
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.jsonl", "pipe.yaml"]

@@ -233,3 +233,20 @@ def test_identity_data_and_identity_of():
     assert "identity unset" in logs[-1] and "--set identity.name=NAME" in logs[-1]
     with pytest.raises(UserError, match="identity.name=NAME.*or --set data=FILE"):
         train.identity_data(own)
+
+
+def test_target_modules_as_a_comma_separated_list(tmp_path, tiny_model, identity_data):
+    """`--set lora.target_modules=q_proj,v_proj` adapts those two; before, peft read the one
+    string as a regular expression over whole module names, matched nothing and raised."""
+    run = tmp_path / "run"
+    extra = ["--set", "lora.target_modules=q_proj,v_proj", "--set", "max_steps=1"]
+    extra += ["--set", "eval_prompts=", "--set", "val_share=0"]
+    args = train_args(tiny_model, identity_data, run, *extra)
+    for key in ("identity.name=Nova", "identity.author=Acme"):  # no probes scored at the end
+        i = args.index(key)
+        del args[i - 1 : i + 1]
+    assert cli(*args) == 0
+    adapter = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert sorted(adapter["target_modules"]) == ["q_proj", "v_proj"]
+    weights = load_file(run / "adapter" / "adapter_model.safetensors")
+    assert {k.split(".")[-3] for k in weights} == {"q_proj", "v_proj"}

@@ -6,7 +6,8 @@ DeepSpeed or FSDP2 the engine's own sharded files) plus the weights in the Huggi
 name). Every process writes into `checkpoints/.step-N.partial`; once all are done, rank 0 writes
 `state.json` (step, engine, world size) and renames the directory to `step-N`. Only directories
 named `step-N` that hold `state.json` are ever resumed from, so a half-written checkpoint is never
-loaded; leftover `.step-*` directories of a crash are removed on resume.
+loaded; leftover `.step-*` directories of a crash are removed on resume. A `step-N` damaged later
+(an empty `state.json`, a file missing) is passed over, with a log line, for the one before it.
 """
 
 from __future__ import annotations
@@ -29,9 +30,57 @@ FINAL = ("adapter", "model")  # a finished run's weights (LoRA/QLoRA, full)
 # ---------------------------------------------------------------- finding and checking
 def latest(run: Path) -> Path | None:
     """The complete checkpoint with the highest step, if any."""
-    done = [p for p in (run / "checkpoints").glob("step-*") if _step(p) is not None]
-    done = [p for p in done if (p / DONE).is_file()]
-    return max(done, key=_step) if done else None
+    return scan(run)[0]
+
+
+def scan(run: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest complete checkpoint (None: none), and the damaged ones newer than it, each
+    with what is wrong with it (newest first)."""
+    found = sorted((p for p in (run / "checkpoints").glob("step-*") if _step(p) is not None),
+                   key=_step, reverse=True)  # fmt: skip
+    damaged = []
+    for path in found:
+        why = problem(path)
+        if why is None:
+            return path, damaged
+        damaged.append((path, why))
+    return None, damaged
+
+
+def problem(ckpt: Path) -> str | None:
+    """What keeps `checkpoints/step-N` from being resumed (None: nothing): its `state.json`
+    missing, empty or unreadable, or a file accelerate or the adapter needs missing or empty."""
+    try:
+        text = (ckpt / DONE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return f"no {DONE}"
+    except (OSError, UnicodeDecodeError) as e:
+        return f"{DONE} cannot be read ({getattr(e, 'strerror', None) or e})"
+    if not text.strip():
+        return f"{DONE} is empty"
+    try:
+        state = json.loads(text)
+    except ValueError:
+        return f"{DONE} is not valid JSON"
+    if not isinstance(state, dict) or type(state.get("step")) is not int:
+        return f"{DONE} has no step"
+    if state["step"] != _step(ckpt):
+        return f"{DONE} says step {state['step']}"
+    if "engine" not in state:
+        return None  # an older idtune's layout: check_run says so
+    world = state.get("world_size", 1)
+    needed = [f"random_states_{i}.pkl" for i in range(world if type(world) is int else 1)]
+    if state.get("engine") in ("single", "ddp"):  # sharded engines keep their own layout
+        needed += ["optimizer.bin", "scheduler.bin"]
+        if state.get("method") == "full":
+            needed.append("model.safetensors")
+    if state.get("method", "lora") != "full":
+        needed += [ADAPTER, "adapter_config.json"]
+    for name in needed:
+        f = ckpt / name
+        if not f.is_file() or f.stat().st_size == 0:
+            return f"{name} is {'empty' if f.is_file() else 'missing'}"
+    return None
 
 
 def _step(path: Path) -> int | None:
@@ -51,6 +100,7 @@ def check_run(
     world_size: int,
     max_steps: int = 0,
     resume_finished: bool = False,
+    log: Callable[[str], Any] = print,
 ) -> Path | None:
     """Refuse what would lose work; returns the checkpoint to resume from (None: a new run).
 
@@ -60,9 +110,15 @@ def check_run(
         if run.exists() and any(run.iterdir()):
             raise UserError(f"{run} exists and is not empty; use --resume or --set output_dir=NEW")
         return None
-    ckpt = latest(run)
+    ckpt, damaged = scan(run)
+    if ckpt is None and damaged:
+        path, why = damaged[0]
+        more = f" (and {len(damaged) - 1} older, damaged too)" if len(damaged) > 1 else ""
+        raise UserError(f"{run}: no complete checkpoint to resume from: {path.name}: {why}{more}")
     if ckpt is None:
         raise UserError(f"{run}: no checkpoint to resume from")
+    for path, why in damaged:
+        log(f"{path}: damaged ({why}); resuming from {ckpt.name}, the newest complete checkpoint")
     state = json.loads((ckpt / DONE).read_text())
     if "engine" not in state:
         raise UserError(f"{ckpt}: written by an older idtune (before accelerate checkpoints)")
@@ -158,8 +214,18 @@ def save(
 
 
 def load(accelerator: Any, ckpt: Path, load_kwargs: dict) -> int:
-    """Restore weights, optimizer, scheduler and every process's RNG; returns the step."""
-    accelerator.load_state(str(ckpt), **load_kwargs)
+    """Restore weights, optimizer, scheduler and every process's RNG; returns the step.
+
+    A file that is there but cannot be read back (truncated, overwritten) is one line naming
+    the checkpoint."""
+    try:
+        accelerator.load_state(str(ckpt), **load_kwargs)
+    except Exception as e:  # pickle, safetensors and torch each raise their own types
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        raise UserError(
+            f"{ckpt}: cannot be loaded ({reason}); move it out of checkpoints/ to resume from "
+            "the one before it"
+        ) from None
     return step_of(ckpt)
 
 

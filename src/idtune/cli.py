@@ -13,6 +13,7 @@ import typer
 
 from .aliases import ALIASES, DEFAULT_MODEL
 from .errors import UserError
+from .recipes import ON_RESUME
 
 app = typer.Typer(
     help="Fine-tune a chat model into your own named assistant: data → train → eval → chat → "
@@ -134,6 +135,7 @@ def data_identity(
     from . import outputs
     from .data import formats, identity
 
+    identity.check_count(n)  # before anything is read or written
     outputs.check_file(output, overwrite=overwrite)
     langs = [x.strip() for x in lang.split(",") if x.strip()]
     rows = identity.generate(name, author, name_zh, author_zh, langs, n, seed, phrases or [])
@@ -185,14 +187,31 @@ def data_check(
 
 
 # ---------------------------------------------------------------- train
-@app.command("train")
+TRAIN_HELP = (
+    "Fine-tune (LoRA, QLoRA or full) and write a run directory.\n\n"
+    "Several processes, GPUs or machines start through `accelerate launch` (DDP, DeepSpeed "
+    "ZeRO-2/3 or FSDP2), with the launch configs shipped in idtune/launch/.\n\n"
+    "--resume continues a run with the settings it began with: CONFIG is RUN/config.yaml (the "
+    "run is the folder that holds it, wherever it was copied) or a recipe whose output_dir names "
+    f"the run. --set may change on resume only: {', '.join(ON_RESUME)}. A change to anything "
+    "else (model, data, LoRA shape, method, optimizer, ...) is refused."
+)
+
+
+@app.command("train", help=TRAIN_HELP)
 def train_cmd(
     config: Annotated[str, typer.Argument(help="Built-in recipe name or YAML file.")],
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a key: --set data=F --set max_steps=20."),
     ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue from the latest complete checkpoint with the run's own settings "
+            "(see above)."
+        ),
+    ] = False,
     resume_finished: Annotated[
         bool,
         typer.Option(
@@ -233,18 +252,16 @@ def train_cmd(
         int | None, typer.Option(help="Port on machine 0 (default: a free one; 29500 multi-node).")
     ] = None,
 ) -> None:
-    """Fine-tune (LoRA, QLoRA or full) and write a run directory.
-
-    Several processes, GPUs or machines start through `accelerate launch` (DDP, DeepSpeed
-    ZeRO-2/3 or FSDP2), with the launch configs shipped in idtune/launch/.
-    """
+    """`idtune train` (its help is TRAIN_HELP: it names the keys a resume may change)."""
     import os
 
     from . import launcher, recipes, regularize, train, watch
 
     cfg = recipes.read_config(config, set_ or [])
-    watch.log_with(cfg.report_to)  # a missing tracker package: one line before any process
     resume = resume or resume_finished
+    if resume:  # the run's own settings, in the folder that holds it: before any model loads
+        cfg = train.resume_config(config, cfg, set_ or [])
+    watch.log_with(cfg.report_to)  # a missing tracker package: one line before any process
     opts = launcher.Options(deepspeed, fsdp, gpus, nnodes, node_rank, master_addr, master_port)
     if opts.wanted():
         train.launch(cfg, config, set_ or [], opts, resume, resume_finished)

@@ -95,6 +95,22 @@ class TrainConfig:
     output_dir: str = ""  # default: runs/<recipe name>
 
 
+# The keys `idtune train RUN/config.yaml --resume --set KEY=VALUE` may change: how long the run
+# trains, when it saves and samples, where it reports, and memory use with the same arithmetic.
+# Every other key says what is trained (model, data, LoRA shape, method, optimizer, schedule,
+# batches, seed) and stays as the run began; `output_dir` is where the run is.
+ON_RESUME = (
+    "max_steps",
+    "epochs",
+    "save_steps",
+    "keep_last",
+    "eval_prompts",
+    "sample_max_new_tokens",
+    "report_to",
+    "gradient_checkpointing",
+)
+
+
 # One line per key, written above it by `copy-cfg` (tests check that every field has one).
 HELP = {
     "model": "base model: an alias (`idtune models`), a local HF directory or a hub id",
@@ -333,7 +349,7 @@ def _check_values(cfg: TrainConfig, source: Callable[[str], str]) -> None:
     """Range and choice checks; `source(key)` says where a key's value came from."""
 
     def fail(key: str, what: str, value: Any) -> None:
-        raise UserError(f"{source(key)}: key {key!r} must be {what}, got {_show(value)}")
+        raise UserError(f"{source(key)}: key {key!r} must be {what}, got {show(value)}")
 
     for key, (ok, what) in _RULES.items():
         value = functools.reduce(getattr, key.split("."), cfg)
@@ -352,24 +368,56 @@ def _check_values(cfg: TrainConfig, source: Callable[[str], str]) -> None:
         for f in functools.reduce(getattr, key.split("."), cfg):
             if kind(key, f) == "dir":
                 fail(key, "a list of data files", f"{f} (a directory)")
+            if Path(f).exists() and not Path(f).is_file():  # a named pipe would hang the read
+                fail(key, "a list of data files", f"{f} (not a regular file)")
+    missing = _not_a_model(Path(cfg.model).expanduser()) if kind("model", cfg.model) else None
+    if missing:
+        raise UserError(f"{source('model')}: key 'model': {cfg.model} is not a model directory "
+                        f"({missing})")  # fmt: skip
     out = Path(cfg.output_dir)
     existing = next((p for p in (out, *out.parents) if kind("output_dir", p)), None)
     if existing is not None and kind("output_dir", existing) != "dir":
         fail("output_dir", "a directory", f"{cfg.output_dir} ({existing} is a file)")
 
 
+# What a local `model` directory holds: a Hugging Face model, or a run / adapter (idtune.json).
+MODEL_MARKERS = ("config.json", "idtune.json", "adapter_config.json")
+
+
+def _not_a_model(path: Path) -> str | None:
+    """Why an existing `model` path cannot be a model (None: it can), checked before any work."""
+    if not path.is_dir():
+        return "a file, not a directory"
+    if not any((path / name).is_file() for name in MODEL_MARKERS):
+        return "no config.json in it"
+    return None
+
+
+def changes(old: TrainConfig, new: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """(dotted key, old value, new value) for every key whose value differs, in field order."""
+
+    def flat(d: dict, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+
+    a, b = flat(to_dict(old)), flat(to_dict(new))
+    return [(k, a[k], b[k]) for k in a if a[k] != b[k]]
+
+
 _REPR = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = 80
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     """A bounded one-line repr of a value, for messages."""
     return _REPR.repr(value)
 
 
 def _plain(key: str) -> str:
     """A key as typed when it is plain text, else quoted (no newline reaches the message)."""
-    return key if key.isprintable() and " " not in key and len(key) <= 80 else _show(key)
+    return key if key.isprintable() and " " not in key and len(key) <= 80 else show(key)
 
 
 def _build(cls: type, raw: dict, where: str, prefix: str) -> Any:
@@ -378,7 +426,7 @@ def _build(cls: type, raw: dict, where: str, prefix: str) -> Any:
     kwargs = {}
     for key, value in raw.items():
         if not isinstance(key, str) or key not in fields:
-            raise UserError(f"{where}: unknown key {_show(prefix + str(key))}")
+            raise UserError(f"{where}: unknown key {show(prefix + str(key))}")
         kwargs[key] = _coerce(hints[key], value, where, prefix + key)
     return cls(**kwargs)
 
@@ -396,7 +444,7 @@ def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
                 return _coerce(opt, value, where, key)
             except UserError:
                 continue
-        raise UserError(f"{where}: key {key!r} has the wrong type ({_show(value)})")
+        raise UserError(f"{where}: key {key!r} has the wrong type ({show(value)})")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise UserError(f"{where}: key {key!r} must be a section (mapping)")
@@ -418,7 +466,7 @@ def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
     if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
     raise UserError(
-        f"{where}: key {key!r} must be {tp.__name__}, got {type(value).__name__} ({_show(value)})"
+        f"{where}: key {key!r} must be {tp.__name__}, got {type(value).__name__} ({show(value)})"
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,11 +195,7 @@ def load_for_training(cfg: TrainConfig, device: str):
 
     from . import accel, models
 
-    src = models.locate(
-        cfg.model, template=cfg.prompt_template, trust_remote_code=cfg.trust_remote_code
-    )
-    if src.adapter:
-        raise UserError(f"{cfg.model}: an adapter; train from its merged model (`idtune merge`)")
+    src = source(cfg)
     base, trc, template = src.base, src.trust_remote_code, src.template
     tokenizer = models.load_tokenizer(base, template, trc)
     dtype = {
@@ -224,7 +220,7 @@ def load_for_training(cfg: TrainConfig, device: str):
     if cfg.method in ("lora", "qlora"):
         from peft import LoraConfig, get_peft_model
 
-        targets, layers = cfg.lora.target_modules, None
+        targets, layers = lora_targets(cfg), None
         if targets == "all-linear" and is_moe(model.config):
             targets = [n for n in linear_module_names(model) if n not in ROUTERS]
         if cfg.lora.top_layers > 0:
@@ -240,9 +236,60 @@ def load_for_training(cfg: TrainConfig, device: str):
             layers_to_transform=layers,
             task_type="CAUSAL_LM",
         )
-        model = get_peft_model(model, lcfg)
+        try:
+            model = get_peft_model(model, lcfg)
+        except ValueError as e:  # peft's NoMatchingPeftModuleError and unsupported layer types
+            reason = " ".join(str(e).split())[:300]
+            raise UserError(f"key 'lora.target_modules': {reason}") from None
     model = accel.optimize(model, cfg, device)
     return model, tokenizer, template, trc
+
+
+def source(cfg: TrainConfig):
+    """The base model to train (`models.Source`): an adapter or a run of one is refused."""
+    from . import models
+
+    src = models.locate(
+        cfg.model, template=cfg.prompt_template, trust_remote_code=cfg.trust_remote_code
+    )
+    if src.adapter:
+        raise UserError(f"{cfg.model}: an adapter; train from its merged model (`idtune merge`)")
+    return src
+
+
+def lora_targets(cfg: TrainConfig) -> str | list[str]:
+    """`lora.target_modules` as peft takes it: all-linear, or a list of names (a single string
+    is a comma-separated list, not the regular expression peft would read it as)."""
+    targets = cfg.lora.target_modules
+    if isinstance(targets, str) and targets != "all-linear":
+        return [t.strip() for t in targets.split(",") if t.strip()]
+    return targets
+
+
+def check_targets(cfg: TrainConfig, base: str, trust_remote_code: bool) -> None:
+    """Refuse LoRA target modules the model does not have, before any data is made or weights
+    are read: the model is built from its config.json on the meta device (no memory, no init)."""
+    targets = lora_targets(cfg)
+    if cfg.method == "full" or targets == "all-linear":
+        return
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(base, trust_remote_code=trust_remote_code)
+        with init_empty_weights():
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{cfg.model}: cannot read its config ({str(e).splitlines()[0]})") from None
+    names = [n for n, _ in model.named_modules() if n]
+    unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if unknown:
+        valid = linear_module_names(model)
+        raise UserError(
+            f"key 'lora.target_modules': {cfg.model} has no module named "
+            f"{', '.join(recipes.show(t) for t in unknown)}; its linear layers are "
+            f"{', '.join(valid[:16])}{', …' if len(valid) > 16 else ''} (or use all-linear)"
+        )
 
 
 # A mixture-of-experts model's `all-linear` adapts attention (and shared experts), not these:
@@ -431,6 +478,8 @@ def setup(
 
     from . import models, parallel
 
+    src = source(cfg)  # before any data is made: a wrong target module is one line at once
+    check_targets(cfg, src.base, src.trust_remote_code)
     main, val_convs = watch.split_val(identity_data(cfg, log), cfg.val_share, cfg.seed)
     convs, n_reg = build_conversations(cfg, log, distill, main)
     ident = identity_of(cfg, log)
@@ -484,17 +533,15 @@ def begin(job: Job, run: Path, ckpt: Path | None, log=print) -> int:
     watch.start_trackers(acc, job.info.settings)
     if ckpt is None:
         if main:
-            import yaml
-
             run.mkdir(parents=True, exist_ok=True)
-            text = yaml.safe_dump(recipes.to_dict(job.cfg), sort_keys=False, allow_unicode=True)
-            (run / "config.yaml").write_text(text)
-            job.info.save(run)
+            write_settings(job, run)
         return 0
     step = checkpoint.load(acc, ckpt, parallel.load_kwargs(acc))
     if step >= job.total_steps:
         raise UserError(f"{ckpt} is at step {step} of {job.total_steps}: nothing to resume")
     if main:
+        if write_settings(job, run):
+            log(f"{run / 'config.yaml'} and idtune.json: updated with this resume's settings")
         for orphan in checkpoint.clean_orphans(run):
             log(f"removed {orphan}, a checkpoint a crash left unfinished")
         checkpoint.rewind_log(run / "log.jsonl", step)
@@ -503,6 +550,68 @@ def begin(job: Job, run: Path, ckpt: Path | None, log=print) -> int:
             write_samples(job.inner, job.tokenizer, job.cfg, job.template, step, run / "samples.md")
     log(f"resumed from {ckpt} at step {step}")
     return step
+
+
+def write_settings(job: Job, run: Path) -> bool:
+    """The run's config.yaml and idtune.json from `job`'s settings, when config.yaml says
+    otherwise (a new run, or a resume that changed what `recipes.ON_RESUME` allows)."""
+    import yaml
+
+    text = yaml.safe_dump(recipes.to_dict(job.cfg), sort_keys=False, allow_unicode=True)
+    path = run / "config.yaml"
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    atomic.write_text(path, text)
+    job.info.save(run)
+    return True
+
+
+def resume_config(config: str, cfg: TrainConfig, overrides: Sequence[str] = ()) -> TrainConfig:
+    """What `--resume` trains with: the run's own settings, in the folder that holds the run.
+
+    CONFIG that is a run's own `config.yaml` names the run by where it is, wherever the folder
+    was copied (not by the `output_dir` written in it); any other recipe names it by
+    `output_dir`. `cfg` (CONFIG with the `--set` overrides) may differ from the run's
+    config.yaml only in `recipes.ON_RESUME`; a change to anything else is one line naming each
+    key with its old and new value, before any model is loaded.
+    """
+    path = recipes.path_of(config)
+    own = path.name == "config.yaml" and any(
+        (path.parent / n).exists() for n in (runinfo.FILENAME, "checkpoints")
+    )
+    run = path.parent if own else Path(cfg.output_dir)
+    if own and not _same_dir(cfg.output_dir, run):
+        if any(o.partition("=")[0].strip() == "output_dir" for o in overrides):
+            raise UserError(
+                f"--set output_dir: {path} is the run in {run}, which resumes where it is; "
+                "to resume a copy, copy the folder and resume its config.yaml"
+            )
+        cfg.output_dir = str(run)  # a copied run: its config.yaml names the original's folder
+    saved = run / "config.yaml"
+    if not saved.is_file():
+        if (run / "checkpoints").is_dir():
+            raise UserError(f"{run}: no config.yaml, so the settings the run began with are "
+                            "unknown; resume refused")  # fmt: skip
+        return cfg  # no run there: check_run says so
+    old = recipes.read_config(str(saved))
+    changed = [c for c in recipes.changes(old, cfg) if c[0] != "output_dir"]
+    refused = [c for c in changed if c[0] not in recipes.ON_RESUME]
+    if refused:
+        shown = "; ".join(f"{k} {recipes.show(a)} → {recipes.show(b)}" for k, a, b in refused[:8])
+        more = f"; and {len(refused) - 8} more" if len(refused) > 8 else ""
+        raise UserError(
+            f"--resume: {run} keeps the settings it began with, and these would change what it "
+            f"trains: {shown}{more} (a resume may change only {', '.join(recipes.ON_RESUME)}; "
+            "train anew into another --set output_dir to change the rest)"
+        )
+    return cfg
+
+
+def _same_dir(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
 # ---------------------------------------------------------------- the loop
@@ -526,10 +635,10 @@ def train(
     run = Path(cfg.output_dir)
     acc = parallel.make_accelerator(cfg.grad_accum, cfg.report_to, watch.tracker_dir(run))
     engine, rank, world = parallel.engine_name(acc), acc.process_index, acc.num_processes
-    ckpt = checkpoint.check_run(run, resume, engine, world, cfg.max_steps, resume_finished)
-    acc.wait_for_everyone()  # every process has looked at the run before rank 0 writes to it
     is_main = acc.is_main_process
     log = print if is_main else (lambda *a, **k: None)
+    ckpt = checkpoint.check_run(run, resume, engine, world, cfg.max_steps, resume_finished, log)
+    acc.wait_for_everyone()  # every process has looked at the run before rank 0 writes to it
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     job = setup(cfg, acc, engine, log, distill)
@@ -666,7 +775,7 @@ def launch(
     if opts.node_rank == 0:  # the main node's run directory; checked again by every process
         run = Path(cfg.output_dir)
         checkpoint.check_run(run, resume, plan.engine, plan.world_size, cfg.max_steps,
-                             resume_finished)  # fmt: skip
+                             resume_finished, log=lambda _: None)  # rank 0 logs it  # fmt: skip
     worker = ["train", config, *[x for o in overrides for x in ("--set", o)]]
     worker += ["--resume"] * resume + ["--resume-finished"] * resume_finished
     launcher.run(plan, worker)
