@@ -184,7 +184,8 @@ def test_resume_under_another_engine_is_refused(tiny_model, data, two_processes,
     run = tmp_path / "run"
     shutil.copytree(two_processes, run)
     shutil.rmtree(run / "adapter")
-    assert cli(*run_args(tiny_model, data, run, "--resume")) == 2
+    # the run's own settings (batch_tokens 512), on one process instead of two
+    assert cli(*run_args(tiny_model, data, run, "--set", "batch_tokens=512", "--resume")) == 2
     err = capsys.readouterr().err
     assert "was written by 2 process(es) under ddp; resume it the same way" in err
 
