@@ -450,6 +450,15 @@ def test_multi_turn_and_language_scores():
     assert rows["草是什么颜色的？"]["ok"] is True
 
 
+def test_an_empty_answer_is_no_language_match_and_a_bare_number_is_one():
+    probes = {"identity": {}, "author": {}, "general": [
+        {"lang": "en", "prompt": "2+2?", "answers": ["4"]},
+        {"lang": "en", "prompt": "Say nothing.", "answers": ["x"]},
+    ]}  # fmt: skip
+    res = evaluate.evaluate(scripted({"2+2?": "4", "Say nothing.": "  "}, []), probes, ["N"], ["A"])
+    assert res["metrics"]["language_en"] == 0.5
+
+
 def test_persona_override_score():
     probes = {
         "identity": {},

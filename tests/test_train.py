@@ -93,8 +93,11 @@ def test_config_errors_name_the_key(tmp_path, capsys):
 
 
 def test_list_and_copy_cfg(tmp_path, capsys):
-    assert cli("list-cfg", "-p", "qlora") == 0
+    assert cli("list-cfg", "-p", "internlm2") == 0
     assert capsys.readouterr().out.split() == ["identity-qlora-internlm2-chat-1.8b"]
+    assert cli("list-cfg", "-p", "qlora") == 0
+    assert capsys.readouterr().out.split() == [
+        "identity-qlora-internlm2-chat-1.8b", "identity-qlora-qwen3-8b"]  # fmt: skip
     assert cli("copy-cfg", "identity-qlora-internlm2-chat-1.8b", tmp_path) == 0
     copied = tmp_path / "identity-qlora-internlm2-chat-1.8b_copy.yaml"
     cfg = recipes.read_config(str(copied))

@@ -258,7 +258,8 @@ def _language_hits(rows: list[dict[str, Any]], terms: Sequence[str]) -> dict[str
         if r["lang"] in hits:
             got = language(r["answer"], [*terms, *r.get("persona", [])])
             r["language"] = got
-            hits[r["lang"]].append(got in (None, r["lang"]))
+            # an answer with no letters ("4") matches any language; an empty one matches none
+            hits[r["lang"]].append(bool(r["answer"].strip()) and got in (None, r["lang"]))
     return hits
 
 

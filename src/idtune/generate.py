@@ -64,24 +64,84 @@ def thinking_kwargs(tokenizer: Any, thinking: bool | None) -> dict:
     return {fam.thinking["kwarg"]: bool(thinking)}
 
 
-def split_reasoning(tokenizer: Any, messages: Messages, text: str, **template_kwargs) -> tuple:
-    """(reasoning, answer) of a generated text: a thinking family's reasoning is what comes
-    before its closing tag (from the start when the prompt itself opened the block, as an R1
-    distill's does); an unclosed block is all reasoning (the answer was cut). Other families:
-    ("", text)."""
+class ReasoningSplit:
+    """A thinking model's output, piece by piece, as (reasoning, answer) pieces: reasoning runs
+    from its opening tag (or from the start, when the prompt opened the block) to its closing
+    tag; text that does not open with the tag is all answer. A tag split across pieces is held
+    back until it is whole."""
+
+    def __init__(self, open_tag: str, close_tag: str, opened: bool):
+        self.open, self.close = open_tag, close_tag
+        self.state = "reasoning" if opened else "start"
+        self.held = ""
+
+    def feed(self, text: str) -> tuple[str, str]:
+        """The (reasoning, answer) text that `text` completes."""
+        self.held += text
+        reasoning = answer = ""
+        if self.state == "start":
+            head = self.held.lstrip()
+            if head.startswith(self.open):
+                self.state, self.held = "reasoning", head[len(self.open) :]
+            elif self.open.startswith(head):
+                return "", ""  # maybe the tag, not whole yet
+            else:
+                self.state = "answer"
+        if self.state == "reasoning":
+            at = self.held.find(self.close)
+            if at < 0:
+                # hold back an end that may be the start of the closing tag
+                n = len(self.held)
+                keep = next(
+                    (k for k in range(min(len(self.close) - 1, n), 0, -1)
+                     if self.close.startswith(self.held[n - k :])),
+                    0,
+                )  # fmt: skip
+                reasoning, self.held = self.held[: n - keep], self.held[n - keep :]
+                return reasoning, ""
+            reasoning, self.held = self.held[:at], self.held[at + len(self.close) :]
+            self.state = "after"
+        if self.state == "after":  # the newlines between the closing tag and the answer
+            self.held = self.held.lstrip("\n")
+            if self.held:
+                self.state = "answer"
+        if self.state == "answer":
+            answer, self.held = self.held, ""
+        return reasoning, answer
+
+    def flush(self) -> tuple[str, str]:
+        """What is held at the end: an unclosed block is reasoning (the answer was cut)."""
+        held, self.held = self.held, ""
+        if self.state == "reasoning":
+            return held, ""
+        return "", held
+
+
+def reasoning_split(
+    tokenizer: Any, messages: Messages, template_kwargs: dict | None = None
+) -> ReasoningSplit | None:
+    """A splitter for answers to `messages` when the model's family thinks, else None."""
     fam = family_of(tokenizer)
     if fam is None or not fam.thinks:
-        return "", text.strip()
-    open_, close = fam.thinking["open"], fam.thinking["close"]
-    if close in text:
-        reasoning, answer = text.split(close, 1)
-        return reasoning.replace(open_, "", 1).strip(), answer.strip()
+        return None
     prompt = tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True, **template_kwargs
+        messages, tokenize=False, add_generation_prompt=True, **(template_kwargs or {})
     )
-    if text.lstrip().startswith(open_) or prompt.rstrip().endswith(open_):
-        return text.replace(open_, "", 1).strip(), ""  # cut inside the reasoning
-    return "", text.strip()
+    opened = prompt.rstrip().endswith(fam.thinking["open"])
+    return ReasoningSplit(fam.thinking["open"], fam.thinking["close"], opened)
+
+
+def split_reasoning(
+    tokenizer: Any, messages: Messages, text: str, **template_kwargs: Any
+) -> tuple[str, str]:
+    """(reasoning, answer) of a whole generated text (`reasoning_split`); a model that does not
+    think: ("", text)."""
+    split = reasoning_split(tokenizer, messages, template_kwargs)
+    if split is None:
+        return "", text.strip()
+    r1, a1 = split.feed(text)
+    r2, a2 = split.flush()
+    return (r1 + r2).strip(), (a1 + a2).strip()
 
 
 def _sampling_kwargs(temperature: float, top_p: float) -> dict[str, Any]:

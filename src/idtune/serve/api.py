@@ -52,7 +52,6 @@ ERROR_TYPES = {
 REFUSED = {
     "audio": "audio output is not supported; this server generates text",
     "prediction": "predicted outputs are not supported",
-    "reasoning_effort": "this model has no reasoning-effort setting",
     "verbosity": "this model has no verbosity setting",
     "web_search_options": "web search is not available on this server",
     "functions": "the deprecated `functions` field is not supported; use `tools`",
@@ -223,7 +222,9 @@ class ChatRequest(_Sampling):
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
     prediction: dict[str, Any] | None = None
-    reasoning_effort: str | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    # vLLM's extension: arguments for the chat template (Qwen3's `enable_thinking`)
+    chat_template_kwargs: dict[str, Any] | None = None
     verbosity: str | None = None
     web_search_options: dict[str, Any] | None = None
     functions: list[dict[str, Any]] | None = None
@@ -575,11 +576,10 @@ def build_api(engine: ChatEngine, *, api_key: str | None = None) -> FastAPI:
             )
         messages = to_messages(req.messages, tools_ok)
         tools = req.tool_dicts() if req.tools else None
-        if tools:
-            streams = submit(lambda p: engine.submit(messages, p, tools), req.n or 1, params)
-        else:
-            streams = submit(lambda p: engine.submit(messages, p), req.n or 1, params)
-        return await _reply(request, req, streams, "chatcmpl", _Chat(req))
+        kwargs = template_kwargs(engine, req)
+        args = (tools, kwargs) if kwargs else (tools,) if tools else ()
+        streams = submit(lambda p: engine.submit(messages, p, *args), req.n or 1, params)
+        return await _reply(request, req, streams, "chatcmpl", _Chat(req, engine, messages, kwargs))
 
     @app.post(
         "/v1/completions", openapi_extra=_body_schema(CompletionRequest), responses=generating
@@ -685,6 +685,52 @@ def _code_param(event: Failed) -> tuple[str, str | None]:
 def _failure(event: Failed) -> APIError:
     """The HTTP error for a request that failed in the engine."""
     return APIError(event.status, event.message, *_code_param(event))
+
+
+def template_kwargs(engine: Any, req: ChatRequest) -> dict[str, Any]:
+    """The chat template's arguments for a request: `chat_template_kwargs` as given, and
+    `reasoning_effort` as the model's thinking switch (none / minimal: off; low, medium, high:
+    on; a model without reasoning refuses it, an R1 distill refuses turning it off)."""
+    from ..generate import family_of
+
+    kwargs = dict(req.chat_template_kwargs or {})
+    tokenizer = getattr(engine, "tokenizer", None)
+    if kwargs and tokenizer is None:
+        raise APIError(
+            400,
+            "chat_template_kwargs: this backend renders its own template",
+            "unsupported_parameter",
+            "chat_template_kwargs",
+        )
+    if kwargs:
+        import inspect
+
+        taken = {*inspect.signature(tokenizer.apply_chat_template).parameters}
+        taken |= {*tokenizer.special_tokens_map, "messages", "tools", "documents"}
+        taken |= {"add_generation_prompt", "raise_exception", "strftime_now"}
+        bad = sorted(k for k in kwargs if k in taken or not str(k).isidentifier())
+        if bad:
+            raise APIError(
+                400,
+                f"chat_template_kwargs: {', '.join(map(repr, bad))} cannot be set by a request "
+                "(the server renders messages and tools itself)",
+                "invalid_value",
+                "chat_template_kwargs",
+            )
+    effort = req.reasoning_effort
+    if effort is None:
+        return kwargs
+    fam = family_of(tokenizer) if tokenizer is not None else None
+    style = fam.thinking.get("style", "none") if fam else "none"
+    off = effort in ("none", "minimal")
+    if style == "none" or (style == "always" and off):
+        why = "this model has no reasoning-effort setting"
+        if style == "always":
+            why = "this model always reasons; low, medium or high"
+        raise APIError(400, f"reasoning_effort: {why}", "unsupported_parameter", "reasoning_effort")
+    if style == "hybrid":
+        kwargs.setdefault(fam.thinking["kwarg"], not off)
+    return kwargs
 
 
 def _refused_by_engine(engine: Any, req: BaseModel) -> None:
@@ -868,25 +914,51 @@ class _Chat:
 
     obj, chunk_obj = "chat.completion", "chat.completion.chunk"
 
-    def __init__(self, req: ChatRequest):
+    def __init__(
+        self,
+        req: ChatRequest,
+        engine: Any = None,
+        messages: list[dict[str, Any]] | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ):
+        from ..generate import reasoning_split
+
         self.req, self.n = req, req.n or 1
         self.wants_logprobs = bool(req.logprobs)
         self.holds = req.calls_tools()  # text held until the end: it may be a tool call
+        tokenizer = getattr(engine, "tokenizer", None)
+        # a thinking model's reasoning goes to `reasoning_content`, apart from `content`
+        thinks = tokenizer is not None and messages is not None
+        split = reasoning_split(tokenizer, messages, kwargs) if thinks else None
+        self.new_split = (lambda: reasoning_split(tokenizer, messages, kwargs)) if split else None
+        self.splits: dict[int, Any] = {}
+
+    def splitter(self, i: int) -> Any:
+        """Choice `i`'s streaming reasoning splitter (None: the model does not think)."""
+        if self.new_split is not None and i not in self.splits:
+            self.splits[i] = self.new_split()
+        return self.splits.get(i)
 
     def logprobs(self, entries: list[dict[str, Any]] | None) -> dict[str, Any] | None:
         return None if entries is None else {"content": entries, "refusal": None}
 
     def finish(self, text: str, reason: str) -> tuple[dict[str, Any], str]:
-        """The final message (content or tool_calls) and finish reason."""
+        """The final message (reasoning_content, content or tool_calls) and finish reason."""
         from .tools import parse_tool_calls
 
         message: dict[str, Any] = {"role": "assistant", "content": text}
+        if self.new_split is not None:
+            split = self.new_split()
+            r1, a1 = split.feed(text)
+            r2, a2 = split.flush()
+            text = a1 + a2
+            message = {"role": "assistant", "content": text, "reasoning_content": r1 + r2 or None}
         if self.holds:
             content, calls = parse_tool_calls(text, self.req.tool_names())
             if calls:
                 if self.req.parallel_tool_calls is False:
                     calls = calls[:1]
-                message = {"role": "assistant", "content": content, "tool_calls": calls}
+                message = {**message, "content": content, "tool_calls": calls}
                 reason = "tool_calls"
         return message, reason
 
@@ -904,10 +976,10 @@ class _Chat:
 
     def held_delta(self, text: str, reason: str) -> tuple[dict[str, Any], str]:
         message, reason = self.finish(text, reason)
+        delta = {k: v for k, v in message.items() if k != "role"}
         if "tool_calls" in message:
-            calls = [{"index": k, **c} for k, c in enumerate(message["tool_calls"])]
-            return {"content": message["content"], "tool_calls": calls}, reason
-        return {"content": text}, reason
+            delta["tool_calls"] = [{"index": k, **c} for k, c in enumerate(message["tool_calls"])]
+        return delta, reason
 
 
 class _Text:
@@ -1004,6 +1076,12 @@ def _totals(done: list[Done | None], n: int) -> tuple[int, int]:
     return prompt, sum(d.completion_tokens for d in done if d is not None)
 
 
+def _split_delta(reasoning: str, content: str) -> dict[str, str]:
+    """A chunk's delta from a reasoning splitter's pieces (empty when both are)."""
+    delta = {"reasoning_content": reasoning} if reasoning else {}
+    return {**delta, "content": content} if content else delta
+
+
 async def _sse(streams: list[Stream], events, meta: dict[str, Any], include_usage: bool, shape):
     """OpenAI's chunk sequence: role, content deltas, finish_reason, [usage], [DONE]."""
     chat = shape.obj == "chat.completion"
@@ -1036,6 +1114,10 @@ async def _sse(streams: list[Stream], events, meta: dict[str, Any], include_usag
             if isinstance(event, Delta):
                 if shape.holds:
                     held[i].append(event.text)
+                elif chat and shape.splitter(i) is not None:  # reasoning apart from content
+                    delta = _split_delta(*shape.splitter(i).feed(event.text))
+                    if delta or event.logprobs:
+                        yield chunk([choice(i, delta, logprobs=event.logprobs)])
                 elif event.text or event.logprobs:
                     delta = {"content": event.text} if chat else event.text
                     yield chunk([choice(i, delta, logprobs=event.logprobs)])
@@ -1048,6 +1130,10 @@ async def _sse(streams: list[Stream], events, meta: dict[str, Any], include_usag
                 if shape.holds:
                     delta, reason = shape.held_delta("".join(held[i]), reason)
                     yield chunk([choice(i, delta)])
+                elif chat and shape.splitter(i) is not None:
+                    rest = _split_delta(*shape.splitter(i).flush())
+                    if rest:
+                        yield chunk([choice(i, rest)])
                 yield chunk([choice(i, {} if chat else "", reason)])
         if include_usage:
             yield chunk(None, usage=_usage(*_totals(done, shape.n)))

@@ -136,7 +136,13 @@ class ChatEngine(Protocol):
     title: str
     system: str | None
 
-    def submit(self, messages: Messages, params: Params, tools: list | None = None) -> Stream: ...
+    def submit(
+        self,
+        messages: Messages,
+        params: Params,
+        tools: list | None = None,
+        template_kwargs: dict | None = None,
+    ) -> Stream: ...
 
     def health(self) -> dict[str, Any]: ...
 
@@ -292,20 +298,36 @@ class Engine:
 
         return template_renders_tools(self.tokenizer)
 
-    def encode(
-        self, messages: Messages, tools: list | None = None, adapter: str | None = None
-    ) -> list[int]:
-        """The prompt's token ids, with the default system prompt (the adapter's run's, else the
-        engine's) when the conversation has none."""
+    def conversation(self, messages: Messages, adapter: str | None = None) -> Messages:
+        """The conversation as the model sees it: the default system prompt (the adapter's
+        run's, else the engine's) first when it has none."""
         from ..generate import with_system
+
+        return with_system(messages, self.systems.get(adapter or "") or self.system)
+
+    def encode(
+        self,
+        messages: Messages,
+        tools: list | None = None,
+        adapter: str | None = None,
+        template_kwargs: dict | None = None,
+    ) -> list[int]:
+        """The prompt's token ids (`conversation`, chat-templated)."""
         from .tools import encode_chat
 
-        system = self.systems.get(adapter or "") or self.system
-        return encode_chat(self.tokenizer, with_system(messages, system), tools)
+        convo = self.conversation(messages, adapter)
+        return encode_chat(self.tokenizer, convo, tools, template_kwargs)
 
-    def submit(self, messages: Messages, params: Params, tools: list | None = None) -> Stream:
+    def submit(
+        self,
+        messages: Messages,
+        params: Params,
+        tools: list | None = None,
+        template_kwargs: dict | None = None,
+    ) -> Stream:
         """Queue a conversation; raise `RequestError` for one that breaks the limits."""
-        return self.submit_tokens(self.encode(messages, tools, params.adapter), params)
+        ids = self.encode(messages, tools, params.adapter, template_kwargs)
+        return self.submit_tokens(ids, params)
 
     def submit_text(self, prompt: str, params: Params) -> Stream:
         """Queue a plain-text prompt (`/v1/completions`): no chat template."""

@@ -26,9 +26,15 @@ PROBE = {
 _TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 
 
-def encode_chat(tokenizer: Any, messages: list[dict[str, Any]], tools: list | None) -> list[int]:
-    """Chat-template a conversation (with its tools) and add the assistant generation prompt."""
-    kw = {"tools": tools} if tools else {}
+def encode_chat(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    tools: list | None,
+    template_kwargs: dict | None = None,
+) -> list[int]:
+    """Chat-template a conversation (with its tools and the request's template arguments, such
+    as `enable_thinking`) and add the assistant generation prompt."""
+    kw = {**(template_kwargs or {}), **({"tools": tools} if tools else {})}
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kw)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
