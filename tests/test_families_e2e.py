@@ -106,3 +106,25 @@ def test_moe_lora_adapts_attention_not_the_router_or_the_experts(trained, monkey
 class _Script(io.StringIO):
     def isatty(self):
         return False
+
+
+def test_eval_scores_a_thinking_models_answer_not_its_reasoning(trained, monkeypatch):
+    """An R1 distill's prompt opens the reasoning: eval gives it room (THINKING_BUDGET more
+    tokens) and scores what follows the closing tag; a reasoning never closed is no answer.
+    The model's generation is replaced by known texts; its tokenizer and template are real."""
+    family, _, _, merged = trained
+    if family != "deepseek_r1_distill":
+        pytest.skip("one thinking family is enough here")
+    from idtune import evaluate, models
+
+    asked = []
+
+    def fake(model, tokenizer, conversations, max_new_tokens, **kw):
+        asked.append(max_new_tokens)
+        return ["Who am I?\n</think>\n\nI am Nova.", "Let me think about"]
+
+    loaded = models.load(str(merged))
+    monkeypatch.setattr(generate, "generate_batch", fake)
+    run_batch = evaluate._model_generate(evaluate._Target("tuned", loaded), lambda n: None)
+    assert run_batch([ASK, ASK], 48) == ["I am Nova.", ""]
+    assert asked == [48 + evaluate.THINKING_BUDGET]

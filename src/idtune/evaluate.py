@@ -558,6 +558,9 @@ def _fold(model: Any, merged: bool) -> None:
         model.unmerge_adapter()
 
 
+THINKING_BUDGET = 512  # extra new tokens for a thinking model's reasoning before its answer
+
+
 def _model_generate(target: _Target, advance: Callable[[int], None]) -> Generate:
     from . import generate as gen
 
@@ -571,8 +574,10 @@ def _model_generate(target: _Target, advance: Callable[[int], None]) -> Generate
 
     def generate_with(conversations: list[Messages], max_new_tokens: int) -> list[str]:
         ld = target.loaded
+        fam = gen.family_of(ld.tokenizer)
+        thinks = fam is not None and fam.thinks  # room for the reasoning before the answer
         kwargs = dict(
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=max_new_tokens + (THINKING_BUDGET if thinks else 0),
             batch_size=BATCH_SIZE,
             template=ld.template,
             on_batch=advance,
@@ -580,9 +585,12 @@ def _model_generate(target: _Target, advance: Callable[[int], None]) -> Generate
         if target.disable_adapter:
             _fold(ld.model, False)
             with ld.model.disable_adapter():
-                return gen.generate_batch(ld.model, ld.tokenizer, conversations, **kwargs)
-        _fold(ld.model, True)
-        return gen.generate_batch(ld.model, ld.tokenizer, conversations, **kwargs)
+                out = gen.generate_batch(ld.model, ld.tokenizer, conversations, **kwargs)
+        else:
+            _fold(ld.model, True)
+            out = gen.generate_batch(ld.model, ld.tokenizer, conversations, **kwargs)
+        # a thinking model is scored on its answer, not its reasoning
+        return [gen.split_reasoning(ld.tokenizer, c, a)[1] for c, a in zip(conversations, out)]
 
     return run_batch
 
