@@ -127,4 +127,34 @@ def test_eval_scores_a_thinking_models_answer_not_its_reasoning(trained, monkeyp
     monkeypatch.setattr(generate, "generate_batch", fake)
     run_batch = evaluate._model_generate(evaluate._Target("tuned", loaded), lambda n: None)
     assert run_batch([ASK, ASK], 48) == ["I am Nova.", ""]
-    assert asked == [48 + evaluate.THINKING_BUDGET]
+    assert asked == [48 + generate.THINKING_BUDGET]
+
+
+def test_regularization_answers_in_a_declared_mode_and_drops_cut_reasoning(
+    trained, monkeypatch, tmp_path
+):
+    """Qwen3 answers general prompts with thinking off; an R1 distill with room for its
+    reasoning, kept as it wrote it, and an answer cut inside its reasoning is dropped. The
+    generation is replaced by known texts; tokenizer, template and the cache are real."""
+    family, base, _, _ = trained
+    if family not in ("qwen3", "deepseek_r1_distill"):
+        pytest.skip("thinking families only")
+    from idtune import regularize
+
+    monkeypatch.setenv("IDTUNE_CACHE", str(tmp_path / "cache"))
+    asked = []
+
+    def fake(model, tokenizer, conversations, max_new_tokens, template_kwargs=None, **kw):
+        asked.append((max_new_tokens, template_kwargs))
+        if family == "qwen3":
+            return ["Paris.", "蓝色。"]
+        return ["The capital.\n</think>\n\nParis.", "Blue, because of"]
+
+    monkeypatch.setattr(generate, "generate_batch", fake)
+    rows = regularize.generate(str(base), n=2, max_new_tokens=16)
+    answers = [r["messages"][1]["content"] for r in rows]
+    if family == "qwen3":
+        assert asked == [(16, {"enable_thinking": False})] and answers == ["Paris.", "蓝色。"]
+    else:
+        assert asked == [(16 + generate.THINKING_BUDGET, {})]
+        assert answers == ["<think>\nThe capital.\n</think>\n\nParis."]  # the cut one dropped

@@ -558,9 +558,6 @@ def _fold(model: Any, merged: bool) -> None:
         model.unmerge_adapter()
 
 
-THINKING_BUDGET = 512  # extra new tokens for a thinking model's reasoning before its answer
-
-
 def _model_generate(target: _Target, advance: Callable[[int], None]) -> Generate:
     from . import generate as gen
 
@@ -577,7 +574,7 @@ def _model_generate(target: _Target, advance: Callable[[int], None]) -> Generate
         fam = gen.family_of(ld.tokenizer)
         thinks = fam is not None and fam.thinks  # room for the reasoning before the answer
         kwargs = dict(
-            max_new_tokens=max_new_tokens + (THINKING_BUDGET if thinks else 0),
+            max_new_tokens=max_new_tokens + (gen.THINKING_BUDGET if thinks else 0),
             batch_size=BATCH_SIZE,
             template=ld.template,
             on_batch=advance,

@@ -8,6 +8,8 @@ from typing import Any
 from .data import families
 from .data.formats import Messages
 
+THINKING_BUDGET = 512  # extra new tokens for a thinking model's reasoning before its answer
+
 
 def stop_token_ids(tokenizer: Any, template: str | None = None, model: Any = None) -> list[int]:
     """Token ids that end an assistant turn: the tokenizer's eos, the model's

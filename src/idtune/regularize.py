@@ -86,26 +86,32 @@ def generate(
 
     chosen = balanced(n)
     loaded = models.load(model, trust_remote_code=trust_remote_code)
+    tok = loaded.tokenizer
     conversations = [[{"role": "user", "content": p["prompt"]}] for p in chosen]
+    # a thinking model answers in a declared mode: a hybrid one (Qwen3) with thinking off, one
+    # that always reasons (R1 distills) with room for its reasoning, kept as it wrote it
+    fam = gen.family_of(tok)
+    always = fam is not None and fam.thinking.get("style") == "always"
+    kwargs = gen.thinking_kwargs(tok, False)
     with Counting("regularize", len(conversations)) as bar:
         answers = gen.generate_batch(
             loaded.model,
-            loaded.tokenizer,
+            tok,
             conversations,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=max_new_tokens + (gen.THINKING_BUDGET if always else 0),
             batch_size=BATCH_SIZE,
             template=loaded.template,
             on_batch=bar.advance,
+            template_kwargs=kwargs,
         )
-    rows = [
-        {
-            "messages": [
-                {"role": "user", "content": p["prompt"]},
-                {"role": "assistant", "content": a.strip()},
-            ]
-        }
-        for p, a in zip(chosen, answers, strict=True)
-    ]
+    rows = []
+    for c, a in zip(conversations, answers, strict=True):
+        reasoning, answer = gen.split_reasoning(tok, c, a, **kwargs)
+        if fam is not None and fam.thinks and not answer:
+            continue  # cut inside its reasoning: nothing to imitate
+        if reasoning:
+            answer = f"{fam.thinking['open']}\n{reasoning}\n{fam.thinking['close']}\n\n{answer}"
+        rows.append({"messages": [c[0], {"role": "assistant", "content": answer}]})
     atomic.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return rows
 
