@@ -163,3 +163,43 @@ def test_real_engine_answer_appears(browser, tiny_model):
         page.close()
         bg.stop()
         engine.close()
+
+
+class ThinkingEngine(ScriptedEngine):
+    """Scripty with a Qwen3 tokenizer: it reasons first, then answers."""
+
+    def __init__(self, tokenizer) -> None:
+        super().__init__()
+        self.tokenizer = tokenizer
+
+    def answer(self, messages: list[dict[str, str]]) -> str:
+        turns = sum(m["role"] == "user" for m in messages)
+        return f"<think>\nThey ask {turns}; be brief.\n</think>\n\nAnswer {turns} here."
+
+
+def test_a_thinking_models_reasoning_is_folded_above_its_answer(browser, tiny_tokenizer):
+    from pathlib import Path
+
+    tiny_tokenizer.chat_template = (
+        Path(__file__).parent / "data" / "templates" / "qwen3.jinja"
+    ).read_text("utf-8")
+    engine = ThinkingEngine(tiny_tokenizer)
+    bg = server.Background(server.build_app(engine))
+    page = browser.new_page()
+    try:
+        page.goto(f"{bg.url}/")
+        ask(page, "Who are you?", lambda text: "Answer 1 here." in text)
+        fold = page.get_by_text("Reasoning").first
+        fold.wait_for()
+        assert not page.get_by_text("They ask 1; be brief.").first.is_visible()  # folded
+        assert "<think>" not in page.content()
+        fold.click()
+        page.get_by_text("They ask 1; be brief.").first.wait_for(state="visible")
+        ask(page, "And again?", lambda text: "Answer 2 here." in text)
+        # the reasoning went back in nowhere: only the answers are history
+        assert [m["content"] for m in engine.seen[-1] if m["role"] == "assistant"] == [
+            "Answer 1 here."
+        ]
+    finally:
+        page.close()
+        bg.stop()

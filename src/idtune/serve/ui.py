@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ..generate import reasoning_split
 from .engine import ChatEngine, Delta, Failed, Params, RequestError
 
 
@@ -22,6 +23,8 @@ def history_messages(history: list[dict[str, Any]]) -> list[dict[str, str]]:
             )
         else:
             text = content if isinstance(content, str) else ""
+        if (m.get("metadata") or {}).get("title"):
+            continue  # a folded reasoning block: templates keep no past reasoning either
         if m.get("role") in ("user", "assistant", "system"):
             out.append({"role": m["role"], "content": text})
     return out
@@ -62,18 +65,36 @@ def build_ui(engine: ChatEngine, url: str = "http://127.0.0.1:7860", keyed: bool
             stream = engine.submit(messages, Params())
         except RequestError as e:
             raise gr.Error(str(e)) from None
-        text = ""
+        tokenizer = getattr(engine, "tokenizer", None)
+        split = reasoning_split(tokenizer, messages) if tokenizer is not None else None
+        text, reasoning, answer = "", "", ""
+
+        def shown(done: bool) -> Any:
+            """The answer so far; a thinking model's reasoning folded above it."""
+            if split is None:
+                return text
+            fold = {"title": "Reasoning", "status": "done" if done or answer else "pending"}
+            return [
+                *([gr.ChatMessage(reasoning, metadata=fold)] if reasoning else []),
+                gr.ChatMessage(answer),
+            ]
+
         try:
             async for event in stream:
                 if isinstance(event, Delta):
                     text += event.text
-                    yield text
+                    if split is not None:
+                        r, a = split.feed(event.text)
+                        reasoning, answer = reasoning + r, answer + a
+                    yield shown(False)
                 elif isinstance(event, Failed):
                     raise gr.Error(event.message)
         finally:  # the tab closed or Stop was pressed: free the engine's row
             stream.cancel()
-        if not text:
-            yield text
+        if split is not None:
+            r, a = split.flush()
+            reasoning, answer = reasoning + r, answer + a
+        yield shown(True)
 
     description = getattr(engine, "description", None) or (
         f"Model `{engine.model_id}` · OpenAI-compatible API at [`/v1`]({url}/v1/docs)"
