@@ -197,3 +197,37 @@ def test_chat_think_toggle_reaches_the_template_and_history_keeps_the_answer(tmp
     assert "(thinking off)" in lines and "(thinking on)" in lines
     assert [kw for _, kw in seen] == [{}, {"enable_thinking": False}, {"enable_thinking": True}]
     assert seen[1][0][1] == {"role": "assistant", "content": "answer 1"}  # no reasoning kept
+
+
+REAL_OF = {"qwen3": "qwen3", "deepseek_r1_distill": "deepseek-r1-distill-qwen", "gemma3": "gemma3",
+           "llama3.1": "llama3.1"}  # fmt: skip
+CONVERSATIONS = [
+    [{"role": "user", "content": "Who are you?"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Who are you?"}],
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+     {"role": "user", "content": "Who made you?"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Who are you?"},
+     {"role": "assistant", "content": "<think>\nName.\n</think>\n\nI am Nova."}],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(REAL_OF))
+def test_named_templates_of_current_families_render_as_the_real_ones(name, tiny_tokenizer):
+    """`--prompt-template NAME` for a checkpoint without a template: idtune's own template of
+    the family renders plain conversations exactly as the published one does (the last answer
+    as training renders it, with and without a generation prompt, both thinking modes)."""
+    tok = tiny_tokenizer
+    tok.bos_token = "<s>"
+
+    def text(template: str, messages: list[dict], **kw) -> str:
+        tok.chat_template = template
+        gen = messages[-1]["role"] != "assistant"
+        return tok.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=gen, date_string="26 Jul 2024", **kw
+        )
+
+    own, real = templates.get(name), REAL[REAL_OF[name]]
+    assert families.by_template(own).name == name
+    for messages in CONVERSATIONS:
+        for kw in ({}, {"enable_thinking": False}):
+            assert text(own, messages, **kw) == text(real, messages, **kw), (messages, kw)
