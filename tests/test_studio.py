@@ -1,5 +1,7 @@
 """`idtune studio` in headless chromium: the whole path on a tiny model, through real `idtune`
-processes (train, eval, merge, export, push, deploy), and a studio killed mid-training.
+processes (train, eval, merge, export, push, deploy), and a studio killed mid-training. Each page
+logs in first; the model, probe file and push remote live in the runs folder, where the studio
+keeps everything it touches (tests/test_studio_security.py checks the door and those walls).
 
 Screenshots of each step go to $IDTUNE_STUDIO_SHOTS (README's come from `docs/studio/`), else
 to the test's temporary directory. Needs /usr/bin/chromium, like test_serve_browser.py.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +31,10 @@ from idtune.ports import free_port
 from idtune.serve import server
 from idtune.studio import build_app, jobs
 
+PASSWORD = "studio-test-password"
+TRAINING_S = 600.0  # the last-resort bound of a few tiny training steps (a loaded 2-core CI)
+JOB_S = 300.0  # the same for a job (eval, merge, push, …), which ends as done or failed first
+
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="run scripts/ensure_debian.sh"),
@@ -45,6 +52,8 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("IDTUNE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("IDTUNE_LLAMACPP_HOME", raising=False)
+    monkeypatch.setenv("IDTUNE_STUDIO_PASSWORD", PASSWORD)  # a studio started as a process
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))  # build_app sets it: undone
     yield tmp_path
     for job in jobs.all_jobs(tmp_path / "runs"):  # a failed test leaves no training behind
         if jobs.alive(job.pid):  # the wrapper leads a process group: its child goes too
@@ -68,6 +77,19 @@ def shots(tmp_path: Path) -> Path:
     return d
 
 
+def login(page, url: str, password: str = PASSWORD) -> None:
+    """Open the studio at `url`: its login page first, then the studio itself."""
+    page.goto(url)
+    page.locator("#password").fill(password)
+    page.locator("#login").click()
+    page.locator("#run-picker").wait_for()
+
+
+def model_in(runs_dir: Path, model: Path) -> Path:
+    """A copy of `model` in the runs folder (the studio takes model folders from there only)."""
+    return Path(shutil.copytree(model, runs_dir / "models" / model.name))
+
+
 def field(page, elem_id: str):
     return page.locator(f"#{elem_id}").locator("textarea, input").first
 
@@ -88,16 +110,45 @@ def job_state(page, verb: str) -> str:
     return m.group(1) if m else ""
 
 
-def wait_for(check, what: str, timeout: float = 90.0, page=None):
-    """Poll `check()` until it returns something truthy; fail naming `what`."""
+def wait_for(check, what: str, timeout: float = JOB_S, page=None, failed=None):
+    """Poll `check()` until it returns something truthy; fail naming `what`, at once when
+    `failed()` says the work ended without it, else after `timeout` (a last-resort bound)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = check()
         if got:
             return got
+        if failed is not None and (why := failed()):
+            raise AssertionError(f"{what}: the work ended without it: {why}")
         time.sleep(0.25)
     seen = text(page, "run-status") if page is not None else ""
     raise AssertionError(f"{what}: not within {timeout} s (status: {seen!r}; last: {got!r})")
+
+
+def job_ended(runs_dir: Path, run: Path, verb: str):
+    """For `wait_for(failed=…)`: the output of the run's latest `idtune VERB` job once it ended
+    without success (read from its record on disk, whatever the page shows)."""
+    job = jobs.latest(runs_dir, run, verb)
+    state = job.state() if job is not None else ""
+    return job.log if state not in ("", "running", "done") else None
+
+
+def plotted(page) -> set:
+    """(series, step) of every point the loss plot draws, with a colour."""
+    marks = page.locator("#loss-plot [aria-roledescription='point']")
+    out = set()
+    for mark in marks.all():
+        m = re.match(r"step: (\d+); loss: [^;]+; series: (\w+)", mark.get_attribute("aria-label"))
+        if m and mark.get_attribute("stroke"):
+            out.add((m.group(2), int(m.group(1))))
+    return out
+
+
+def logged(run: Path) -> set:
+    """(series, step) of every loss in the run's log.jsonl."""
+    rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    val = {("val", r["step"]) for r in rows if r.get("val_loss") is not None}
+    return {("train", r["step"]) for r in rows} | val
 
 
 def set_up_training(page, tiny_model: Path, max_steps: int, save_steps: int) -> None:
@@ -121,10 +172,11 @@ def set_up_training(page, tiny_model: Path, max_steps: int, save_steps: int) -> 
 @pytest.mark.slow
 def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
     runs_dir, out = tmp_path / "runs", shots(tmp_path)
-    bg = server.Background(build_app(runs_dir))
+    bg = server.Background(build_app(runs_dir, password=PASSWORD))
+    model = model_in(runs_dir, tiny_model)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
-        page.goto(f"{bg.url}/")
+        login(page, f"{bg.url}/")
         # 1. identity: the preview is the generator's, with the name in it
         fill(page, "name", "Nova")
         fill(page, "author", "Acme")
@@ -142,20 +194,26 @@ def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
         page.reload()  # the upload goes; what matters is on disk
 
         # 2. train: a real `idtune train` process; loss curve and a scored sample appear
-        set_up_training(page, tiny_model, max_steps=4, save_steps=2)
+        set_up_training(page, model, max_steps=4, save_steps=2)
         page.locator("#start").click()
         wait_for(lambda: "started nova" in text(page, "train-msg"), "the start", page=page)
         run = runs_dir / "nova"
-        wait_for(lambda: "finished" in text(page, "run-status"), "training", 180, page)
+        wait_for(
+            lambda: "finished" in text(page, "run-status"),
+            "training",
+            TRAINING_S,
+            page,
+            failed=lambda: job_ended(runs_dir, run, "train"),
+        )
         status = text(page, "run-status")
         assert "step 4 of 4" in status and "tokens/s" in status
-        lines = page.locator("#loss-plot .mark-line path")  # train and val, drawn in colour
-
-        def drawn() -> list:
-            return [(x.get_attribute("stroke"), bool(x.get_attribute("d"))) for x in lines.all()]
-
-        # a loaded CI machine can take a while to draw (it once missed 30 s beside a benchmark)
-        wait_for(lambda: len(drawn()) == 2 and all(s and d for s, d in drawn()), "the curves", 90)
+        # the curves show what log.jsonl holds, train and val in their colours: the val series
+        # came after the first draw, which once left it colourless (and this wait red on CI)
+        want = logged(run)
+        assert ("val", 4) in want and ("train", 4) in want
+        wait_for(lambda: plotted(page) == want, "the curves", JOB_S, page)
+        lines = page.locator("#loss-plot .mark-line path")
+        assert sorted(x.get_attribute("stroke") for x in lines.all()) == ["#2563eb", "#ea580c"]
         wait_for(lambda: "held-out probes" in text(page, "samples"), "the samples")
         samples = text(page, "samples")
         assert "held-out probes" in samples and re.search(r"[✓✗·] \[identity", samples)
@@ -167,18 +225,23 @@ def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
         data = runs_dir / jobs.STATE / "data" / "nova" / "identity.jsonl"
         assert len(data.read_text().splitlines()) == 40
         page.screenshot(path=str(out / "2-train.png"), full_page=True)
-        other = browser.new_page()  # another tab: the same run, read from disk
-        other.goto(f"{bg.url}/")
+        other = browser.new_page()  # another browser: the same run, read from disk
+        login(other, f"{bg.url}/")
         wait_for(lambda: "nova: finished · step 4 of 4" in text(other, "run-status"), "tab 2")
         other.close()
 
         # 3. evaluate: `idtune eval --compare-base`'s table and failing answers
-        probes = tmp_path / "probes.json"
+        probes = runs_dir / "probes.json"
         probes.write_text(json.dumps(SMALL, ensure_ascii=False))
         page.get_by_role("tab", name="3 · Evaluate").click()
         fill(page, "probes", probes)
         page.locator("#eval-btn").click()
-        wait_for(lambda: "tuned" in text(page, "eval-table"), "the eval table", 120, page)
+        wait_for(
+            lambda: "tuned" in text(page, "eval-table"),
+            "the eval table",
+            page=page,
+            failed=lambda: job_ended(runs_dir, run, "eval"),
+        )
         table = page.locator("#eval-table table")
         assert table.locator("th").all_inner_texts()[-2:] == ["base", "tuned"]
         assert (run / "eval.md").is_file() and text(page, "eval-fails").strip()
@@ -203,7 +266,7 @@ def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
         fill(page, "max-new", 12)
         fill(page, "question", asked)
         page.locator("#ask").click()
-        wait_for(lambda: "both answered" in text(page, "chat-msg"), "the answers", 60, page)
+        wait_for(lambda: "both answered" in text(page, "chat-msg"), "the answers", page=page)
         tok = tuned.tokenizer
         tok.chat_template = tuned.base_chat_template
         question = [{"role": "user", "content": asked}]
@@ -221,12 +284,17 @@ def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
         merged = runs_dir / "nova-merged"
         assert field(page, "merge-out").input_value() == str(merged)
         page.locator("#merge-btn").click()
-        wait_for(lambda: job_state(page, "merge") == "done", "the merge", 90, page)
+        wait_for(
+            lambda: job_state(page, "merge") == "done",
+            "the merge",
+            page=page,
+            failed=lambda: job_ended(runs_dir, run, "merge"),
+        )
         assert f"merged model written to {merged}" in text(page, "merge-job")
         assert text(page, "merge-job").startswith(f"idtune merge · done · output: {merged}")
         assert (merged / "config.json").is_file() and list(merged.glob("*.safetensors"))
         page.locator("#export-btn").click()
-        wait_for(lambda: job_state(page, "export") == "failed", "the export", 60, page)
+        wait_for(lambda: job_state(page, "export") == "failed", "the export", page=page)
         assert "make llamacpp" in text(page, "export-job")  # the one line, where it shows
         bare(tmp_path / "hub" / "nova.git")
         with LocalHub(tmp_path / "hub", TOKEN) as hub_server:  # git over http, with a token
@@ -234,21 +302,26 @@ def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
             fill(page, "token", TOKEN)
             page.locator("#allow-http input[type=checkbox]").check()
             page.locator("#push-btn").click()
-            wait_for(lambda: job_state(page, "push") == "failed", "the http push", 90, page)
+            wait_for(lambda: job_state(page, "push") == "failed", "the http push", page=page)
         assert f"oauth2:{TOKEN}" in hub_server.seen  # the token reached the hub named
         assert "lfs" in text(page, "push-job")  # that test hub serves no LFS: it ends there
         assert field(page, "token").input_value() == ""  # and the token left the page
-        remote = bare(tmp_path / "hub" / "local.git")  # git-lfs itself serves file:// remotes
+        remote = bare(runs_dir / "hub" / "local.git")  # git-lfs itself serves file:// remotes
         fill(page, "push-to", remote)
         page.locator("#push-btn").click()
-        wait_for(lambda: remote in text(page, "push-job"), "the second push", 30, page)
-        wait_for(lambda: job_state(page, "push") == "done", "the push", 90, page)
+        wait_for(lambda: remote in text(page, "push-job"), "the second push", page=page)
+        wait_for(
+            lambda: job_state(page, "push") == "done",
+            "the push",
+            page=page,
+            failed=lambda: job_ended(runs_dir, run, "push"),
+        )
         assert text(page, "push-job").startswith(f"idtune push · done · output: {remote}")
         tree = subprocess.run(
             [
                 "git",
                 "--git-dir",
-                str(tmp_path / "hub" / "local.git"),
+                str(runs_dir / "hub" / "local.git"),
                 "ls-tree",
                 "--name-only",
                 "main",
@@ -259,7 +332,12 @@ def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
         assert "config.json" in tree.split() and "README.md" in tree.split()
         fill(page, "deploy-model", "hf:acme/nova")
         page.locator("#deploy-btn").click()
-        wait_for(lambda: job_state(page, "deploy") == "done", "the deploy", 60, page)
+        wait_for(
+            lambda: job_state(page, "deploy") == "done",
+            "the deploy",
+            page=page,
+            failed=lambda: job_ended(runs_dir, run, "deploy"),
+        )
         space = runs_dir / "nova-space"
         assert str(space) in text(page, "deploy-job") and (space / "app.py").is_file()
         page.screenshot(path=str(out / "5-ship.png"), full_page=True)
@@ -294,6 +372,7 @@ def start_studio(runs_dir: Path, port: int) -> subprocess.Popen:
     )
     line = proc.stdout.readline()
     assert line.startswith(f"idtune studio: http://127.0.0.1:{port}/"), line
+    assert proc.stdout.readline().strip() == "log in with the password from IDTUNE_STUDIO_PASSWORD"
     return proc
 
 
@@ -305,13 +384,21 @@ def step_of(page) -> int:
 @pytest.mark.slow
 def test_a_new_studio_sees_the_run_and_resumes_it(browser, env, tiny_model, tmp_path):
     runs_dir, port = tmp_path / "runs", free_port()
+    run = runs_dir / "nova"
     studio = start_studio(runs_dir, port)
+    model = model_in(runs_dir, tiny_model)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
-        page.goto(f"http://127.0.0.1:{port}/")
-        set_up_training(page, tiny_model, max_steps=100_000, save_steps=3)
+        login(page, f"http://127.0.0.1:{port}/")
+        set_up_training(page, model, max_steps=100_000, save_steps=3)
         page.locator("#start").click()
-        wait_for(lambda: step_of(page) >= 4, "the first checkpoint", 120, page)
+        wait_for(
+            lambda: step_of(page) >= 4,
+            "the first checkpoint",
+            TRAINING_S,
+            page,
+            failed=lambda: job_ended(runs_dir, run, "train"),
+        )
         studio.send_signal(signal.SIGKILL)  # the studio dies; the training goes on
         studio.wait()
         page.close()
@@ -320,15 +407,15 @@ def test_a_new_studio_sees_the_run_and_resumes_it(browser, env, tiny_model, tmp_
 
         studio = start_studio(runs_dir, port)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(f"http://127.0.0.1:{port}/")
-        wait_for(lambda: "nova" in text(page, "run-status"), "the run, found again", 60, page)
+        login(page, f"http://127.0.0.1:{port}/")
+        wait_for(lambda: "nova" in text(page, "run-status"), "the run, found again", page=page)
         assert "running" in text(page, "run-status")
         seen = step_of(page)
-        wait_for(lambda: step_of(page) > seen, "progress after the restart", 60, page)
+        wait_for(lambda: step_of(page) > seen, "progress after the restart", page=page)
         assert "of 100000" in text(page, "run-status") and "ETA" in text(page, "run-status")
         page.get_by_role("tab", name="2 · Train").click()
         page.locator("#stop").click()
-        wait_for(lambda: "resumable from step-" in text(page, "run-status"), "the stop", 60, page)
+        wait_for(lambda: "resumable from step-" in text(page, "run-status"), "the stop", page=page)
         stopped = jobs.for_run(runs_dir, runs_dir / "nova", "train")[-1]
         assert stopped.state() == "stopped" and not jobs.alive(stopped.pid)
         ckpt = int(re.search(r"step-(\d+)", text(page, "run-status")).group(1))
@@ -341,13 +428,13 @@ def test_a_new_studio_sees_the_run_and_resumes_it(browser, env, tiny_model, tmp_
             "the resumed job",
         )
         assert resumed.argv[-1] == "--resume"
-        wait_for(lambda: "resumed from" in resumed.log, "the resume", 90, page)
+        wait_for(lambda: "resumed from" in resumed.log, "the resume", TRAINING_S, page)
         assert f"step-{ckpt} at step {ckpt}" in resumed.log
-        wait_for(lambda: step_of(page) > ckpt, "steps after the checkpoint", 90, page)
+        wait_for(lambda: step_of(page) > ckpt, "steps after the checkpoint", TRAINING_S, page)
         assert "running" in text(page, "run-status")
         page.screenshot(path=str(shots(tmp_path) / "6-resumed.png"))
         page.locator("#stop").click()
-        wait_for(lambda: jobs.read(Path(resumed.path)).rc is not None, "the second stop", 60)
+        wait_for(lambda: jobs.read(Path(resumed.path)).rc is not None, "the second stop")
         steps = [
             json.loads(x)["step"]
             for x in (runs_dir / "nova" / "log.jsonl").read_text().splitlines()
@@ -406,9 +493,12 @@ def test_a_run_from_the_command_line_shows_up(env, tiny_model, tmp_path, capsys)
 
 def test_uploaded_files_are_trained_on_and_a_bad_setting_is_one_line(env, tmp_path):
     from idtune.errors import UserError
-    from idtune.studio import steps
+    from idtune.studio import confine, steps
 
-    alpaca, sharegpt = tmp_path / "alpaca.json", tmp_path / "sharegpt.jsonl"
+    runs_dir = tmp_path / "runs"
+    uploads = confine.uploads_dir(runs_dir) / "0a1b2c"  # where Gradio puts what it receives
+    uploads.mkdir(parents=True)
+    alpaca, sharegpt = uploads / "alpaca.json", uploads / "sharegpt.jsonl"
     alpaca.write_text(json.dumps([{"instruction": "Who are you?", "output": "I am Nova."}] * 3))
     turns = [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello, I am Nova."}]
     sharegpt.write_text(json.dumps({"conversations": turns}) + "\n")
@@ -417,18 +507,17 @@ def test_uploaded_files_are_trained_on_and_a_bad_setting_is_one_line(env, tmp_pa
         steps.identity_rows("Nova", "Acme", "", "", ["en"], None)  # a cleared field
     with pytest.raises(UserError, match="^name and author: both are needed$"):
         steps.identity_rows("Nova", " ", "", "", ["en"], 10)
-    n, line = steps.check_upload(files)
+    n, line = steps.check_upload(runs_dir, files)
     assert line == f"{n} conversations in {', '.join(Path(f).name for f in files)}: all readable"
     ident = {"name": "Nova", "author": "Acme", "name_zh": "", "author_zh": "", "langs": ["en"],
              "n": 10, "seed": 0}  # fmt: skip
-    runs_dir = tmp_path / "runs"
     with pytest.raises(UserError, match="^--set max_steps: key 'max_steps' must be int"):
         steps.start_training(
-            runs_dir, "r", "identity-lora", "m", {}, "max_steps=many", ident, files
+            runs_dir, "r", "identity-lora", "acme/m", {}, "max_steps=many", ident, files
         )
     assert jobs.all_jobs(runs_dir) == []  # refused before anything started
-    job = steps.start_training(runs_dir, "Nova 2", "identity-lora", "m", {"lr": 0.01}, "", ident,
-                               files)  # fmt: skip
+    job = steps.start_training(runs_dir, "Nova 2", "identity-lora", "acme/m", {"lr": 0.01}, "",
+                               ident, files)  # fmt: skip
     kept = sorted((runs_dir / jobs.STATE / "data" / "nova-2").iterdir())
     assert [p.read_bytes() for p in kept] == [Path(f).read_bytes() for f in files]
     data = next(a for a in job.argv if a.startswith("data="))
@@ -437,7 +526,7 @@ def test_uploaded_files_are_trained_on_and_a_bad_setting_is_one_line(env, tmp_pa
     assert not any(a.startswith("identity.name_zh") for a in job.argv)  # empty: left out
     wait_for(lambda: jobs.read(Path(job.path)).pid, "the wrapper")
     assert jobs.stop(job)
-    wait_for(lambda: jobs.read(Path(job.path)).rc is not None, "the stop", 60)
+    wait_for(lambda: jobs.read(Path(job.path)).rc is not None, "the stop")
     assert jobs.read(Path(job.path)).state() == "stopped"
 
 

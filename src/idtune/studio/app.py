@@ -2,6 +2,7 @@
 
 Nothing about runs lives in the browser session: the run picker lists what is on disk, and a
 timer re-reads the chosen run's files, so every tab (and a studio started later) shows the same.
+A faster timer looks only at the run's log.jsonl and redraws the loss curves when it changed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ..errors import UserError
 from . import jobs, runs, steps, talk
 
 TICK_S = 2.0  # how often the page re-reads the chosen run
+CURVE_S = 0.5  # how often the page asks whether the run's log.jsonl changed (a stat, no read)
 SERIES = {"train": "#2563eb", "val": "#ea580c"}  # the loss curves' colours
 HELP = (
     "# idtune studio\n"
@@ -22,6 +24,7 @@ HELP = (
     "4 · **Chat** · 5 · **Ship**. Runs live in `{runs}`: one started with `idtune train` in a "
     "terminal shows up here too, and closing this page stops nothing."
 )
+INTO = "Into directory (in the runs folder)"
 LABELS = {
     "method": "Method",
     "epochs": "Epochs",
@@ -97,15 +100,25 @@ def build(runs_dir: Path):
                         list(ALIASES),
                         value=DEFAULT_MODEL,
                         allow_custom_value=True,
-                        label="Model: alias, local directory or hub id",
+                        label="Model: alias, hub id or a folder in the runs folder",
                         elem_id="model",
                     )
                     recipe = gr.Dropdown(
-                        recipes.names(),
-                        value=recipe0,
-                        allow_custom_value=True,
-                        label="Recipe (or a YAML file)",
+                        recipes.names(), value=recipe0, label="Recipe", elem_id="recipe"
                     )
+                with gr.Row():
+                    trust = gr.Checkbox(
+                        False,
+                        label="Run the model's own Python code (trust_remote_code)",
+                        elem_id="trust",
+                    )
+                    confirm = gr.Checkbox(
+                        False,
+                        label="I have read these files: run them",
+                        elem_id="trust-confirm",
+                        visible=False,
+                    )
+                trust_files = gr.Markdown(elem_id="trust-files")
                 with gr.Row():
                     fields = {}
                     for key in steps.SETTINGS:
@@ -125,7 +138,8 @@ def build(runs_dir: Path):
                         fields[key] = box
                 more = gr.Textbox(
                     lines=2,
-                    label="More settings: KEY=VALUE per line (any recipe key, as with --set)",
+                    label="More settings: KEY=VALUE per line (recipe keys, as with --set; not "
+                    "those naming files or folders)",
                     elem_id="more",
                 )
                 with gr.Row():
@@ -149,7 +163,8 @@ def build(runs_dir: Path):
             # ---------------------------------------------------------- 3. evaluate
             with gr.Tab("3 · Evaluate"):
                 probes = gr.Textbox(
-                    label="Probe file (empty: the shipped probes)", elem_id="probes"
+                    label="Probe file in the runs folder (empty: the shipped probes)",
+                    elem_id="probes",
                 )
                 eval_btn = gr.Button("Evaluate (tuned and base)", elem_id="eval-btn")
                 eval_job = gr.Markdown(elem_id="eval-job")
@@ -175,19 +190,24 @@ def build(runs_dir: Path):
             with gr.Tab("5 · Ship"):
                 with gr.Group():
                     gr.Markdown("**Merge**: the adapter folded into the base model")
-                    merge_out = gr.Textbox(label="Into directory", elem_id="merge-out")
+                    merge_out = gr.Textbox(label=INTO, elem_id="merge-out")
                     merge_btn, merge_job = _job_area(gr, "Merge", "merge")
                 with gr.Group():
                     gr.Markdown("**Export**: GGUF and an Ollama Modelfile (needs `make llamacpp`)")
                     with gr.Row():
-                        gguf_out = gr.Textbox(label="Into directory", elem_id="gguf-out")
+                        gguf_out = gr.Textbox(label=INTO, elem_id="gguf-out")
                         quant = gr.Dropdown(["q8_0", "f16", "q4_k_m"], value="q8_0", label="Quant")
                     export_btn, export_job = _job_area(gr, "Export GGUF", "export")
                 with gr.Group():
                     gr.Markdown("**Push**: to a git remote or `hf:USER/REPO`, with a model card")
                     with gr.Row():
-                        push_dir = gr.Textbox(label="Directory to push", elem_id="push-dir")
-                        push_to = gr.Textbox(label="To", elem_id="push-to")
+                        push_dir = gr.Textbox(
+                            label="Directory to push (in the runs folder)", elem_id="push-dir"
+                        )
+                        push_to = gr.Textbox(
+                            label="To: a git URL, hf:USER/REPO or a repository in the runs folder",
+                            elem_id="push-to",
+                        )
                         token = gr.Textbox(
                             label="Token (used for this push only, kept nowhere)",
                             type="password",
@@ -208,10 +228,11 @@ def build(runs_dir: Path):
                         deploy_model = gr.Textbox(
                             label="Model repository (where you pushed it)", elem_id="deploy-model"
                         )
-                        deploy_out = gr.Textbox(label="Into directory", elem_id="deploy-out")
+                        deploy_out = gr.Textbox(label=INTO, elem_id="deploy-out")
                     deploy_btn, deploy_job = _job_area(gr, "Write the app folder", "deploy")
 
         # ------------------------------------------------------------------ wiring
+        agreed = gr.State([])  # the files of the model's own code the user confirmed
         identity_inputs = [name, author, name_zh, author_zh, langs, n_conv, seed]
 
         def identity_of(*values: Any) -> dict:
@@ -230,9 +251,29 @@ def build(runs_dir: Path):
             if not paths:
                 return ""
             try:
-                return "✅ " + steps.check_upload(paths)[1]
+                return "✅ " + steps.check_upload(runs_dir, paths)[1]
             except UserError as e:
                 return _error(e)
+
+        def show_code(mdl, wanted):
+            """Which files the model's own code is, shown before it may run."""
+            hidden = gr.update(visible=False, value=False)
+            try:
+                files = steps.remote_code(runs_dir, mdl, wanted)
+            except UserError as e:
+                return (_error(e) if wanted else ""), hidden, []
+            if not files:
+                return "", hidden, []
+            listed = ", ".join(f"`{f}`" for f in files)
+            note = f"⚠️ `idtune train` will run this model's own code: {listed}. Read it first."
+            return note, gr.update(visible=True, value=False), []
+
+        def do_confirm(ok, mdl, wanted):
+            """The files confirmed, as they are now (a file added later is not confirmed)."""
+            try:
+                return steps.remote_code(runs_dir, mdl, wanted) if ok else []
+            except UserError:
+                return []
 
         def do_recipe(name_of_recipe):
             try:
@@ -241,7 +282,7 @@ def build(runs_dir: Path):
                 return [gr.skip()] * len(fields) + [_error(e)]
             return [values[k] for k in steps.SETTINGS] + [""]
 
-        def do_start(run_label, rname, rcp, mdl, more_text, files, *rest):
+        def do_start(run_label, rname, rcp, mdl, more_text, files, wanted, agreed, *rest):
             ident = identity_of(*rest[: len(identity_inputs)])
             settings = dict(zip(steps.SETTINGS, rest[len(identity_inputs) :]))
             settings = {k: _number(v) for k, v in settings.items()}
@@ -255,6 +296,8 @@ def build(runs_dir: Path):
                     more_text,
                     ident,
                     [str(f) for f in files or []],
+                    trust=bool(wanted),
+                    confirmed=agreed,
                 )
             except UserError as e:
                 return gr.skip(), _error(e)
@@ -288,45 +331,51 @@ def build(runs_dir: Path):
             merged = f"{base}-merged"
             return merged, f"{base}-gguf", merged, f"{base}-space"
 
-        def tick(run_label, known, drawn):
+        def tick(run_label, known, sent):
+            """Everything shown about the run; only what changed since the last tick is sent."""
             names = choices()
             picker = gr.update(choices=names) if names != known else gr.skip()
             run = pick(run_label)
             if run is None:
-                blank = ["Pick a run, or start one in step 2."] + [""] * 9
-                return [picker, names, drawn, *blank[:1], gr.skip(), *blank[1:]]
-            points = runs.loss_rows(run)
-            sig = (str(run), len(points))
-            plot = (_frame(points) if points else None) if sig != drawn else gr.skip()
-            table, fails = runs.eval_report(run)
-            latest = {
-                v: steps.job_markdown(jobs.latest(runs_dir, run, v))
-                for v in ("train", "eval", "merge", "export", "push", "deploy")
-            }
-            return [
-                picker,
-                names,
-                sig,
-                runs.status_markdown(runs_dir, run),
-                plot,
-                runs.latest_samples(run),
-                latest["train"],
-                latest["eval"],
-                table,
-                fails or ("(none)" if table else ""),
-                latest["merge"],
-                latest["export"],
-                latest["push"],
-                latest["deploy"],
-            ]
+                shown = ["Pick a run, or start one in step 2."] + [""] * 9
+            else:
+                table, fails = runs.eval_report(run)
+                latest = {
+                    v: steps.job_markdown(jobs.latest(runs_dir, run, v))
+                    for v in ("train", "eval", "merge", "export", "push", "deploy")
+                }
+                shown = [
+                    runs.status_markdown(runs_dir, run),
+                    runs.latest_samples(run),
+                    latest["train"],
+                    latest["eval"],
+                    table,
+                    fails or ("(none)" if table else ""),
+                    latest["merge"],
+                    latest["export"],
+                    latest["push"],
+                    latest["deploy"],
+                ]
+            sent = sent or [None] * len(shown)
+            changed = [gr.skip() if new == old else new for new, old in zip(shown, sent)]
+            return [picker, names, shown, *changed]
 
-        known, drawn = gr.State([]), gr.State(None)
+        def curves(run_label, drawn):
+            """The loss curves, redrawn when the run's log.jsonl changed since the last draw."""
+            run = pick(run_label)
+            sig = (str(run), runs.log_version(run)) if run is not None else None
+            if sig == drawn:
+                return gr.skip(), gr.skip()
+            points = runs.loss_rows(run) if run is not None else []
+            return (_frame(points) if points else None), sig
+
+        known, sent, drawn = gr.State([]), gr.State(None), gr.State(None)
+        curve_timer = gr.Timer(CURVE_S)
         tick_outputs = [
             run_box,
             known,
-            drawn,
+            sent,
             status,
-            loss,
             samples,
             train_log,
             eval_job,
@@ -340,17 +389,23 @@ def build(runs_dir: Path):
         preview_btn.click(do_preview, identity_inputs, preview)
         uploads.change(do_upload, uploads, upload_msg)
         recipe.change(do_recipe, recipe, [*fields.values(), train_msg])
+        for box in (model, trust):
+            box.change(show_code, [model, trust], [trust_files, confirm, agreed])
+        confirm.change(do_confirm, [confirm, model, trust], agreed)
         name.change(lambda n: steps.slug(n) if n else "", name, run_name)
         start_btn.click(
             do_start,
-            [run_box, run_name, recipe, model, more, uploads, *identity_inputs, *fields.values()],
+            [run_box, run_name, recipe, model, more, uploads, trust, agreed, *identity_inputs]
+            + list(fields.values()),
             [run_box, train_msg],
         )
         stop_btn.click(do_stop, run_box, train_msg)
         resume_btn.click(do_resume, run_box, train_msg)
         run_box.change(on_run, run_box, [merge_out, gguf_out, push_dir, deploy_out])
-        timer.tick(tick, [run_box, known, drawn], tick_outputs, show_progress="hidden")
-        refresh.click(tick, [run_box, known, drawn], tick_outputs)
+        timer.tick(tick, [run_box, known, sent], tick_outputs, show_progress="hidden")
+        refresh.click(tick, [run_box, known, sent], tick_outputs)
+        for trigger in (curve_timer.tick, run_box.change):
+            trigger(curves, [run_box, drawn], [loss, drawn], show_progress="hidden")
         demo.load(
             lambda: gr.update(choices=choices(), value=(choices() or [None])[0]), None, run_box
         )
@@ -368,15 +423,23 @@ def build(runs_dir: Path):
 
             return handler
 
-        eval_btn.click(do_job(steps.evaluate), [run_box, probes], eval_job)
-        merge_btn.click(do_job(steps.merge), [run_box, merge_out], merge_job)
-        export_btn.click(do_job(steps.export), [run_box, gguf_out, quant], export_job)
+        eval_btn.click(do_job(steps.evaluate), [run_box, probes], eval_job, api_name="evaluate")
+        merge_btn.click(do_job(steps.merge), [run_box, merge_out], merge_job, api_name="merge")
+        export_btn.click(
+            do_job(steps.export), [run_box, gguf_out, quant], export_job, api_name="export"
+        )
         push_btn.click(
-            do_job(steps.push), [run_box, push_dir, push_to, token, private, allow_http], push_job
+            do_job(steps.push),
+            [run_box, push_dir, push_to, token, private, allow_http],
+            push_job,
+            api_name="push",
         )
         push_btn.click(lambda: "", None, token)  # the token leaves the page once used
         deploy_btn.click(
-            do_job(steps.deploy), [run_box, target, deploy_out, deploy_model], deploy_job
+            do_job(steps.deploy),
+            [run_box, target, deploy_out, deploy_model],
+            deploy_job,
+            api_name="deploy",
         )
 
         def do_ask(run_label, q, tuned_hist, base_hist, cap):
@@ -439,8 +502,13 @@ def _number(value: Any) -> Any:
 
 def _frame(points: list[dict]):
     """The loss curve's DataFrame; typed even when empty (else the plot's axes become
-    categories, and stay so when the points come)."""
+    categories, and stay so when the points come). Every series is in it from the first point
+    (one without points yet as an empty value, which is not drawn): the plot fixes its colours
+    to the series of its first data, so a series that came later (val) was drawn colourless."""
     import pandas as pd
 
     types = {"step": "int64", "loss": "float64", "series": "str"}
-    return pd.DataFrame(points, columns=list(types)).astype(types)
+    have = {p["series"] for p in points}
+    first = points[0]["step"] if points else 0
+    empty = [{"step": first, "loss": None, "series": s} for s in SERIES if s not in have]
+    return pd.DataFrame(points + empty, columns=list(types)).astype(types)

@@ -98,10 +98,17 @@ def start(runs: Path, verb: str, run: Path, argv: list[str], env: dict | None = 
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # not in the studio's process group: Ctrl-C there spares it
-            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+            env={**_inherited(), **(env or {}), "PYTHONUNBUFFERED": "1"},
         )
     _CHILDREN[proc.pid] = proc
     return job
+
+
+def _inherited() -> dict:
+    """The studio's environment for a job, less the studio's own password."""
+    from .guard import PASSWORD_ENV
+
+    return {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
 
 
 def all_jobs(runs: Path) -> list[Job]:

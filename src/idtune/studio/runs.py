@@ -16,6 +16,7 @@ from .. import checkpoint
 from . import jobs
 
 RECENT_S = 120  # a run whose log moved this recently, with no studio job, is running elsewhere
+_LOGS: dict[str, tuple[tuple, list[dict]]] = {}  # log.jsonl → (its version, its rows)
 
 
 def find(runs: Path) -> list[Path]:
@@ -40,9 +41,30 @@ def label(runs: Path, run: Path) -> str:
     return str(Path(run).relative_to(runs))
 
 
+def log_version(run: Path) -> tuple | None:
+    """What changes whenever the run's log.jsonl does (inode, size, mtime): a stat, no read."""
+    try:
+        st = (Path(run) / "log.jsonl").stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def log_rows(run: Path) -> list[dict]:
+    """The rows of the run's log.jsonl, read again only when it changed."""
+    path = Path(run) / "log.jsonl"
+    version = log_version(run)
+    if version is None:
+        return []
+    cached = _LOGS.get(str(path))
+    if cached is None or cached[0] != version:
+        cached = _LOGS[str(path)] = (version, checkpoint.read_log(path))
+    return cached[1]
+
+
 def progress(run: Path) -> dict:
     """The latest numbers of a run's log: step, total, loss, val_loss, tokens/s, ETA (seconds)."""
-    rows = checkpoint.read_log(Path(run) / "log.jsonl")
+    rows = log_rows(run)
     if not rows:
         return {"step": 0, "total": None, "rows": rows}
     last = rows[-1]
@@ -108,7 +130,7 @@ def status_markdown(runs: Path, run: Path) -> str:
 
 def loss_rows(run: Path) -> list[dict]:
     """The loss curve's points: {step, loss, series} for train and, where measured, val."""
-    rows = checkpoint.read_log(Path(run) / "log.jsonl")
+    rows = log_rows(run)
     out = [{"step": r["step"], "loss": r["loss"], "series": "train"} for r in rows if "loss" in r]
     out += [
         {"step": r["step"], "loss": r["val_loss"], "series": "val"}

@@ -2,7 +2,9 @@
 CLI would run (checked first, so a bad value is one line on the page) and starts it as a job.
 
 Identity data and uploaded files are kept in `RUNS/.studio/data/`, so a run's `config.yaml`
-keeps pointing at files that stay.
+keeps pointing at files that stay. Every path comes through `confine` (inside RUNS); recipes are
+the built-in ones (a recipe file's values never reach the page); "more settings" sets no key
+that names a file or folder.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from .. import checkpoint, recipes
 from ..data import formats
 from ..errors import UserError
-from . import jobs
+from . import confine, jobs
 
 PREVIEW = 20  # conversations shown in the identity preview
 # The main settings the Train step shows, as recipe keys (the rest: "more settings").
@@ -31,6 +33,10 @@ SETTINGS = (
     "regularization.auto",
 )
 TOKEN_ENV = {"hf": "HF_TOKEN", "git": "IDTUNE_GIT_TOKEN"}  # where push reads a token
+# Recipe keys "more settings" refuses: those naming files or folders (the studio sets them, inside
+# RUNS), and trust_remote_code (its own box, which names the files it runs).
+PATH_KEYS = ("model", "data", "regularization.files", "output_dir")
+OWN_BOX = {"trust_remote_code": "the 'Run the model's own code' box (it names the files first)"}
 
 
 # ---------------------------------------------------------------- 1. identity
@@ -67,9 +73,11 @@ def preview_markdown(rows: list[dict], k: int = PREVIEW) -> str:
     return f"{len(rows)} conversations; the first {min(k, len(rows))}:\n\n" + "\n".join(out)
 
 
-def check_upload(paths: list[str]) -> tuple[int, str]:
-    """(conversations, a line about them) for uploaded files; errors as `FILE:LINE: …`, with the
-    file's own name in place of where the browser's upload was stored."""
+def check_upload(runs: Path, paths: list[str]) -> tuple[int, str]:
+    """(conversations, a line about them) for uploaded files (only files in the studio's upload
+    folder); errors as `FILE:LINE: …`, with the file's own name in place of where the browser's
+    upload was stored."""
+    paths = [str(confine.upload(runs, p)) for p in paths]
     try:
         n = len(formats.load_files(paths))
     except UserError as e:
@@ -81,9 +89,17 @@ def check_upload(paths: list[str]) -> tuple[int, str]:
 
 
 # ---------------------------------------------------------------- 2. train
+def builtin(recipe: str) -> str:
+    """A built-in recipe's name; anything else (a YAML path too) is one line."""
+    if recipe not in recipes.names():
+        raise UserError(f"recipe {recipe!r}: the studio trains the built-in recipes only "
+                        f"({', '.join(recipes.names())})")  # fmt: skip
+    return recipe
+
+
 def defaults(recipe: str) -> dict:
     """The recipe's values of SETTINGS (what the Train step shows before any change)."""
-    flat = recipes.to_dict(recipes.read_config(recipe))
+    flat = recipes.to_dict(recipes.read_config(builtin(recipe)))
     out = {}
     for key in SETTINGS:
         node = flat
@@ -103,10 +119,44 @@ def _sets(settings: dict, more: str) -> list[str]:
     for line in (more or "").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
-            if "=" not in line:
+            key, sep, value = line.partition("=")
+            if not sep:
                 raise UserError(f"more settings: {line!r}: expected KEY=VALUE")
-            out.append(line)
+            out.append(f"{_settable(key.strip())}={value.strip()}")
     return out
+
+
+def _settable(key: str) -> str:
+    """`key`, unless "more settings" may not set it (one line naming it)."""
+    if key in PATH_KEYS:
+        raise UserError(
+            f"more settings: {key} names a file or folder; the studio sets it, inside the runs "
+            "folder (the Model field, the Identity step's data, the run name)"
+        )
+    if key in OWN_BOX:
+        raise UserError(f"more settings: {key} is set with {OWN_BOX[key]}")
+    inner = [k for k in (*PATH_KEYS, *OWN_BOX) if k.startswith(key + ".")]
+    if inner:
+        raise UserError(f"more settings: {key}: set its keys one by one ({inner[0]} is not "
+                        "settable here)")  # fmt: skip
+    return key
+
+
+def remote_code(runs: Path, model: str, trust: bool) -> list[str]:
+    """The files `idtune train` would run from `model`'s own code: none unless `trust` is ticked
+    or the model's alias needs it (InternLM2); a model with no code of its own, when ticked, is
+    one line."""
+    from ..aliases import find
+
+    model = confine.model(runs, model)
+    alias = find(model)
+    if not (trust or (alias is not None and alias.trust_remote_code)):
+        return []
+    files = confine.remote_code(runs, model)
+    if not files:
+        raise UserError(f"model {model}: brings no code of its own (no auto_map in its "
+                        "config.json); untick 'Run the model's own code'")  # fmt: skip
+    return files
 
 
 def start_training(
@@ -118,38 +168,52 @@ def start_training(
     more: str,
     identity: dict,
     uploads: list[str],
+    trust: bool = False,
+    confirmed: list[str] | None = None,
 ) -> jobs.Job:
     """Write the data, check the settings as `idtune train` would, start it as a job.
 
     `identity` holds the Identity step's fields; `uploads` (when given) are trained on in place
-    of the generated identity data.
+    of the generated identity data. The model's own code runs only when `trust` is ticked (or
+    its alias needs it) and `confirmed` names exactly the files `remote_code` finds.
     """
-    runs = Path(runs)
+    runs = Path(runs).resolve()
     name = slug(run_name)
-    run = (runs / name).resolve()
+    run = confine.inside(runs, name, "run")
+    builtin(recipe)
+    model = confine.model(runs, model)
+    code = remote_code(runs, model, trust)
+    if code and list(confirmed or []) != code:
+        raise UserError(f"trust_remote_code would run {', '.join(code)}: confirm these files "
+                        "first")  # fmt: skip
     if run.exists() and any(run.iterdir()):
         raise UserError(f"run {name}: {run} exists; pick another run name, or resume it")
-    data_dir = runs / jobs.STATE / "data" / name
-    if uploads:
-        check_upload(uploads)
-        shutil.rmtree(data_dir, ignore_errors=True)
-        data_dir.mkdir(parents=True)
-        files = [shutil.copy(p, data_dir / f"{i}-{Path(p).name}") for i, p in enumerate(uploads)]
-    else:
-        rows = identity_rows(**identity)
-        files = [data_dir / "identity.jsonl"]
-        formats.write_jsonl(files[0], rows)
-    sets = [
-        f"model={model}",
-        f"data={','.join(str(Path(f).resolve()) for f in files)}",
-        f"output_dir={run}",
-    ]
+    sets = [f"model={model}", f"output_dir={run}"] + ["trust_remote_code=true"] * bool(code)
     for key in ("name", "author", "name_zh", "author_zh"):
         value = (identity.get(key) or "").strip()
         if value:
             sets.append(f"identity.{key}={value}")
     sets += _sets(settings, more)
-    recipes.read_config(recipe, sets)  # a bad value: one line, before anything starts
+    uploaded = [confine.upload(runs, p) for p in uploads]
+    if uploaded:
+        check_upload(runs, uploads)
+    rows = None if uploaded else identity_rows(**identity)
+    data_dir = runs / jobs.STATE / "data" / name
+    planned = [data_dir / f"{i}-{p.name}" for i, p in enumerate(uploaded)]
+    data = [str(f) for f in planned or [data_dir / "identity.jsonl"]]
+    sets.insert(1, f"data={','.join(data)}")
+    cfg = recipes.read_config(recipe, sets)  # a bad value: one line, before anything starts
+    if cfg.data != data or Path(cfg.output_dir) != run or cfg.model != model:
+        raise UserError("more settings: the model, data and run folder are the studio's to set")
+    for path in cfg.regularization.files:  # a built-in recipe's, if it names any
+        confine.inside(runs, path, "regularization.files")
+    if uploaded:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        data_dir.mkdir(parents=True)
+        for src, dst in zip(uploaded, planned):
+            shutil.copy(src, dst)
+    else:
+        formats.write_jsonl(data_dir / "identity.jsonl", rows)
     argv = ["train", recipe, *[x for s in sets for x in ("--set", s)]]
     return jobs.start(runs, "train", run, argv)
 
@@ -188,21 +252,23 @@ def _job(runs: Path, run: Path, verb: str, argv: list[str], env: dict | None = N
 
 
 def evaluate(runs: Path, run: Path, probes: str = "") -> jobs.Job:
-    """`idtune eval RUN --compare-base -o RUN` (the before/after table into RUN/eval.md)."""
+    """`idtune eval RUN --compare-base -o RUN` (the before/after table into RUN/eval.md); a
+    probe file from inside RUNS."""
     argv = ["eval", str(run), "--compare-base", "-o", str(run)]
     if (probes or "").strip():
-        argv += ["--probes", probes.strip()]
+        argv += ["--probes", str(confine.inside(runs, probes, "probe file"))]
     return _job(runs, run, "eval", argv)
 
 
 def merge(runs: Path, run: Path, out: str) -> jobs.Job:
-    """`idtune merge RUN OUT`."""
-    return _job(runs, run, "merge", ["merge", str(run), _out(out)])
+    """`idtune merge RUN OUT`, OUT inside RUNS."""
+    return _job(runs, run, "merge", ["merge", str(run), _out(runs, out, "merge output")])
 
 
 def export(runs: Path, run: Path, out: str, quant: str) -> jobs.Job:
-    """`idtune export gguf RUN OUT --quant QUANT`."""
-    return _job(runs, run, "export", ["export", "gguf", str(run), _out(out), "--quant", quant])
+    """`idtune export gguf RUN OUT --quant QUANT`, OUT inside RUNS."""
+    out = _out(runs, out, "export output")
+    return _job(runs, run, "export", ["export", "gguf", str(run), out, "--quant", quant])
 
 
 def push(
@@ -216,7 +282,9 @@ def push(
         raise UserError(
             "push: a password in the URL would be on the command line; put it in the token field"
         )
-    argv = ["push", _out(directory), "--to", to] + ["--private"] * private
+    to = confine.push_target(runs, to)
+    source = _out(runs, directory, "directory to push")
+    argv = ["push", source, "--to", to] + ["--private"] * private
     argv += ["--allow-http"] * allow_http
     env = {TOKEN_ENV["hf" if to.startswith("hf:") else "git"]: token} if token else None
     return _job(runs, run, "push", argv, env)
@@ -226,13 +294,14 @@ def deploy(runs: Path, run: Path, target: str, out: str, model: str) -> jobs.Job
     """`idtune deploy TARGET OUT --model MODEL`."""
     if not (model or "").strip():
         raise UserError("deploy: the model repository (where you pushed it) is needed")
-    return _job(runs, run, "deploy", ["deploy", target, _out(out), "--model", model.strip()])
+    out = _out(runs, out, "deploy output")
+    return _job(runs, run, "deploy", ["deploy", target, out, "--model", model.strip()])
 
 
-def _out(path: str) -> str:
+def _out(runs: Path, path: str, what: str) -> str:
     if not (path or "").strip():
-        raise UserError("an output directory is needed")
-    return str(Path(path.strip()).expanduser().resolve())
+        raise UserError(f"{what}: a directory is needed")
+    return str(confine.inside(runs, path, what))
 
 
 TAIL = {"train": 12, "eval": 3}  # lines of output shown (eval prints its table, shown apart)
