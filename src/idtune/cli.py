@@ -545,16 +545,41 @@ def studio_cmd(
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 7860,
     runs: Annotated[
-        Path, typer.Option(help="Runs folder: the studio's runs go here, and any found here show.")
+        Path,
+        typer.Option(
+            help="Runs folder: the studio's runs go here, and any found here show. Every path "
+            "the studio reads or writes (outputs, probe files, model folders) is inside it."
+        ),
     ] = Path("runs"),
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Login password: the file's first line. Else IDTUNE_STUDIO_PASSWORD; with "
+            "neither, a new one is printed once at start."
+        ),
+    ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="Another name the studio is reached by (its Host header; repeatable). "
+            "Loopback names and --host are always allowed; any other Host is refused.",
+        ),
+    ] = None,
 ) -> None:
     """The whole path in a browser: identity, train (watch it live), eval, chat, ship.
 
     Every step runs the same code as the CLI; training and the rest run as `idtune` processes
-    that outlive the page and the studio."""
+    that outlive the page and the studio.
+
+    Behind a login. Requests for another Host, or from another site's page, are refused.
+
+    A model's own code (trust_remote_code) runs only after you confirm its files."""
     from . import studio
 
-    studio.serve(host=host, port=port, runs=runs)
+    studio.serve(
+        host=host, port=port, runs=runs, password_file=password_file, allow_hosts=allow_host or []
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
