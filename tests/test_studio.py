@@ -446,6 +446,37 @@ def test_a_new_studio_sees_the_run_and_resumes_it(browser, env, tiny_model, tmp_
         studio.wait()
 
 
+def test_the_curves_follow_log_jsonl(browser, env, tmp_path):
+    """Lines appended to a run's log.jsonl reach the plot, a series that starts later (val)
+    in its colour too: the plot keeps the colours of its first draw, and drew val colourless."""
+    runs_dir = tmp_path / "runs"
+    run = runs_dir / "r"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("max_steps: 3\n")
+
+    def log(step: int, **extra) -> None:
+        row = {"step": step, "loss": 3.0 - step / 2, "total_steps": 3, "elapsed_s": step,
+               "tokens_per_s": 100.0, **extra}  # fmt: skip
+        with open(run / "log.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    log(1)
+    bg = server.Background(build_app(runs_dir, password=PASSWORD))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        login(page, f"{bg.url}/")
+        page.get_by_role("tab", name="2 · Train").click()
+        wait_for(lambda: plotted(page) == {("train", 1)}, "the first point", page=page)
+        log(2, val_loss=2.5)
+        log(3)
+        wait_for(lambda: plotted(page) == logged(run), "the appended lines", page=page)
+        lines = page.locator("#loss-plot .mark-line path")
+        assert sorted(x.get_attribute("stroke") for x in lines.all()) == ["#2563eb", "#ea580c"]
+    finally:
+        page.close()
+        bg.stop()
+
+
 def test_a_busy_port_is_one_line(tmp_path, capsys):
     import socket
 
