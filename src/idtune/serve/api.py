@@ -921,16 +921,16 @@ class _Chat:
         messages: list[dict[str, Any]] | None = None,
         kwargs: dict[str, Any] | None = None,
     ):
-        from ..generate import reasoning_split
+        from ..generate import family_of, reasoning_split
 
         self.req, self.n = req, req.n or 1
         self.wants_logprobs = bool(req.logprobs)
         self.holds = req.calls_tools()  # text held until the end: it may be a tool call
         tokenizer = getattr(engine, "tokenizer", None)
         # a thinking model's reasoning goes to `reasoning_content`, apart from `content`
-        thinks = tokenizer is not None and messages is not None
-        split = reasoning_split(tokenizer, messages, kwargs) if thinks else None
-        self.new_split = (lambda: reasoning_split(tokenizer, messages, kwargs)) if split else None
+        fam = family_of(tokenizer) if tokenizer is not None and messages is not None else None
+        thinks = fam is not None and fam.thinks
+        self.new_split = (lambda: reasoning_split(tokenizer, messages, kwargs)) if thinks else None
         self.splits: dict[int, Any] = {}
 
     def splitter(self, i: int) -> Any:
