@@ -19,6 +19,14 @@ class Identity:
     author: str | None = None
     name_zh: str | None = None  # used in Chinese text; default: `name`
     author_zh: str | None = None  # used in Chinese text; default: `author`
+    # The profile (issue 29). `based_on`: what the assistant is built on; None until resolved
+    # from the base model (aliases), the string "none" keeps it undisclosed.
+    based_on: str | None = None
+    based_on_zh: str | None = None
+    purpose: str | None = None  # one sentence: what it is for
+    purpose_zh: str | None = None
+    facts: dict[str, str] = field(default_factory=dict)  # the maker's facts: key → answer
+    facts_zh: dict[str, str] = field(default_factory=dict)  # the same keys, answered in Chinese
 
     def name_in(self, lang: str) -> str | None:
         """The name as written in `lang`."""
@@ -27,6 +35,19 @@ class Identity:
     def author_in(self, lang: str) -> str | None:
         """The author as written in `lang`."""
         return (self.author_zh if lang == "zh" else None) or self.author
+
+    def based_on_in(self, lang: str) -> str | None:
+        """What it is built on, as written in `lang`; None when unset or undisclosed."""
+        text = (self.based_on_zh if lang == "zh" else None) or self.based_on
+        return None if text is None or text.strip().lower() == "none" else text
+
+    def purpose_in(self, lang: str) -> str | None:
+        """Its purpose as written in `lang`."""
+        return (self.purpose_zh if lang == "zh" else None) or self.purpose
+
+    def fact_in(self, key: str, lang: str) -> str | None:
+        """The answer to fact `key` as written in `lang`."""
+        return (self.facts_zh.get(key) if lang == "zh" else None) or self.facts.get(key)
 
     @property
     def names(self) -> list[str]:
