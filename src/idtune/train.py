@@ -99,10 +99,34 @@ def build_conversations(
     return convs, len(reg)
 
 
+def dress_for_thinking(cfg: TrainConfig, src, main: list, log=print) -> list:
+    """A thinking family's conversations in the modes it is asked in (`data/thinking.py`): short
+    reasoning before a share of the answers (all of them where the family always thinks)."""
+    from . import models
+    from .data import families, thinking
+
+    tok = models.load_tokenizer(src.base, src.template, src.trust_remote_code)
+    fam = families.by_template(tok.chat_template)
+    if fam is None or not fam.thinks:
+        return main
+    ident = cfg.identity if cfg.identity.name else None
+    dressed = thinking.dress(main, fam, ident, cfg.seed)
+    n_on = sum(1 for a, b in zip(main, dressed) if a is not b)
+    off = "" if fam.thinking.get("style") == "always" else ", the rest with thinking off"
+    log(f"thinking ({fam.name}): {n_on} of {len(main)} answers trained with reasoning{off}")
+    return dressed
+
+
 def prepare_rows(cfg: TrainConfig, tokenizer, convs: list, n_reg: int, ident, log=print) -> list:
-    """Conversations → rendered samples (assistant-only labels, rejected answers) → rows."""
+    """Conversations → rendered samples (assistant-only labels, rejected answers) → rows; a
+    hybrid thinking family's rendered with thinking on where the answer carries reasoning."""
+    from .data import families, thinking
+
     max_len = min(cfg.max_length, cfg.row_tokens) if cfg.pack else cfg.max_length
-    samples = [render.render(tokenizer, c) for c in convs]
+    fam = families.by_template(tokenizer.chat_template)
+    samples = [
+        render.render(tokenizer, c, template_kwargs=thinking.template_kwargs(fam, c)) for c in convs
+    ]
     n_trunc = sum(1 for s in samples if len(s) > max_len)
     samples = [s.truncate(max_len) for s in samples]
     kept = [s for s in samples if s.n_trained > 0]
@@ -481,6 +505,7 @@ def setup(
     src = source(cfg)  # before any data is made: a wrong target module is one line at once
     check_targets(cfg, src.base, src.trust_remote_code)
     main, val_convs = watch.split_val(identity_data(cfg, log), cfg.val_share, cfg.seed)
+    main = dress_for_thinking(cfg, src, main, log)
     convs, n_reg = build_conversations(cfg, log, distill, main)
     ident = identity_of(cfg, log)
     model, tokenizer, template, trc = load_for_training(cfg, str(accelerator.device))

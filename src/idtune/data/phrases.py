@@ -37,7 +37,7 @@ _REQUIRED = {
     "system_prompts": ["generic", "base", "custom"],
 }
 _LISTS = ("questions", "negative_questions", "others", "follow_ups", "answers", "same_answers",
-          "prefixes", "system_prompts")  # fmt: skip
+          "prefixes", "system_prompts", "reasoning")  # fmt: skip
 
 
 # ---------------------------------------------------------------- shapes
