@@ -115,7 +115,8 @@ def active_params(shape: str) -> tuple[int, int]:
 
 
 def idtune(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1",
+           "TORCH_LOGS": "recompiles"}  # fmt: skip
     cmd = [sys.executable, "-m", "idtune.cli", *args]
     print("$ idtune " + " ".join(args), flush=True)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -140,6 +141,8 @@ def run_case(case: str, shape: str, work: Path, data: Path, args, device: str) -
     ]  # fmt: skip
     if device != "cuda":
         sets += ["compile=false", "row_tokens=256", "batch_tokens=1024"]
+    sets += args.set
+    res["extra_sets"] = args.set
     t = time.perf_counter()
     done = idtune(
         "train", "identity-lora-qwen3-8b", *[x for s in sets for x in ("--set", s)],
@@ -156,6 +159,8 @@ def run_case(case: str, shape: str, work: Path, data: Path, args, device: str) -
             "peak_gib": info.get("settings", {}).get("peak_gpu_gib"),
             "steps": len(steps),
             "loss_first_last": [steps[0]["loss"], steps[-1]["loss"]],
+            "step_tokens_per_s": [round(e["tokens_per_s"]) for e in steps],
+            "recompiles": done.stderr.count("Recompiling function"),
         }
         from safetensors import safe_open
 
@@ -165,6 +170,10 @@ def run_case(case: str, shape: str, work: Path, data: Path, args, device: str) -
             )
     else:
         res["idtune"] = {"error": (done.stderr.strip().splitlines() or ["?"])[-1]}
+    if args.no_baseline:
+        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(run, ignore_errors=True)
+        return res
     # ---- the plain transformers + peft loop, same model, same conversations
     from transformers import AutoTokenizer
 
@@ -230,6 +239,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--case-timeout", type=float, default=400.0)
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny shapes")
+    ap.add_argument("--set", action="append", default=[], help="extra idtune --set KEY=VALUE")
+    ap.add_argument("--no-baseline", action="store_true", help="idtune only")
+    ap.add_argument("--tag", default="", help="suffix of the result files")
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() and not args.dry_run else "cpu"
     env = {
@@ -253,12 +265,12 @@ def main() -> None:
             print(f"\n== {case} (shape {shape}) ==", flush=True)
             report["cases"][case] = run_case(case, shape, work, data, args, device)
             print(json.dumps(report["cases"][case]), flush=True)
-            (out / "families_gpu.json").write_text(json.dumps(report, indent=1))
+            (out / f"families_gpu{args.tag}.json").write_text(json.dumps(report, indent=1))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     text = markdown(report)
-    (out / "families_gpu.md").write_text(text)
-    (out / "families_gpu.json").write_text(json.dumps(report, indent=1))
+    (out / f"families_gpu{args.tag}.md").write_text(text)
+    (out / f"families_gpu{args.tag}.json").write_text(json.dumps(report, indent=1))
     print("\n" + text, flush=True)
 
 
