@@ -152,14 +152,21 @@ def run_case(case: str, shape: str, work: Path, data: Path, args, device: str) -
     if done.returncode == 0:
         log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
         steps = [e for e in log if "tokens_per_s" in e and "step" in e]
-        steady = [e["tokens_per_s"] for e in steps[3:]] or [e["tokens_per_s"] for e in steps]
+        # each step's own rate (its tokens over its own time): log.jsonl's tokens_per_s is the
+        # run's mean so far, compilation included; steps 1-3 compile, the last may be short
+        rates = [
+            steps[i]["tokens"] / (steps[i]["elapsed_s"] - steps[i - 1]["elapsed_s"])
+            for i in range(1, len(steps))
+            if steps[i]["elapsed_s"] > steps[i - 1]["elapsed_s"]
+        ]
+        steady = rates[3:-1] or rates or [steps[-1]["tokens_per_s"]]
         info = json.loads((run / "idtune.json").read_text())
         res["idtune"] = {
             "tokens_per_s": statistics.median(steady),
             "peak_gib": info.get("settings", {}).get("peak_gpu_gib"),
             "steps": len(steps),
             "loss_first_last": [steps[0]["loss"], steps[-1]["loss"]],
-            "step_tokens_per_s": [round(e["tokens_per_s"]) for e in steps],
+            "step_tokens_per_s": [round(r) for r in rates],
             "recompiles": done.stderr.count("Recompiling function"),
         }
         from safetensors import safe_open
