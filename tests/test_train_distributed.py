@@ -1,8 +1,10 @@
 """Several real training processes on CPU (gloo) through `idtune train`'s accelerate launcher.
 
 Every run here is a tiny model with LoRA dropout 0 and fp32 weights, so results can be compared
-to the bit: 2 processes against 1 with twice the batch, a SIGKILLed and resumed run against an
-uninterrupted one, 2 "machines" (one process each, one host) against 2 processes on one.
+to the bit: 2 processes against 1 with twice the batch (DDP, and FSDP2 for LoRA and full
+fine-tuning), a SIGKILLed and resumed run against an uninterrupted one, 2 "machines" (one process
+each, one host) against 2 processes on one, a resumed FSDP2 full fine-tune against an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -154,7 +156,6 @@ def test_a_worker_error_is_one_line(tiny_model, data, tmp_path):
 def test_unsupported_combinations_stop_before_any_process(tiny_model, data, tmp_path, capsys):
     run = tmp_path / "run"
     cases = [
-        (["--fsdp"], "--fsdp needs CUDA GPUs"),
         (["--deepspeed", "zero4"], "--deepspeed 'zero4': choose zero2, zero3"),
         (["--deepspeed", "zero2", "--gpus", "2"], "--deepspeed without CUDA runs one process"),
         (["--nnodes", "2"], "--nnodes 2 needs --master-addr"),
@@ -229,3 +230,70 @@ def test_users_own_deepspeed_json_trains(tiny_model, data, tmp_path):
     info = json.loads((run / "idtune.json").read_text())["settings"]
     assert (info["engine"], info["world_size"]) == ("deepspeed_zero2", 1)
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
+
+
+@pytest.fixture(scope="module")
+def one_process(tiny_model, data, tmp_path_factory):
+    """One process with 4 rows a micro-batch, per method (trained on first use)."""
+    runs = {}
+
+    def get(method: str):
+        if method not in runs:
+            run = tmp_path_factory.mktemp(f"one-{method}") / "run"
+            args = run_args(tiny_model, data, run, "--set", "batch_tokens=1024",
+                            "--set", f"method={method}")  # fmt: skip
+            assert cli(*args) == 0
+            runs[method] = run
+        return runs[method]
+
+    return get
+
+
+def weights(run, method):
+    return adapter(run) if method == "lora" else load_file(run / "model" / "model.safetensors")
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_fsdp_two_processes_equal_one(tiny_model, data, one_process, method, tmp_path):
+    """--fsdp (FSDP2 on gloo, the chunked loss over the root's LM head, tied to the embeddings
+    and trained in full fine-tuning): the same losses and weights as one process."""
+    run = tmp_path / "run"
+    args = run_args(tiny_model, data, run, "--set", "batch_tokens=512", "--set",
+                    f"method={method}", "--fsdp", "--gpus", "2")  # fmt: skip
+    assert cli(*args) == 0
+    info = json.loads((run / "idtune.json").read_text())["settings"]
+    assert (info["engine"], info["world_size"], info["steps"]) == ("fsdp2", 2, 6)
+    one = one_process(method)
+    got, want = weights(run, method), weights(one, method)
+    assert max_diff(got, want) <= 1e-5  # tied LM head saved once, as save_pretrained does
+    logs = [[json.loads(x) for x in (r / "log.jsonl").read_text().splitlines()]
+            for r in (run, one)]  # fmt: skip
+    for a, b in zip(*logs, strict=True):
+        assert a["tokens"] == b["tokens"] and abs(a["loss"] - b["loss"]) < 1e-4
+
+
+def test_fsdp_full_fine_tune_resumes_exactly(tiny_model, data, tmp_path):
+    """--fsdp --set method=full: checkpoints are the shards of weights and AdamW state (torch
+    distributed checkpoint); resumed from step 2 it ends where the uninterrupted run ended, and
+    model/ is the whole model in the Hugging Face layout."""
+    run = tmp_path / "run"
+    args = run_args(tiny_model, data, run, "--set", "batch_tokens=512", "--set", "method=full",
+                    "--fsdp", "--gpus", "2")  # fmt: skip
+    assert cli(*args) == 0
+    assert (run / "checkpoints" / "step-2" / "fsdp" / ".metadata").is_file()
+    first = [json.loads(x)["loss"] for x in (run / "log.jsonl").read_text().splitlines()]
+    (run / "model").rename(run / "uninterrupted")
+    import shutil
+
+    shutil.rmtree(run / "checkpoints" / "step-4")  # resume from step 2: 4 steps to redo
+    assert cli(*args, "--resume") == 0
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in log] == first
+    final = load_file(run / "model" / "model.safetensors")
+    assert max_diff(final, load_file(run / "uninterrupted" / "model.safetensors")) <= 1e-6
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(run / "model")  # usable as it is (merge, chat)
+    assert torch.equal(model.model.embed_tokens.weight.detach(), final["model.embed_tokens.weight"])

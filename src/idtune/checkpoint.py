@@ -74,6 +74,8 @@ def problem(ckpt: Path) -> str | None:
         needed += ["optimizer.bin", "scheduler.bin"]
         if state.get("method") == "full":
             needed.append("model.safetensors")
+    if state.get("engine") == "fsdp2":  # torch's distributed checkpoint (parallel.save_sharded)
+        needed += ["scheduler.bin", "fsdp/.metadata"]
     if state.get("method", "lora") != "full":
         needed += [ADAPTER, "adapter_config.json"]
     for name in needed:
@@ -213,13 +215,21 @@ def save(
     return final
 
 
-def load(accelerator: Any, ckpt: Path, load_kwargs: dict) -> int:
+def load(
+    accelerator: Any,
+    ckpt: Path,
+    load_kwargs: dict,
+    load_more: Callable[[Path], None] | None = None,
+) -> int:
     """Restore weights, optimizer, scheduler and every process's RNG; returns the step.
+    `load_more(dir)`: what the engine keeps outside accelerate's state (FSDP2's shards).
 
     A file that is there but cannot be read back (truncated, overwritten) is one line naming
     the checkpoint."""
     try:
         accelerator.load_state(str(ckpt), **load_kwargs)
+        if load_more is not None:
+            load_more(ckpt)
     except Exception as e:  # pickle, safetensors and torch each raise their own types
         reason = " ".join(str(e).split())[:200] or type(e).__name__
         raise UserError(

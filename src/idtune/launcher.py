@@ -1,8 +1,9 @@
 """`idtune train` on several processes, GPUs or machines: accelerate's launcher does it.
 
 `plan()` turns the flags into one `accelerate launch` command with a launch config shipped in
-`launch/` (`ddp.yaml`, `fsdp2.yaml`, `deepspeed.yaml` with `deepspeed_zero2.json` /
-`deepspeed_zero3.json` or the user's own DeepSpeed JSON), after refusing, with one line and
+`launch/` (`ddp.yaml`, `deepspeed.yaml` with `deepspeed_zero2.json` / `deepspeed_zero3.json` or
+the user's own DeepSpeed JSON; `--fsdp` starts the processes as `ddp.yaml` does and tells them,
+through `parallel.FSDP_ENV`, to shard with idtune's own FSDP2), after refusing, with one line and
 before any process starts, what cannot work. `run()` starts it with the workers' stderr sent
 to a log file; a failing worker records its error (`recording_errors`), and the user sees the
 first error of the first failing rank as one line instead of a torchrun traceback.
@@ -43,6 +44,7 @@ class Launch:
     engine: str  # ddp | deepspeed_zero{1,2,3} | fsdp2
     world_size: int
     args: list[str] = field(default_factory=list)  # `accelerate launch` options
+    env: dict[str, str] = field(default_factory=dict)  # for the workers' environment
 
 
 @dataclass
@@ -87,11 +89,12 @@ def plan(cfg: TrainConfig, opts: Options, port: int) -> Launch:
         raise UserError("method qlora needs a CUDA GPU (bitsandbytes 4-bit); use lora on CPU")
     launch = Launch("ddp", world)
     if fsdp:
-        if not cuda:
-            raise UserError("--fsdp needs CUDA GPUs (accelerate runs FSDP on GPUs only)")
         if cfg.method == "qlora":
             raise UserError(_QUANT_STORAGE.format(engine="--fsdp"))
-        launch = Launch("fsdp2", world, ["--config_file", str(CONFIGS / "fsdp2.yaml")])
+        from .parallel import FSDP_ENV
+
+        ddp = ["--config_file", str(CONFIGS / "ddp.yaml")]
+        launch = Launch("fsdp2", world, ddp, {FSDP_ENV: "1"})
     elif deepspeed:
         launch = _deepspeed(cfg, deepspeed, world, cuda)
     else:
@@ -177,7 +180,7 @@ def run(launch: Launch, worker: list[str]) -> None:
     log = errors / "workers.log"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *launch.args]
     cmd += ["-m", "idtune.cli", *worker]
-    env = {**os.environ, ERRORS_ENV: str(errors), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **launch.env, ERRORS_ENV: str(errors), "PYTHONUNBUFFERED": "1"}
     with log.open("w") as fh:
         rc = subprocess.call(cmd, env=env, stderr=fh)
     if rc == 0:

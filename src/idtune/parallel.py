@@ -4,6 +4,13 @@
 launcher (see `launcher.py`), which tells each of them the engine through its environment; the
 `Accelerator` built here reads it. Everything the loop needs to stay engine-agnostic lives here:
 
+- FSDP2 is idtune's own, as torchtitan applies it (`shard`): accelerate only starts the processes
+  and keeps the scheduler and RNG states; `fully_shard` goes on each decoder layer (compiled
+  first, when `compile` is on) and on the root (embeddings, final norm, LM head), full
+  fine-tunes compute in bf16 through FSDP2's `MixedPrecisionPolicy` (fp32 sharded weights and
+  optimizer state, fp32 gradient reduction), and checkpoints are torch's distributed checkpoint
+  (`save_sharded` / `load_sharded`). It runs the same on GPUs (NCCL) and on CPU (gloo).
+
 - `LossModule`: the model and its loss in one module, so the loss (chunked cross-entropy
   included) runs inside the forward of whatever wraps the model (DDP, DeepSpeed's engine, FSDP2's
   root) and each engine's own forward/backward bookkeeping sees the whole step.
@@ -23,6 +30,8 @@ import torch
 from . import watch
 
 SHARDED = ("deepspeed_zero3", "fsdp2")  # engines that split the weights themselves across ranks
+FSDP_ENV = "IDTUNE_FSDP"  # set to 1 by the launcher: this process shards with FSDP2 (`shard`)
+FSDP_DIR = "fsdp"  # a FSDP2 checkpoint's sharded weights and optimizer state (torch DCP)
 
 
 class LossModule(torch.nn.Module):
@@ -65,6 +74,8 @@ def engine_name(accelerator: Any) -> str:
     """single, ddp, deepspeed_zero{1,2,3} or fsdp2: what idtune.json and checkpoints record."""
     from accelerate.utils import DistributedType
 
+    if os.environ.get(FSDP_ENV) == "1":
+        return "fsdp2"
     kind = accelerator.distributed_type
     if kind == DistributedType.DEEPSPEED:
         return f"deepspeed_zero{accelerator.state.deepspeed_plugin.zero_stage}"
@@ -74,11 +85,96 @@ def engine_name(accelerator: Any) -> str:
 
 
 def loss_mode(fused_loss: str, engine: str) -> str:
-    """The loss mode to train with: sharded engines need the LM head called as a module."""
+    """The loss mode to train with: ZeRO-3 needs the LM head called as a module."""
     # the chunked and liger losses call the decoder and the head directly, inside one custom
-    # autograd function; with ZeRO-3 and FSDP2 the head's weight exists only while its own
-    # module runs, so there the model's forward builds the logits
-    return "none" if engine in SHARDED else fused_loss
+    # autograd function; with ZeRO-3 the head's weight exists only while its own module runs,
+    # so there the model's forward builds the logits. FSDP2 (`shard`) keeps the head in the
+    # root unit, whose weights are gathered for the whole of LossModule.forward.
+    return "none" if engine == "deepspeed_zero3" else fused_loss
+
+
+def bf16_compute(cfg: Any, device: Any, engine: str) -> bool:
+    """True when FSDP2 should cast the fp32 weights of a full fine-tune to bf16 for compute
+    (`MixedPrecisionPolicy`) instead of running autocast over them."""
+    return (
+        engine == "fsdp2"
+        and cfg.method == "full"
+        and cfg.dtype == "auto"
+        and device.type == "cuda"
+        and torch.cuda.is_bf16_supported()
+    )
+
+
+def shard(wrapped: LossModule, device: Any, bf16: bool) -> None:
+    """Apply FSDP2 in place, in torchtitan's order: each decoder layer (already compiled by
+    `accel.optimize` when `compile` is on) is its own unit, the rest (embeddings, final norm,
+    LM head) the root's. `bf16`: compute in bf16 from fp32 weights, reduce gradients in fp32.
+
+    Call before the optimizer is built: the parameters become DTensor shards.
+    """
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    from .accel import decoder_layers
+
+    if not dist.is_initialized():  # one process: accelerate started no process group
+        from .ports import free_port
+
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(free_port()))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=0, world_size=1)
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    mp = (
+        MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        if bf16
+        else MixedPrecisionPolicy()
+    )
+    layers = decoder_layers(wrapped.model)
+    for i, layer in enumerate(layers):
+        # the last layer's weights are needed again right away by backward: kept gathered
+        fully_shard(layer, mesh=mesh, mp_policy=mp, reshard_after_forward=i < len(layers) - 1)
+    fully_shard(wrapped, mesh=mesh, mp_policy=mp)
+
+
+def clip_grad_norm(parameters: Any, max_norm: float) -> None:
+    """Clip gradients (DTensor shards) by their global norm, as torch's clip_grad_norm_ does
+    for plain tensors: the norm is summed over all ranks first."""
+    from torch.distributed.tensor import DTensor
+
+    params = [p for p in parameters if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+    if isinstance(norm, DTensor):
+        norm = norm.full_tensor()
+    torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+
+
+def save_sharded(model: Any, optimizer: Any, directory: Any, trainable_only: bool) -> None:
+    """FSDP2 weights (trainable ones only for LoRA) and optimizer state: each rank writes its
+    shards with torch.distributed.checkpoint (a collective)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    opts = StateDictOptions(ignore_frozen_params=trainable_only)
+    msd, osd = get_state_dict(model, optimizer, options=opts)
+    dcp.save({"model": msd, "optimizer": osd}, checkpoint_id=str(directory))
+
+
+def load_sharded(model: Any, optimizer: Any, directory: Any, trainable_only: bool) -> None:
+    """The counterpart of `save_sharded` (a collective): each rank reads its shards."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_state_dict,
+        set_state_dict,
+    )
+
+    opts = StateDictOptions(ignore_frozen_params=trainable_only)
+    msd, osd = get_state_dict(model, optimizer, options=opts)
+    state = {"model": msd, "optimizer": osd}
+    dcp.load(state, checkpoint_id=str(directory))
+    set_state_dict(model, optimizer, model_state_dict=state["model"],
+                   optim_state_dict=state["optimizer"], options=opts)  # fmt: skip
 
 
 def fill_deepspeed_config(accelerator: Any, rows_per_micro_batch: int, grad_accum: int) -> None:
@@ -139,12 +235,28 @@ def peak_gib(accelerator: Any, everywhere: bool = False) -> float | None:
     return round(float(t.max()), 2)
 
 
-def full_state_dict(accelerator: Any, model: Any, engine: str) -> dict | None:
-    """The inner model's whole state dict when weights are sharded, else None (the model has it).
+def full_state_dict(
+    accelerator: Any, model: Any, engine: str, trainable_only: bool = False
+) -> dict | None:
+    """The inner model's state dict when weights are sharded, else None (the model has it);
+    under FSDP2 only the trainable weights with `trainable_only` (all an adapter needs).
 
     A collective under ZeRO-3 and FSDP2: every process calls it; rank 0 gets the tensors.
     """
     if engine not in SHARDED:
         return None
-    state = accelerator.get_state_dict(model) or {}
+    if engine == "fsdp2":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        opts = StateDictOptions(
+            full_state_dict=True, cpu_offload=True, ignore_frozen_params=trainable_only
+        )
+        state = get_model_state_dict(model, options=opts)
+        # tied weights (an LM head sharing the embeddings) once, under the name that
+        # save_pretrained keeps for them (the first registered)
+        every = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+        aliases = every - {n for n, _ in model.named_parameters()}
+        state = {k: v for k, v in state.items() if k not in aliases}
+    else:
+        state = accelerator.get_state_dict(model) or {}
     return {k.removeprefix("model."): v for k, v in state.items()}

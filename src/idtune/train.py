@@ -512,16 +512,24 @@ def setup(
     rows = prepare_rows(cfg, tokenizer, convs, n_reg, ident, log)
     per_epoch = steps_per_epoch(rows, cfg, accelerator.num_processes)
     total = cfg.max_steps or max(1, math.ceil(per_epoch * cfg.epochs))
-    params = [p for p in model.parameters() if p.requires_grad]
-    cuda = accelerator.device.type == "cuda"
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cuda)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     mode = parallel.loss_mode(cfg.fused_loss, engine)
     if mode != cfg.fused_loss and cfg.fused_loss != "none":
         log(f"fused_loss {cfg.fused_loss} → none under {engine} (the LM head's weight is sharded)")
     wrapped = parallel.LossModule(model, mode, cfg.rejected.weight)
+    device = accelerator.device
+    bf16_compute = parallel.bf16_compute(cfg, device, engine)
+    if engine == "fsdp2":  # idtune's own FSDP2: sharded before the optimizer sees the weights
+        parallel.shard(wrapped, device, bf16_compute)
+    params = [p for p in wrapped.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
+    )
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     parallel.fill_deepspeed_config(accelerator, rows_per_micro_batch(cfg), cfg.grad_accum)
-    wrapped, optimizer, scheduler = accelerator.prepare(wrapped, optimizer, scheduler)
+    if engine == "fsdp2":  # accelerate keeps the schedule and RNG states; FSDP2 the rest
+        scheduler = accelerator.prepare(scheduler)
+    else:
+        wrapped, optimizer, scheduler = accelerator.prepare(wrapped, optimizer, scheduler)
     inner = accelerator.unwrap_model(wrapped).model
     checkpoint.register_hooks(accelerator, inner, cfg.method)
     info = runinfo.RunInfo(
@@ -536,10 +544,12 @@ def setup(
         },
     )
     # fp32 weights with bf16 matmuls: on CPUs that have them (~2x faster), and for full
-    # fine-tuning on GPUs (fp32 master weights and optimizer state); LoRA on GPU is bf16 already
-    device = accelerator.device
-    use_autocast = cfg.dtype == "auto" and (
-        models.cpu_autocast(str(device)) or (cfg.method == "full" and device.type == "cuda")
+    # fine-tuning on GPUs (fp32 master weights and optimizer state, as accelerate's bf16 mode
+    # does it); LoRA on GPU is bf16 already, and FSDP2 casts a full fine-tune's weights itself
+    use_autocast = (
+        cfg.dtype == "auto"
+        and not bf16_compute
+        and (models.cpu_autocast(str(device)) or (cfg.method == "full" and device.type == "cuda"))
     )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast)
     samples = engine not in parallel.SHARDED
@@ -561,7 +571,14 @@ def begin(job: Job, run: Path, ckpt: Path | None, log=print) -> int:
             run.mkdir(parents=True, exist_ok=True)
             write_settings(job, run)
         return 0
-    step = checkpoint.load(acc, ckpt, parallel.load_kwargs(acc))
+    sharded = None
+    if job.engine == "fsdp2":
+        lora = job.cfg.method != "full"
+
+        def sharded(d: Path) -> None:
+            parallel.load_sharded(job.model, job.optimizer, d / parallel.FSDP_DIR, lora)
+
+    step = checkpoint.load(acc, ckpt, parallel.load_kwargs(acc), sharded)
     if step >= job.total_steps:
         raise UserError(f"{ckpt} is at step {step} of {job.total_steps}: nothing to resume")
     if main:
@@ -689,7 +706,10 @@ def train(
                     loss = model(**t)
                     acc.backward(loss * scale)
                 loss_sum += float(loss.detach())
-            acc.clip_grad_norm_(model.parameters(), 1.0)
+            if engine == "fsdp2":
+                parallel.clip_grad_norm(model.parameters(), 1.0)
+            else:
+                acc.clip_grad_norm_(model.parameters(), 1.0)
             job.optimizer.step()
             job.scheduler.step()
             job.optimizer.zero_grad(set_to_none=True)
@@ -740,8 +760,11 @@ def save_checkpoint(job: Job, run: Path, step: int) -> None:
     meta = {"engine": job.engine, "world_size": acc.num_processes, "method": job.cfg.method}
 
     def weights(d: Path) -> None:
-        if job.cfg.method != "full":  # a full model's weights are in accelerate's state already
-            state = parallel.full_state_dict(acc, job.model, job.engine)
+        lora = job.cfg.method != "full"
+        if job.engine == "fsdp2":  # sharded weights (all of a full model's) and optimizer state
+            parallel.save_sharded(job.model, job.optimizer, d / parallel.FSDP_DIR, lora)
+        if lora:  # a full model's weights are in accelerate's (or FSDP2's) state already
+            state = parallel.full_state_dict(acc, job.model, job.engine, trainable_only=True)
             if acc.is_main_process:
                 job.inner.save_pretrained(d, safe_serialization=True, state_dict=state)
                 name_base(d, job.info)
@@ -760,7 +783,7 @@ def finish(job: Job, run: Path, step: int, tokens: float, seconds: float, log=pr
 
     acc, cfg = job.accelerator, job.cfg
     acc.wait_for_everyone()
-    state = parallel.full_state_dict(acc, job.model, job.engine)
+    state = parallel.full_state_dict(acc, job.model, job.engine, cfg.method != "full")
     peak = parallel.peak_gib(acc, everywhere=True)
     if acc.is_main_process:
         job.info.settings.update(
