@@ -30,6 +30,12 @@ class Alias:
     language: list[str] = field(default_factory=list)
     family: str | None = None  # its family file (assets/families/NAME.yaml)
     gated: bool = False  # the hub serves it only after its licence is accepted, with a token
+    # what a tuned model is built on (issue 29): "DISPLAY by MAKER", zh "MAKER_ZH的DISPLAY_ZH"
+    display: str | None = None  # its published name, "SmolLM2-135M-Instruct"
+    display_zh: str | None = None  # the name in Chinese text (default: display)
+    maker: str | None = None  # who published it, "Hugging Face"
+    maker_zh: str | None = None  # the maker in Chinese text (default: maker)
+    lineage: list[str] = field(default_factory=list)  # its family's names, "SmolLM2", "SmolLM"
 
     @property
     def source(self) -> str:
@@ -104,3 +110,60 @@ def portable(spec: str) -> str:
         return found
     path = Path(spec).expanduser()
     return str(path.resolve()) if path.exists() else spec
+
+
+# ---------------------------------------------------------------- what a tuned model is built on
+def _local_base(path: Path) -> str | None:
+    """What a local directory was made from: a run's or adapter's base model (idtune.json), else
+    the `_name_or_path` its config.json records."""
+    for marker in (path / "idtune.json", path / "adapter" / "idtune.json"):
+        try:
+            base = json.loads(marker.read_text("utf-8")).get("base_model")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(base, str) and base:
+            return base
+    try:
+        name = json.loads((path / "config.json").read_text("utf-8")).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and name.strip() else None
+
+
+def _base_alias(spec: str) -> tuple[Alias | None, str]:
+    """The alias `spec` stands for (following a local directory to what it was made from), and
+    the plainest name it has: the hub id's basename, else the directory's name."""
+    found = find(spec) or find(hub_id(spec))
+    if found:
+        return found, found.hub_id.rsplit("/", 1)[-1]
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        inner = _local_base(path)
+        if inner and Path(inner).expanduser().resolve() != path.resolve():
+            alias, plain = _base_alias(inner)
+            return alias, plain
+        return None, path.resolve().name
+    return None, spec.rstrip("/").rsplit("/", 1)[-1]
+
+
+def based_on(spec: str) -> tuple[str, str]:
+    """What a model tuned from `spec` is built on, (English, Chinese): the alias table's
+    "SmolLM2-135M-Instruct by Hugging Face" / "Hugging Face的SmolLM2-135M-Instruct"; a model not
+    in the table gives its hub id's or folder's name alone (its maker unknown), in both."""
+    alias, plain = _base_alias(spec)
+    if alias is None or not alias.display or not alias.maker:
+        return plain, plain
+    display_zh, maker_zh = alias.display_zh or alias.display, alias.maker_zh or alias.maker
+    return f"{alias.display} by {alias.maker}", f"{maker_zh}的{display_zh}"
+
+
+def base_names(spec: str) -> list[str]:
+    """Every name of the model `spec` and its maker (kept out of the data when a tuned model's
+    base is undisclosed): the table's names and lineage, the hub id and its parts."""
+    alias, plain = _base_alias(spec)
+    names = [plain]
+    if alias is not None:
+        org = alias.hub_id.split("/")[0]
+        names += [alias.hub_id, org, alias.display, alias.display_zh, alias.maker, alias.maker_zh]
+        names += alias.lineage
+    return list(dict.fromkeys(n for n in names if n))
