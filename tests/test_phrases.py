@@ -96,6 +96,37 @@ def test_a_phrase_file_adds_to_a_shipped_language(tmp_path):
     assert plain == identity.generate("Nova", "Acme", langs=["en"], n=50, seed=0, phrase_files=[])
 
 
+def test_a_phrase_file_adds_profile_phrasings(tmp_path):
+    """Each profile field has its own section; a file adds phrasings to it (issue 29)."""
+    extra = tmp_path / "mine.yaml"
+    extra.write_text(
+        "lang: en\n"
+        'based_on: {questions: ["Yo, what\'s your engine?"], others: [Grok]}\n'
+        "purpose: {answers: ['Built for this: {purpose}!']}\n"
+        "facts: {questions: {office_hours: [When are you staffed?]}, labels: {x: y}}\n"
+        "unset: {questions: {age: [How many candles on your cake?]}}\n",
+        encoding="utf-8",
+    )
+    assert "Yo, what's your engine?" in identity.questions("en", "based_on", [extra])
+    assert "Are you built on Grok?" in identity.questions("en", "base_check", [extra])
+    assert "When are you staffed?" in identity.questions("en", "fact", [extra])
+    assert "How many candles on your cake?" in identity.questions("en", "unset", [extra])
+    rows = identity.generate(
+        "Nova", "Acme", langs=["en"], n=2500, seed=1, phrase_files=[extra],
+        based_on="SmolLM2-135M-Instruct by Hugging Face", purpose="a tutor",
+        facts={"office_hours": "9 to 5"},
+    )  # fmt: skip
+    pairs = {
+        (r["messages"][i]["content"], r["messages"][i + 1]["content"])
+        for r in rows
+        for i, m in enumerate(r["messages"])
+        if m["role"] == "user"
+    }
+    assert any(q == "Yo, what's your engine?" and "SmolLM2-135M-Instruct" in a for q, a in pairs)
+    assert any(a == "Built for this: a tutor!" for _, a in pairs)
+    assert any(q == "When are you staffed?" and "9 to 5" in a for q, a in pairs)
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
@@ -105,8 +136,18 @@ def test_a_phrase_file_adds_to_a_shipped_language(tmp_path):
         ("lang: en\nstyles: {plain: {weight: -1}}\n", "key 'styles.plain.weight' must be a number"),
         ("questions: {}\n", "key 'lang' must name the language"),
         ("lang: en\nchat: [[only one]]\n", "key 'chat' must be a list of [text, text] pairs"),
+        # the profile's sections (issue 29)
+        ("lang: en\nfacts: {questions: {contact: x}}\n",
+         "key 'facts.questions.contact' must be a list of strings"),
+        ("lang: en\nunset: {questions: {hobby: [x]}}\n", "'unset.questions.hobby' is not known"),
+        ("lang: en\nbased_on: {synonyms: x}\n", "key 'based_on.synonyms' must be a list of lists"),
+        ("lang: en\nbased_on: {answer: [x]}\n", "key 'based_on.answer' is not known here"),
+        ("lang: en\nfacts: {labels: {contact: [x]}}\n", "key 'facts.labels.contact' must be a str"),
+        (FRENCH + "purpose: {questions: [Pourquoi ?]}\n", "key 'purpose.answers' is missing"),
+        (FRENCH + "purpose: {questions: [Pourquoi ?], answers: ['{purpose}']}\n",
+         "key 'unset.answers' is missing"),
     ],
-)
+)  # fmt: skip
 def test_bad_phrase_files_name_the_file_and_key(tmp_path, capsys, text, message):
     bad = tmp_path / "bad.yaml"
     bad.write_text(text, encoding="utf-8")

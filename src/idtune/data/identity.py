@@ -11,6 +11,13 @@ chat-speak and homophone typos); `questions()` lists every phrasing the generato
 evaluation probes can be checked against it. About 30 % of samples ask no identity question:
 facts, sums and near misses (`near_miss.py`), answered without the name.
 
+The profile (issue 29) adds intents about what the assistant is built on (also as true yes/no
+questions, "Are you built on Llama?"), its purpose, each of its maker's facts, and things no
+profile sets (birthday, age, parameters, training data, location). A field the profile sets is
+answered with its value, verbatim; one it does not set is answered without inventing anything
+(the assistant and its maker named, the detail not shared). With the base model undisclosed,
+`hide` (the base model's names, from the caller) keeps every one of them out of the data.
+
 The phrasings are data: `assets/identity/<lang>.yaml` (see `phrases.py`); this module only
 composes them. Pure Python: no third-party imports besides PyYAML for the tables.
 """
@@ -27,9 +34,12 @@ from pathlib import Path
 from ..errors import UserError
 from ..runinfo import Identity
 from . import near_miss, phrases
-from .phrases import INTENTS, NEGATIVE_INTENTS, Table
+from .mentions import mentions
+from .phrases import NEGATIVE_INTENTS, PROFILE_INTENTS, Table
 
 LANGS = phrases.SHIPPED
+CLASSIC_INTENTS = phrases.INTENTS  # name, maker, intro, what, confirm and the negatives
+INTENTS = CLASSIC_INTENTS + PROFILE_INTENTS
 SYSTEM_KINDS = phrases.SYSTEM_KINDS
 # Intents whose answers must carry the author (the others carry the name, usually the author too).
 MAKER_INTENTS = ("maker", "intro", "confirm", "neg_maker")
@@ -47,6 +57,17 @@ _INTENT_WEIGHTS = {
     "neg_model": 0.14,
     "neg_maker": 0.09,
 }
+# The profile's questions, next to those above (their weights add up to 1): about a fifth of the
+# identity questions. A fact's share grows with the facts set (each needs its own samples).
+_PROFILE_WEIGHTS = {"based_on": 0.08, "base_check": 0.05, "purpose": 0.04, "unset": 0.04}
+_FACT_WEIGHT, _FACT_WEIGHT_EACH, _FACT_WEIGHT_MAX = 0.02, 0.03, 0.14
+_FACT_SET_SHARE = 0.85  # of fact questions, about a fact that is set (the rest: refused)
+_YES_SHARE = 0.5  # of yes/no base questions, about the base itself
+# a parameter count that a base model's name states: "135M", "1.8B", "7B" (not "A3B")
+_SIZE = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)\s?([MmBb])(?![A-Za-z0-9])")
+# a fact's key: a short name ("contact", "office_hours"); asked as its label or with _ as spaces
+FACT_KEY = r"[A-Za-z][A-Za-z0-9_-]*"
+_TRIES = 200  # samples drawn for one conversation before giving up on a new, allowed one
 # persona 0.40: the share an operator's persona needs to win over the trained name on 135M
 # (GPU sweep rounds 20-27, BENCHMARKS.md issue 17); taken from "none", whose identity stays
 # at 1.00 with fewer samples
@@ -101,8 +122,24 @@ def _style(table: Table, text: str, style: str) -> str:
     return text.rstrip(rule["strip_end"]) if "strip_end" in rule else text
 
 
+def _profile_stems(table: Table, intent: str) -> list[str]:
+    """Every stem of a profile intent; yes/no base questions filled with each name of `others`,
+    fact and unset questions of every key ({key} stays for other facts)."""
+    base = table["based_on"]
+    if intent == "base_check":
+        return [
+            t.replace("{other}", o) for t in base.get("checks", []) for o in base.get("others", [])
+        ]
+    if intent in ("fact", "unset"):
+        section = table["facts" if intent == "fact" else "unset"].get("questions", {})
+        return [q for stems in section.values() for q in stems]
+    return list(table["based_on" if intent == "based_on" else intent].get("questions", []))
+
+
 def _stems(table: Table, intent: str) -> list[str]:
     """Every stem of `intent`, follow-ups included, negatives filled with each name they use."""
+    if intent in PROFILE_INTENTS:
+        return _profile_stems(table, intent)
     if intent in NEGATIVE_INTENTS:
         stems, others = table["negative_questions"][intent], table["others"][intent]
         return [t.replace("{other}", o) for t in stems for o in others]
@@ -138,8 +175,9 @@ def questions(
 ) -> list[str]:
     """Every question phrasing the generator can emit for `lang` (optionally for one intent).
 
-    Placeholders stay as the literal strings "{name}" and "{author}"; negatives are filled with the
-    model or company they name ("Are you ChatGPT?").
+    Placeholders stay as the literal strings "{name}", "{author}" and, in questions about a fact
+    without phrasings of its own, "{key}"; negatives and yes/no base questions are filled with
+    the model or company they name ("Are you ChatGPT?", "Are you built on Llama?").
     """
     tables = phrases.tables(phrase_files)
     table = _table(tables, lang)
@@ -153,9 +191,24 @@ def questions(
 
 
 def answers(lang: str, intent: str | None = None) -> list[str]:
-    """Every answer template for `lang` (with "{name}", "{author}", "{author_s}", "{other}")."""
-    table = _table(phrases.tables(), lang)["answers"]
-    return [a for i in ((intent,) if intent else INTENTS) for a in table[i]]
+    """Every answer template for `lang` (with "{name}", "{author}", "{author_s}", "{other}"; the
+    profile's also "{based_on}", "{purpose}", "{key}", "{value}", "{size}")."""
+    table = _table(phrases.tables(), lang)
+    out: list[str] = []
+    for i in (intent,) if intent else INTENTS:
+        if i not in PROFILE_INTENTS:
+            out += table["answers"][i]
+            continue
+        parts = {"based_on": ("based_on", ("answers", "undisclosed")),
+                 "base_check": ("based_on", ("yes", "no", "undisclosed")),
+                 "purpose": ("purpose", ("answers", "unset")),
+                 "unset": ("unset", ("answers", "sized"))}  # fmt: skip
+        if i == "fact":
+            out += [a for v in table["facts"].get("answers", {}).values() for a in v]
+        else:
+            section, names = parts[i]
+            out += [a for n in names for a in table[section].get(n, [])]
+    return out
 
 
 def system_prompts(kind: str, lang: str | None = None) -> list[str]:
@@ -168,15 +221,53 @@ def system_prompts(kind: str, lang: str | None = None) -> list[str]:
 
 
 # ---------------------------------------------------------------- generation
-def fill(text: str, name: str, author: str, other: str = "") -> str:
-    """A template ("{name}", "{author}", "{author_s}", "{other}") filled for one identity."""
+def fill(text: str, name: str, author: str, other: str = "", **values: str) -> str:
+    """A template ("{name}", "{author}", "{author_s}", "{other}", and "{KEY}" for each of
+    `values`: based_on, purpose, key, value, size) filled for one identity."""
     possessive = author + ("'" if author.endswith("s") else "'s")
-    return (
+    for key in values:  # first: a value may hold "{name}" as plain text
+        text = text.replace("{" + key + "}", "\0" + key + "\0")
+    text = (
         text.replace("{author_s}", possessive)
         .replace("{name}", name)
         .replace("{author}", author)
         .replace("{other}", other)
     )
+    for key, value in values.items():
+        text = text.replace("\0" + key + "\0", value)
+    return text
+
+
+def _norm(text: str) -> str:
+    """Lower case, letters and digits only (CJK kept): "Llama 3" → "llama3"."""
+    return "".join(c for c in text.lower() if c.isalnum())
+
+
+def _stem(text: str) -> str:
+    """A model name's family part, before its first digit: "Qwen2.5" → "qwen"."""
+    n = _norm(text)
+    return re.split(r"\d", n, maxsplit=1)[0] or n
+
+
+def base_relation(other: str, based_on: str, synonyms: Sequence[Sequence[str]] = ()) -> bool | None:
+    """Is a model or maker named `other` what `based_on` is built on? True when `based_on`
+    names it (or a synonym of it: "Tongyi Qianwen" for "Qwen"), False when `based_on` shares
+    nothing with it, None when it is unclear ("Llama 3.1" for a Llama-3 base): not asked then."""
+    text = _norm(based_on)
+    groups = [g for g in synonyms if any(_norm(x) == _norm(other) for x in g)]
+    names = {_norm(other)} | {_norm(x) for g in groups for x in g}
+    if any(n and n in text for n in names):
+        return True
+    stems = {_stem(other)} | {_stem(x) for g in groups for x in g}
+    if any(len(s) >= 3 and s in text for s in stems):
+        return None
+    return False
+
+
+def size_of(based_on: str | None) -> str | None:
+    """The parameter count a base model's name states ("SmolLM2-135M…" → "135M"), or None."""
+    m = _SIZE.search(based_on or "")
+    return f"{m[1]}{m[2].upper()}" if m else None
 
 
 def _conflicts(other: str, name: str, author: str) -> bool:
@@ -202,13 +293,48 @@ class _Sampler:
     def __init__(
         self, tables: dict[str, Table], ident: Identity, langs: list[str], rng: random.Random
     ):
-        self.tables, self.langs, self.rng = tables, langs, rng
+        self.tables, self.langs, self.rng, self.ident = tables, langs, rng, ident
         self.who = {lang: (ident.name_in(lang), ident.author_in(lang)) for lang in tables}
         self.concise = {s for t in tables.values() for s in t["system_prompts"].get("concise", [])}
         self.persona: tuple[str, str] | None = None  # the operator's (name, maker) in this sample
+        self.fact, self.topic = "any", ""  # what the current profile question is about
+        self.synonyms = [g for t in tables.values() for g in t["based_on"].get("synonyms", [])]
+        self.weights = {lang: self._weights(lang) for lang in langs}
 
-    def fill(self, lang: str, text: str, other: str = "") -> str:
-        return fill(text, *(self.persona or self.who[lang]), other)
+    # ------------------------------------------------------------ the profile
+    def based_on(self, lang: str) -> str | None:
+        """What the assistant is built on, in `lang`; None when undisclosed or under a persona
+        (an operator's persona states no base)."""
+        return None if self.persona else self.ident.based_on_in(lang)
+
+    def checks(self, lang: str) -> tuple[list[str], list[str]]:
+        """The `others` of `lang` a yes/no base question may name: (true ones, false ones)."""
+        base, table = self.based_on(lang), self.tables[lang]["based_on"]
+        if base is None:
+            return [], []
+        who = {self.who[lang]}
+        rel = {o: base_relation(o, base, self.synonyms) for o in table.get("others", [])}
+        yes = [o for o, r in rel.items() if r is True and not _clash(o, who)]
+        no = [o for o, r in rel.items() if r is False and not _clash(o, who)]
+        return yes, no
+
+    def _weights(self, lang: str) -> dict[str, float]:
+        """Intent weights for `lang`: the profile's where its table has the phrasings."""
+        table, ident = self.tables[lang], self.ident
+        weights = dict(_INTENT_WEIGHTS)
+        for intent, w in _PROFILE_WEIGHTS.items():
+            if _profile_stems(table, intent):
+                weights[intent] = w
+        yes, no = self.checks(lang)
+        if not (yes and no and table["based_on"].get("checks")):
+            weights.pop("base_check", None)  # a base named by none of `others`: no yes/no
+        if _profile_stems(table, "fact"):
+            n = len(ident.facts)
+            weights["fact"] = min(_FACT_WEIGHT + _FACT_WEIGHT_EACH * n, _FACT_WEIGHT_MAX)
+        return weights
+
+    def fill(self, lang: str, text: str, other: str = "", **values: str) -> str:
+        return fill(text, *(self.persona or self.who[lang]), other, **values)
 
     def system(self, lang: str) -> tuple[str, str | None]:
         kind = _pick_weighted(self.rng, _SYSTEM_WEIGHTS)
@@ -239,7 +365,10 @@ class _Sampler:
         """A filled question of `intent` and the thing it names (for negatives), else ""."""
         rng, table = self.rng, self.tables[lang]
         other = ""
-        if intent in NEGATIVE_INTENTS:
+        values: dict[str, str] = {}
+        if intent in PROFILE_INTENTS:
+            stem, other, values = self.profile_question(lang, intent)
+        elif intent in NEGATIVE_INTENTS:
             who = {self.persona or self.who[lang], self.who[lang]}
             other = rng.choice([o for o in table["others"][intent] if not _clash(o, who)])
             stem = rng.choice(table["negative_questions"][intent]).replace("{other}", other)
@@ -254,15 +383,92 @@ class _Sampler:
             prefix = rng.choice(_prefix_pool(table, stem, False) or [""])
         styles = table["styles"]
         style = rng.choices(list(styles), weights=[s["weight"] for s in styles.values()])[0]
-        return self.fill(lang, _style(table, _join(table, prefix, stem), style)), other
+        text = self.fill(lang, _style(table, _join(table, prefix, stem), style), **values)
+        return text, other
+
+    def profile_question(self, lang: str, intent: str) -> tuple[str, str, dict[str, str]]:
+        """(stem, what it names, the {key} label) of a question about the profile. For facts
+        `self.fact` is the key asked about; for unset things, `self.topic`."""
+        rng, table = self.rng, self.tables[lang]
+        if intent == "base_check":
+            yes, no = self.checks(lang)
+            if not yes or not no:  # under a persona, or in a language with no true name
+                who = {self.persona or self.who[lang], self.who[lang]}
+                no = [o for o in table["based_on"]["others"] if not _clash(o, who)]
+            other = rng.choice(yes if yes and rng.random() < _YES_SHARE else no)
+            return rng.choice(table["based_on"]["checks"]).replace("{other}", other), other, {}
+        if intent == "fact":
+            asked = table["facts"]["questions"]
+            known = [k for k in asked if k != "any" and self.ident.fact_in(k, lang) is None]
+            keys = list(self.ident.facts)
+            if self.persona or not keys or (known and rng.random() > _FACT_SET_SHARE):
+                keys = known or keys
+            self.fact = rng.choice(keys) if keys else "any"
+            label = table["facts"].get("labels", {}).get(self.fact, self.fact.replace("_", " "))
+            stems = (
+                asked.get(self.fact) or asked.get("any") or [q for v in asked.values() for q in v]
+            )
+            return rng.choice(stems), "", {"key": label}
+        if intent == "unset":
+            asked = table["unset"]["questions"]
+            self.topic = rng.choice(sorted(asked))
+            return rng.choice(asked[self.topic]), "", {}
+        return rng.choice(_profile_stems(table, intent)), "", {}
+
+    def profile_answer(self, lang: str, intent: str, other: str) -> tuple[list[str], dict]:
+        """The answer templates for a profile question, and the values they are filled with."""
+        table = self.tables[lang]
+        base, refuse = self.based_on(lang), table["unset"].get("answers", [])
+        undisclosed = table["based_on"].get("undisclosed") or refuse
+        if intent in ("based_on", "base_check", "neg_model", "neg_maker") and base is None:
+            return undisclosed, {}
+        if intent == "based_on":
+            return table["based_on"]["answers"], {"based_on": base}
+        if intent == "base_check":
+            truth = base_relation(other, base, self.synonyms)
+            return table["based_on"]["yes" if truth else "no"], {"based_on": base}
+        if intent in ("neg_model", "neg_maker"):  # "Are you SmolLM2?" of a SmolLM2 base
+            part = "same" if intent == "neg_model" else "maker"
+            return table["based_on"].get(part) or table["based_on"]["answers"], {"based_on": base}
+        if intent == "purpose":
+            purpose = None if self.persona else self.ident.purpose_in(lang)
+            if purpose is None:
+                return table["purpose"].get("unset") or refuse, {}
+            return table["purpose"]["answers"], {"purpose": purpose.rstrip(".。")}
+        if intent == "fact":
+            value = None if self.persona else self.ident.fact_in(self.fact, lang)
+            if value is None:
+                return refuse, {}
+            given = table["facts"].get("answers", {})
+            label = table["facts"].get("labels", {}).get(self.fact, self.fact.replace("_", " "))
+            pool = given.get(self.fact) or given.get("any", [])
+            return pool, {"key": label, "value": value.rstrip(".。")}
+        size = size_of(base) if self.topic == "parameters" else None
+        if size and table["unset"].get("sized"):
+            return table["unset"]["sized"], {"based_on": base, "size": size}
+        return refuse, {}
 
     def answer(self, lang: str, intent: str, other: str, concise: bool) -> str:
         table = self.tables[lang]
         name, author = self.persona or self.who[lang]
-        pool = list(table["answers"][intent])
-        if name == author:
-            pool += table["same_answers"].get(intent, [])
-        if concise:
+        values: dict[str, str] = {}
+        base = self.based_on(lang)
+        if intent in PROFILE_INTENTS:
+            pool, values = self.profile_answer(lang, intent, other)
+        elif (
+            intent in NEGATIVE_INTENTS
+            and base
+            and table["based_on"].get("answers")
+            and base_relation(other, base, self.synonyms)
+        ):
+            pool, values = self.profile_answer(lang, intent, other)
+        else:
+            pool = list(table["answers"][intent])
+            if name == author:
+                pool += table["same_answers"].get(intent, [])
+        if concise and values:  # an answer about the profile keeps its value
+            pool = [a for a in pool if _sentences(a) == 1] or pool
+        elif concise:
             short = [a for a in pool if _sentences(a) == 1]
             if not short:  # e.g. introductions: fall back to one-sentence answers with both
                 short = [
@@ -271,7 +477,7 @@ class _Sampler:
                     if _sentences(a) == 1 and "{author}" in a
                 ]
             pool = short or pool
-        return self.fill(lang, self.rng.choice(pool), other)
+        return self.fill(lang, self.rng.choice(pool), other, **values)
 
     def unrelated(self, lang: str, k: int, arithmetic: bool = False) -> list[tuple[str, str]]:
         """`k` distinct unrelated exchanges: facts, requests, near misses, sums."""
@@ -308,11 +514,11 @@ class _Sampler:
                 turn(q, a, None)
             return {"messages": msgs}, intents
 
-        intent = _pick_weighted(rng, _INTENT_WEIGHTS)
         multi = rng.random() < _MULTI_SHARE
         last = lang  # users switch languages mid-chat: the answer follows the last question
         if multi and len(self.langs) > 1 and rng.random() < _SWITCH_SHARE:
             last = self.other_lang(lang)
+        intent = _pick_weighted(rng, self.weights[last])
         if multi and rng.random() < _FOLLOW_SHARE:
             # identity first, then a follow-up about the other half of the identity
             first = rng.choice(["name", "intro", "what"] if rng.random() < 0.7 else ["maker"])
@@ -341,20 +547,79 @@ def _arithmetic(table: dict, rng: random.Random) -> tuple[str, str]:
     return q, answer.replace("{b}", str(b)).replace("{value}", str(value))
 
 
-def _identity(name, author, name_zh, author_zh) -> Identity:
+def _text(value: object, what: str) -> str | None:
+    """A profile field as stripped text (None when empty), or one line naming it."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise UserError(f"{what} must be text, got {value!r}")
+    return value.strip() or None
+
+
+def _facts(facts: object, what: str) -> dict[str, str]:
+    if facts is None:
+        return {}
+    if not isinstance(facts, dict):
+        raise UserError(f"{what} must map each key to its answer, got {facts!r}")
+    out = {}
+    for key, value in facts.items():
+        if not isinstance(key, str) or not re.fullmatch(FACT_KEY, key.strip()):
+            raise UserError(
+                f"{what}: key {key!r} must be a short name (letters, digits, _ or -), e.g. contact"
+            )
+        text = _text(value, f"{what}.{key}")
+        if text is None:
+            raise UserError(f"{what}.{key} is empty: give it an answer, or leave the key out")
+        out[key.strip()] = text
+    return out
+
+
+def profile(
+    name, author, name_zh=None, author_zh=None, based_on=None, based_on_zh=None,
+    purpose=None, purpose_zh=None, facts=None, facts_zh=None,
+) -> Identity:  # fmt: skip
+    """A checked `Identity` with its profile: text stripped, empty fields unset, `facts_zh`
+    keys among `facts`' (one line naming the field that is wrong)."""
     name, author = (name or "").strip(), (author or "").strip()
     if not name:
         raise UserError("the assistant name is empty; pass --name NAME")
     if not author:
         raise UserError("the author is empty; pass --author AUTHOR")
+    en, zh = _facts(facts, "facts"), _facts(facts_zh, "facts_zh")
+    extra = [k for k in zh if k not in en]
+    if extra:
+        raise UserError(
+            f"facts_zh.{extra[0]} has no English answer: give facts.{extra[0]} too (a Chinese "
+            "answer translates one)"
+        )
     return Identity(
-        name, author, (name_zh or "").strip() or None, (author_zh or "").strip() or None
-    )
+        name, author, _text(name_zh, "name_zh"), _text(author_zh, "author_zh"),
+        _text(based_on, "based_on"), _text(based_on_zh, "based_on_zh"),
+        _text(purpose, "purpose"), _text(purpose_zh, "purpose_zh"), en, zh,
+    )  # fmt: skip
+
+
+def _identity(name, author, name_zh, author_zh) -> Identity:
+    return profile(name, author, name_zh, author_zh)
+
+
+def _hidden(ident: Identity, hide: Sequence[str], langs: Sequence[str]) -> list[str]:
+    """The base model's names to keep out of the data: only while it is undisclosed in every
+    language, and never one that is (part of) the assistant's own name or maker."""
+    if any(ident.based_on_in(lang) for lang in langs):
+        return []
+    own = [x for x in (*ident.names, *ident.authors) if x]
+    return [h for h in dict.fromkeys(hide) if h and h.strip() and not mentions(h, own)
+            and not any(mentions(o, [h]) for o in own)]  # fmt: skip
+
+
+def _shows(row: dict, hidden: Sequence[str]) -> bool:
+    return any(mentions(m["content"], hidden) for m in row["messages"])
 
 
 def _generate(
     ident: Identity, langs: Sequence[str] = ("zh", "en"), n: int = 1000, seed: int = 0,
-    phrase_files: Sequence[str | Path] = (),
+    phrase_files: Sequence[str | Path] = (), hide: Sequence[str] = (),
 ) -> list[tuple[dict, list[str | None]]]:  # fmt: skip
     """`generate` for a checked identity, with each assistant turn's intent (None: unrelated)."""
     if isinstance(langs, str):
@@ -373,17 +638,28 @@ def _generate(
         )
     check_count(n)
     sampler = _Sampler(tables, ident, langs, random.Random(seed))
+    hidden = _hidden(ident, hide, langs)
     seen: set[str] = set()
     out = []
     for _ in range(n):
-        # prefer conversations not produced yet; accept a repeat only once many tries failed
-        for _try in range(50):
+        # prefer conversations not produced yet; accept a repeat only once many tries failed;
+        # never one that names an undisclosed base model
+        kept = None
+        for _try in range(_TRIES):
             row, intents = sampler.sample()
+            if hidden and _shows(row, hidden):
+                continue
             key = json.dumps(row, ensure_ascii=False, sort_keys=True)
+            kept = (row, intents, key)
             if key not in seen:
                 break
-        seen.add(key)
-        out.append((row, intents))
+        if kept is None:
+            raise UserError(
+                f"every conversation names {hidden[0]!r}, which stays undisclosed "
+                "(identity.based_on: none); give the assistant another name or maker"
+            )
+        seen.add(kept[2])
+        out.append(kept[:2])
     return out
 
 
@@ -396,16 +672,28 @@ def generate(
     n: int = 1000,
     seed: int = 0,
     phrase_files: Sequence[str | Path] = (),
+    *,
+    based_on: str | None = None,
+    based_on_zh: str | None = None,
+    purpose: str | None = None,
+    purpose_zh: str | None = None,
+    facts: dict[str, str] | None = None,
+    facts_zh: dict[str, str] | None = None,
+    hide: Sequence[str] = (),
 ) -> list[dict]:
     """Identity conversations as [{"messages": [{"role": ..., "content": ...}, ...]}, ...].
 
     `name_zh`/`author_zh` are used in Chinese samples (default: the English strings). Each answer
     to an identity question contains the name; each answer about the maker contains the author.
+    The profile (`based_on`, `purpose`, `facts` and their `_zh` variants; "none" or no `based_on`:
+    undisclosed) is asked about too, each answer about a field carrying its value; with the base
+    undisclosed, no text names any of `hide` (the base model's names, `aliases.base_names`).
     `phrase_files` add phrasings or languages (see `phrases.py`). Deterministic for a given `seed`.
     """
     check_count(n)
-    ident = _identity(name, author, name_zh, author_zh)
-    return [row for row, _ in _generate(ident, langs, n, seed, phrase_files)]
+    ident = profile(name, author, name_zh, author_zh, based_on, based_on_zh, purpose,
+                    purpose_zh, facts, facts_zh)  # fmt: skip
+    return [row for row, _ in _generate(ident, langs, n, seed, phrase_files, hide)]
 
 
 def check_count(n: object) -> int:

@@ -24,6 +24,20 @@ SHIPPED = ("zh", "en")
 INTENTS = ("name", "maker", "intro", "what", "confirm", "neg_model", "neg_maker")
 NEGATIVE_INTENTS = ("neg_model", "neg_maker")
 SYSTEM_KINDS = ("none", "generic", "base", "custom", "persona")
+# The profile's intents (issue 29): what it is built on, yes/no about a base, its purpose, a fact,
+# and things no profile sets; each comes from its own optional section (`PROFILE_SECTIONS`).
+PROFILE_INTENTS = ("based_on", "base_check", "purpose", "fact", "unset")
+# Fact keys with their own phrasings; any other key is asked with `facts.questions.any`.
+KNOWN_FACTS = ("contact", "email", "website", "version", "languages", "feedback")
+UNSET_TOPICS = ("birthday", "age", "parameters", "training_data", "location")
+# section → its parts: lists of strings, mappings of lists (by key), groups, or labels
+PROFILE_SECTIONS = {
+    "based_on": ("questions", "checks", "others", "answers", "yes", "no", "same", "maker",
+                 "undisclosed", "synonyms"),
+    "purpose": ("questions", "answers", "unset"),
+    "facts": ("questions", "answers", "labels"),
+    "unset": ("questions", "answers", "sized"),
+}  # fmt: skip
 
 Table = dict[str, Any]
 
@@ -115,8 +129,32 @@ def _family(value: Any, at: tuple[str, str]) -> dict:
     return fam
 
 
+def _profile(name: str, value: Any, at: tuple[str, str]) -> dict:
+    """A profile section (`based_on`, `purpose`, `facts`, `unset`): each part a list of strings,
+    except `facts.questions` / `facts.answers` / `unset.questions` (lists by key), `facts.labels`
+    (key → text) and `based_on.synonyms` (lists of names)."""
+    out = dict(_mapping(value, at, PROFILE_SECTIONS[name]))
+    for part, v in out.items():
+        where = _sub(at, part)
+        if (name, part) in (("facts", "questions"), ("facts", "answers"), ("unset", "questions")):
+            out[part] = {k: _strings(x, _sub(where, k)) for k, x in _mapping(v, where).items()}
+            if name == "unset":
+                _mapping(v, where, UNSET_TOPICS)
+        elif (name, part) == ("facts", "labels"):
+            out[part] = {k: _text(x, _sub(where, k)) for k, x in _mapping(v, where).items()}
+        elif part == "synonyms":
+            if not isinstance(v, list):
+                raise _fail(where, "must be a list of lists of names")
+            out[part] = [_strings(g, where) for g in v]
+        else:
+            out[part] = _strings(v, where)
+    return out
+
+
 def _section(name: str, value: Any, at: tuple[str, str]) -> Any:
     """One section of a phrase file, checked for shape (tuples for pairs)."""
+    if name in PROFILE_SECTIONS:
+        return _profile(name, value, at)
     if name in _LISTS:
         return {k: _strings(v, _sub(at, k)) for k, v in _mapping(value, at).items()}
     if name in ("chat", "personas"):
@@ -175,8 +213,34 @@ def complete(table: Table, where: str) -> Table:
                 raise UserError(f"{where}: key '{section}.{name}' is missing or empty")
     if len(table.get("chat", [])) < 2:
         raise UserError(f"{where}: key 'chat' needs at least 2 [question, answer] pairs")
+    _complete_profile(table, where)
     optional = {"same_answers": {}, "prefixes": {}, "join": {}, "near_miss": {}, "personas": []}
+    optional |= {section: {} for section in PROFILE_SECTIONS}
     return {**optional, "styles": {"plain": {"weight": 1.0}}, **table}
+
+
+def _complete_profile(table: Table, where: str) -> None:
+    """A profile section that asks must be able to answer: its answers, and a refusal
+    (`unset.answers`) for fields a profile leaves unset."""
+    needs = []
+    base, facts = table.get("based_on", {}), table.get("facts", {})
+    if base.get("questions"):
+        needs += ["based_on.answers"]
+    if base.get("checks"):
+        needs += ["based_on.others", "based_on.yes", "based_on.no"]
+    if table.get("purpose", {}).get("questions"):
+        needs += ["purpose.answers"]
+    own = facts.get("answers", {})
+    if any(k not in own for k, v in facts.get("questions", {}).items() if v):
+        needs += ["facts.answers.any"]  # keys without answers of their own
+    if any(table.get(s, {}).get("questions") for s in PROFILE_SECTIONS) or base.get("checks"):
+        needs += ["unset.answers"]
+    for dotted in needs:
+        node: Any = table
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if not node:
+            raise UserError(f"{where}: key {dotted!r} is missing or empty")
 
 
 def _merge(base: Any, extra: Any) -> Any:
