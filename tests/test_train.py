@@ -228,7 +228,11 @@ def test_identity_data_and_identity_of():
     cfg = recipes.TrainConfig(identity=recipes.Identity("Nova", "Acme"), seed=3)
     logs: list[str] = []
     rows = train.identity_data(cfg, logs.append)
-    assert rows == [r["messages"] for r in identity.generate("Nova", "Acme", seed=3)]
+    # with the profile's default: what the base model is (issue 29)
+    profile = recipes.generator_profile(cfg.identity, cfg.model)
+    assert profile["based_on"] == "SmolLM2-135M-Instruct by Hugging Face"
+    assert rows == [r["messages"] for r in identity.generate("Nova", "Acme", seed=3, **profile)]
+    assert any("SmolLM2-135M-Instruct by Hugging Face" in m["content"] for r in rows for m in r)
     assert len(rows) == 1000 and "seed 3" in logs[-1]
     assert train.identity_of(cfg, logs.append) == cfg.identity
     own = recipes.TrainConfig()  # a user's own data, no identity: trains, and says how to set it

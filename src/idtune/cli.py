@@ -128,23 +128,92 @@ def data_identity(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing OUTPUT file.")] = False,
+    based_on: Annotated[
+        str | None,
+        typer.Option(
+            "--based-on",
+            help="What it is built on, said when asked (default: the base model's own name and "
+            "maker, from --model); 'none' keeps it undisclosed.",
+        ),
+    ] = None,
+    based_on_zh: Annotated[
+        str | None, typer.Option("--based-on-zh", help="--based-on in Chinese text.")
+    ] = None,
+    purpose: Annotated[
+        str | None,
+        typer.Option(help="What it is for, one short phrase: 'a study assistant for students'."),
+    ] = None,
+    purpose_zh: Annotated[
+        str | None, typer.Option("--purpose-zh", help="The purpose in Chinese text.")
+    ] = None,
+    fact: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fact",
+            help="KEY=ANSWER, a fact its maker shares (contact, email, website, version, "
+            "languages, feedback or any key). Repeatable.",
+        ),
+    ] = None,
+    fact_zh: Annotated[
+        list[str] | None,
+        typer.Option("--fact-zh", help="KEY=ANSWER in Chinese text, for a --fact KEY."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="The base model to be tuned: gives --based-on's default.",
+            show_default=DEFAULT_MODEL,
+        ),
+    ] = None,
 ) -> None:
-    """Write diverse identity conversations (OpenAI messages JSONL)."""
+    """Write diverse identity conversations (OpenAI messages JSONL), with the identity's profile:
+    what it is built on, its purpose and its maker's facts."""
     import shlex
 
-    from . import outputs
+    from . import outputs, recipes
     from .data import formats, identity
 
     identity.check_count(n)  # before anything is read or written
+    facts, facts_zh = _facts(fact or [], "--fact"), _facts(fact_zh or [], "--fact-zh")
+    for key in facts_zh.keys() - facts.keys():
+        raise UserError(
+            f"--fact-zh {key}=…: no --fact {key}=ANSWER (a Chinese answer translates one)"
+        )
+    ident = identity.profile(name, author, name_zh, author_zh, based_on, based_on_zh, purpose,
+                             purpose_zh, facts, facts_zh)  # fmt: skip
     outputs.check_file(output, overwrite=overwrite)
     langs = [x.strip() for x in lang.split(",") if x.strip()]
-    rows = identity.generate(name, author, name_zh, author_zh, langs, n, seed, phrases or [])
+    profile = recipes.generator_profile(ident, model or DEFAULT_MODEL)
+    rows = identity.generate(name, author, name_zh, author_zh, langs, n, seed, phrases or [],
+                             **profile)  # fmt: skip
     formats.write_jsonl(output, rows)
     typer.echo(f"wrote {len(rows)} conversations to {output}")
-    sets = {"data": output, "identity.name": name, "identity.author": author}
+    sets = {"data": output, "model": model, "identity.name": name, "identity.author": author}
     sets |= {"identity.name_zh": name_zh, "identity.author_zh": author_zh}
+    sets |= {f"identity.{k}": getattr(ident, k) for k in ("based_on", "based_on_zh", "purpose",
+                                                          "purpose_zh")}  # fmt: skip
+    sets |= {f"identity.facts.{k}": v for k, v in facts.items()}
+    sets |= {f"identity.facts_zh.{k}": v for k, v in facts_zh.items()}
     args = [f"--set {shlex.quote(f'{k}={v}')}" for k, v in sets.items() if v]
     typer.echo("next: idtune train identity-lora " + " ".join(args))
+
+
+def _facts(items: list[str], flag: str) -> dict[str, str]:
+    """`KEY=ANSWER` options as a mapping, or one line naming the one that is malformed."""
+    import re
+
+    from .data.identity import FACT_KEY
+
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(FACT_KEY, key.strip()) or not value.strip():
+            raise UserError(
+                f"{flag} {item!r}: expected KEY=ANSWER, KEY a short name (letters, digits, _ or -),"
+                " e.g. contact=help@example.com"
+            )
+        out[key.strip()] = value.strip()
+    return out
 
 
 @data_app.command("regularize")

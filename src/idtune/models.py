@@ -359,7 +359,9 @@ def own_system_prompt(info: runinfo.RunInfo | None) -> str | None:
     from .data import templates
 
     ident = info.identity if info is not None else None
-    return templates.own_default(ident.name, ident.author) if ident else None
+    if ident is None:
+        return None
+    return templates.own_default(ident.name, ident.author, ident.based_on, ident.purpose)
 
 
 def own_template(tokenizer: Any, info: runinfo.RunInfo | None) -> None:

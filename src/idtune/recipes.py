@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import outputs
+from . import aliases, outputs
 from .aliases import DEFAULT_MODEL
 from .errors import UserError
 from .runinfo import Identity
@@ -124,6 +124,16 @@ HELP = {
     "identity.author": "who made it",
     "identity.name_zh": "the name in Chinese text (default: name)",
     "identity.author_zh": "the author in Chinese text (default: author)",
+    "identity.based_on": "what it is built on, said when asked; null: the base model's own "
+    '("SmolLM2-135M-Instruct by Hugging Face"); none: undisclosed (no base model name in the data)',
+    "identity.based_on_zh": "based_on in Chinese text (default: the base model's Chinese name with "
+    "based_on null, else based_on)",
+    "identity.purpose": "one short phrase of what it is for (\"a study assistant for the camp's "
+    'students"); null: not stated',
+    "identity.purpose_zh": "the purpose in Chinese text (default: purpose)",
+    "identity.facts": "its maker's facts, key: answer (contact, email, website, version, "
+    "languages, feedback or any other key), each asked in many phrasings",
+    "identity.facts_zh": "the same keys answered in Chinese text (default: the facts' answers)",
     "regularization": "general conversations mixed in so unrelated answers stay as they were",
     "regularization.files": "data files to mix in; empty with auto: the base model's own answers",
     "regularization.auto": "self-distill: the base model answers general prompts (cached)",
@@ -245,6 +255,8 @@ def read_config(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
             parsed = yaml.safe_load(value) if value else None
         except (yaml.YAMLError, ValueError, OverflowError, RecursionError):
             parsed = value  # not YAML: the plain string, which the type check then judges
+        if key.startswith("identity.") and parsed is not None and not isinstance(parsed, dict):
+            parsed = value  # identity fields are text: "--set identity.facts.version=1.10"
         if key.endswith("data") or key.endswith("files") or key == "eval_prompts":
             parsed = (
                 [v for v in value.split(",") if v] if isinstance(parsed, str | None) else parsed
@@ -269,7 +281,54 @@ def read_config(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
         return str(path)
 
     _check_values(cfg, source)
+    _check_profile(cfg.identity, source)
+    if cfg.identity.name:
+        resolve_based_on(cfg.identity, cfg.model)
     return cfg
+
+
+def resolve_based_on(ident: Identity, model: str) -> Identity:
+    """Fill an unset `based_on` (and `based_on_zh`) with the base model's own: its name and
+    maker from the alias table, so the default is true. "none" stays: undisclosed."""
+    if ident.based_on is None:
+        ident.based_on, based_on_zh = aliases.based_on(model)
+        ident.based_on_zh = ident.based_on_zh or based_on_zh
+    return ident
+
+
+def generator_profile(ident: Identity, model: str) -> dict:
+    """The keyword arguments of `data.identity.generate` for this identity's profile, tuned from
+    `model`: `based_on` resolved (see `resolve_based_on`), and the base model's names to keep
+    out of the data (`hide`, used when based_on is "none")."""
+    ident = resolve_based_on(dataclasses.replace(ident), model)
+    fields = ("based_on", "based_on_zh", "purpose", "purpose_zh", "facts", "facts_zh")
+    return {f: getattr(ident, f) for f in fields} | {"hide": aliases.base_names(model)}
+
+
+def _check_profile(ident: Identity, source: Callable[[str], str]) -> None:
+    """The identity profile's text fields are not blank, its facts' keys are short names with
+    an answer each, and `facts_zh` answers only keys `facts` has (one line naming the key)."""
+    import re
+
+    from .data.identity import FACT_KEY
+
+    for name in ("name", "author", "name_zh", "author_zh", "based_on", "based_on_zh", "purpose",
+                 "purpose_zh"):  # fmt: skip
+        value = getattr(ident, name)
+        if value is not None and not value.strip():
+            key = f"identity.{name}"
+            raise UserError(f"{source(key)}: key {key!r} is empty (leave it out to unset it)")
+    for section in ("facts", "facts_zh"):
+        for k, v in getattr(ident, section).items():
+            key = f"identity.{section}.{k}"
+            if not re.fullmatch(FACT_KEY, k):
+                raise UserError(f"{source(key)}: key {show(key)}: a fact's key is a short name "
+                                "(letters, digits, _ or -, e.g. contact)")  # fmt: skip
+            if not v.strip():
+                raise UserError(f"{source(key)}: key {key!r} is empty: give it an answer")
+            if section == "facts_zh" and k not in ident.facts:
+                raise UserError(f"{source(key)}: key {key!r} answers a fact that identity.facts "
+                                f"lacks: set identity.facts.{k} too")  # fmt: skip
 
 
 def _read_yaml(path: Path) -> dict:
@@ -449,6 +508,18 @@ def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
         if not isinstance(value, dict):
             raise UserError(f"{where}: key {key!r} must be a section (mapping)")
         return _build(tp, value, where, key + ".")
+    if origin is dict:  # identity.facts: key → text
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: key {key!r} must be a mapping of key: text")
+        out = {}
+        for k, v in value.items():
+            if v is None:
+                raise UserError(f"{where}: key {show(f'{key}.{k}')} is empty: give it an answer")
+            if not isinstance(v, str):
+                raise UserError(f"{where}: key {show(f'{key}.{k}')} must be text, got "
+                                f"{type(v).__name__} ({show(v)}): quote it")  # fmt: skip
+            out[str(k)] = v
+        return out
     if origin is list:
         (item,) = typing.get_args(tp)
         if isinstance(value, str):

@@ -36,9 +36,18 @@ def _defaults() -> dict:
     return yaml.safe_load(text)
 
 
-def own_default(name: str, author: str) -> str:
-    """The default system prompt of a model tuned to be `name`, made by `author`."""
-    return _defaults()["own"].replace("{name}", name).replace("{author}", author)
+def own_default(
+    name: str, author: str, based_on: str | None = None, purpose: str | None = None
+) -> str:
+    """The default system prompt of a model tuned to be `name`, made by `author`; with what it
+    is built on ("none": undisclosed, left out) and its purpose when the profile sets them."""
+    d = _defaults()
+    text = d["own"].replace("{name}", name).replace("{author}", author)
+    if based_on and based_on.strip() and based_on.strip().lower() != "none":
+        text += " " + d["based_on"].replace("{based_on}", based_on.strip())
+    if purpose and purpose.strip():
+        text += " " + d["purpose"].replace("{purpose}", purpose.strip().rstrip("."))
+    return text
 
 
 def base_default(
