@@ -47,8 +47,9 @@ def identity_data(cfg: TrainConfig, log=print) -> list:
     from .data import identity
 
     log(f"no data: {ident.name} by {ident.author}, 1000 conversations (seed {cfg.seed})")
+    profile = recipes.generator_profile(ident, cfg.model)  # based_on resolved; hide for "none"
     rows = identity.generate(ident.name, ident.author, ident.name_zh, ident.author_zh,
-                             seed=cfg.seed)  # fmt: skip
+                             seed=cfg.seed, **profile)  # fmt: skip
     return [formats.to_messages(r) for r in rows]
 
 
