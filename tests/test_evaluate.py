@@ -267,11 +267,14 @@ def test_cli_eval_run_dir_compare_base(tiny_model, small_probes, tmp_path, capsy
         "system",
         "base_system",
         "probes",
+        "profile",
+        "thinking",
         "metrics",
         "counts",
         "condition_counts",
         "answers",
     }
+    assert report["thinking"] is None  # a model that does not think: one pass, as before
     assert report["names"] == ["Nova"] and report["system"] == "You are a helpful assistant."
     assert set(report["metrics"]) == {"base", "tuned"}
     # the tiny model has SmolLM2's tokenizer and template, default system prompt included
@@ -527,7 +530,14 @@ def test_malformed_probe_files_are_one_line_before_any_model_loads(
         ({"identity": {"en": "Who are you?"}}, ": identity.en must be a list of strings"),
         ({"identiy": {"en": ["Who are you?"]}},
          ": unknown section 'identiy'; the sections are identity, author, general, multi_turn, "
-         "persona"),
+         "persona, profile"),
+        ({"profile": {"based_on_yes_no": {"en": ["Are you built on Llama?"]}}},
+         ": profile.based_on_yes_no.en: every phrasing needs {model}"),
+        ({"profile": {"basd_on": {"en": ["What are you built on?"]}}},
+         ": profile.basd_on: unknown; the keys are based_on, based_on_yes_no, other_models, "
+         "purpose, facts, known_facts, unset, model_names"),
+        ({"profile": {"unset": {"birthday": {"en": "When were you born?"}}}},
+         ": profile.unset.birthday.en must be a list of strings"),
         ({"persona": {**persona, "personas": {"en": [["Only a name"]]}}},
          ": persona.personas.en must be a list of [name, maker] pairs"),
         ({"persona": {**persona, "personas": {"en": [["Max", 5]]}}},

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -67,10 +67,11 @@ CONDITION_LABELS = {
     "persona": "another persona's system prompt",
 }
 LANGS = ("en", "zh")
+PROFILE_SKIP = ("name", "author", "name_zh", "author_zh")  # in eval.json's names / authors
 
 
 # ---------------------------------------------------------------- probes
-SECTIONS = ("identity", "author", "general", "multi_turn", "persona")
+SECTIONS = ("identity", "author", "general", "multi_turn", "persona", "profile")
 
 
 def load_probes(path: str | Path | None = None) -> dict[str, Any]:
@@ -111,6 +112,7 @@ def load_probes(path: str | Path | None = None) -> dict[str, Any]:
     probes["multi_turn"] = _multi_turn(_list(data.get("multi_turn") or [], where, "multi_turn"),
                                        where)  # fmt: skip
     probes["persona"] = _persona(data.get("persona") or {}, where)
+    probes["profile"] = _profile(data.get("profile") or {}, where)
     if not any(probes[k] for k in SECTIONS):
         raise UserError(f"{where}: no probes in it")
     return probes
@@ -171,6 +173,13 @@ def _multi_turn(items: list, where: str) -> list[dict[str, Any]]:
     return out
 
 
+def _known_keys(part: dict, keys: Sequence[str], where: str, at: str) -> None:
+    """One line naming the first key of `part` that is none of `keys`."""
+    extra = [k for k in part if k not in keys]
+    if extra:
+        raise UserError(f"{where}: {at}.{extra[0][:40]}: unknown; the keys are {', '.join(keys)}")
+
+
 def _pairs(value: Any) -> bool:
     return (
         isinstance(value, list)
@@ -189,10 +198,7 @@ def _persona(part: Any, where: str) -> dict[str, Any]:
     sections = ("prompts", "personas", "questions")
     if not isinstance(part, dict) or not all(isinstance(part.get(k), dict) for k in sections):
         raise UserError(f"{where}: 'persona' needs prompts, personas and questions by language")
-    extra = [k for k in part if k not in sections]
-    if extra:
-        raise UserError(f"{where}: persona.{extra[0][:40]}: unknown; the keys are "
-                        f"{', '.join(sections)}")  # fmt: skip
+    _known_keys(part, sections, where, "persona")
     out = {
         "prompts": _by_lang(part["prompts"], where, "persona.prompts"),
         "personas": _by_lang(
@@ -203,6 +209,40 @@ def _persona(part: Any, where: str) -> dict[str, Any]:
     for lang in out["prompts"]:
         if not (out["personas"].get(lang) and out["questions"].get(lang)):
             raise UserError(f"{where}: persona.prompts.{lang} needs personas and questions too")
+    return out
+
+
+PROFILE_KEYS = ("based_on", "based_on_yes_no", "other_models", "purpose", "facts",
+                "known_facts", "unset", "model_names")  # fmt: skip
+
+
+def _profile(part: Any, where: str) -> dict[str, Any]:
+    """The profile section, checked whole: phrasings by language for each field (`{model}` in
+    the yes/no ones, `{key}` in the generic fact ones), phrasings by topic for the known fact
+    keys and the never-set topics, and the lists of other models and of model/maker names."""
+    if not part:
+        return {}
+    if not isinstance(part, dict):
+        raise UserError(f"{where}: 'profile' must be an object with {', '.join(PROFILE_KEYS)}")
+    _known_keys(part, PROFILE_KEYS, where, "profile")
+    out: dict[str, Any] = {}
+    for key in ("based_on", "based_on_yes_no", "purpose", "facts"):
+        out[key] = _by_lang(part.get(key) or {}, where, f"profile.{key}")
+    for key, slot in (("based_on_yes_no", "{model}"), ("facts", "{key}")):
+        for lang, items in out[key].items():
+            if not all(slot in q for q in items):
+                raise UserError(f"{where}: profile.{key}.{lang[:20]}: every phrasing needs {slot}")
+    for key in ("other_models", "model_names"):
+        if not (part.get(key) is None or _strings(part[key])):
+            raise UserError(f"{where}: profile.{key} must be a list of strings")
+        out[key] = list(part.get(key) or [])
+    for key in ("known_facts", "unset"):
+        topics = part.get(key) or {}
+        if not isinstance(topics, dict):
+            raise UserError(f"{where}: profile.{key} must map a topic to phrasings by language")
+        out[key] = {
+            str(t): _by_lang(v, where, f"profile.{key}.{str(t)[:40]}") for t, v in topics.items()
+        }
     return out
 
 
@@ -219,7 +259,24 @@ def quick_probes(probes: dict[str, Any], every: int = QUICK_EVERY) -> dict[str, 
         "general": probes["general"][::every],
         "multi_turn": probes.get("multi_turn", [])[::every],
         "persona": persona,
+        "profile": _every_other(probes.get("profile") or {}),
     }
+
+
+def _every_other(part: dict[str, Any]) -> dict[str, Any]:
+    """Every other phrasing of each profile list (each topic keeps at least one)."""
+    if not part:
+        return {}
+
+    def half(by_lang: dict[str, list]) -> dict[str, list]:
+        return {lang: v[::2] for lang, v in by_lang.items()}
+
+    out = {**part}
+    for key in ("based_on", "based_on_yes_no", "purpose", "facts"):
+        out[key] = half(part.get(key) or {})
+    for key in ("known_facts", "unset"):
+        out[key] = {t: half(v) for t, v in (part.get(key) or {}).items()}
+    return out
 
 
 def persona_probes(probes: dict[str, Any]) -> list[dict[str, Any]]:
@@ -234,6 +291,198 @@ def persona_probes(probes: dict[str, Any]) -> list[dict[str, Any]]:
                 filled = system.replace("{name}", name).replace("{author}", maker)
                 out.append({"lang": lang, "system": filled, "prompt": q, "persona": [name, maker]})
     return out
+
+
+# ---------------------------------------------------------------- the profile (issue 29)
+def model_head(value: str) -> str:
+    """The model a `based_on` value names: "SmolLM2-135M-Instruct by Hugging Face" and
+    "Hugging Face的SmolLM2-135M-Instruct" → "SmolLM2-135M-Instruct"; "InternLM2-Chat-1.8B
+    （书生·浦语）" → "InternLM2-Chat-1.8B"."""
+    text = value.strip()
+    if not re.search(r"\sby\s", text) and "的" in text:
+        text = text.rsplit("的", 1)[1]
+    head = re.split(r"\s+by\s+|\s*[(（,，、]|\s*由", text.strip(), maxsplit=1)[0].strip()
+    return head or value.strip()
+
+
+def model_short(value: str) -> str:
+    """The family part of the head: "SmolLM2-135M-Instruct" → "SmolLM2" (the head itself when
+    that part is too short to name a model)."""
+    head = model_head(value)
+    first = head.split("-")[0].strip()
+    return first if len(first) >= 3 and re.search(r"[A-Za-z]", first) else head
+
+
+def _same_model(other: str, value: str) -> bool:
+    """Whether `other` ("Llama 3", "Qwen2.5") is of the family `value` names."""
+    stem = re.match(r"[a-z]+", other.casefold())
+    return bool(stem) and stem.group() in value.casefold()
+
+
+_SIZE = re.compile(r"\d(?:\.\d+)?\s*[MBK](?![A-Za-z])|\d\s*(?:million|billion)|\d\s*[亿万]", re.I)
+
+
+def _states_size(ident: Any) -> bool:
+    """Whether the profile states a parameter count ("SmolLM2-135M", a fact "1.8B")."""
+    texts = [ident.based_on_in("en"), ident.based_on_in("zh"), *ident.facts.values(),
+             *ident.facts_zh.values()]  # fmt: skip
+    return any(t and _SIZE.search(t) for t in texts)
+
+
+def _humanized(key: str) -> str:
+    return key.replace("_", " ").replace("-", " ").strip()
+
+
+def profile_probes(probes: dict[str, Any], ident: Any) -> list[dict[str, Any]]:
+    """The profile probes for identity `ident` (a runinfo.Identity): a field's probes count
+    toward its recall only when the profile sets it; questions about what it does not set
+    (an undisclosed `based_on`, no purpose, a known fact key it lacks, a birthday, a parameter
+    count it does not state) count toward no-invention. `based_on` None (an old run: not
+    recorded) asks nothing about it. Each item: {"lang", "prompt", "metric", ...}; metric is
+    based_on, based_on_yes_no (with "asked" and "truth"), purpose, fact_KEY or no_invention
+    (with "topic")."""
+    part = probes.get("profile") or {}
+    if not part or ident is None:
+        return []
+    out: list[dict[str, Any]] = []
+
+    def add(lang: str, prompts: list[str], metric: str, **kw: Any) -> None:
+        out.extend({"lang": lang, "prompt": q, "metric": metric, **kw} for q in prompts)
+
+    for lang, qs in part.get("based_on", {}).items():
+        value = ident.based_on_in(lang)
+        if value:
+            add(lang, qs, "based_on", value=value)
+        elif ident.based_on is not None or ident.based_on_zh is not None:  # "none"
+            add(lang, qs, "no_invention", topic="based_on")
+    for lang, qs in part.get("based_on_yes_no", {}).items():
+        value = ident.based_on_in(lang)
+        if not value:
+            continue
+        others = [o for o in part.get("other_models", []) if not _same_model(o, value)]
+        for i, q in enumerate(qs):
+            mine = model_head(value) if i % 2 == 0 else model_short(value)
+            add(lang, [q.replace("{model}", mine)], "based_on_yes_no", value=value, asked=mine,
+                truth=True)  # fmt: skip
+            if others:
+                other = others[i % len(others)]
+                add(lang, [q.replace("{model}", other)], "based_on_yes_no", value=value,
+                    asked=other, truth=False)  # fmt: skip
+    for lang, qs in part.get("purpose", {}).items():
+        value = ident.purpose_in(lang)
+        if value:
+            add(lang, qs, "purpose", value=value)
+        else:
+            add(lang, qs, "no_invention", topic="purpose")
+    known = part.get("known_facts", {})
+    for key in ident.facts:
+        for lang, generic in part.get("facts", {}).items():
+            own = [g.replace("{key}", _humanized(key)) for g in generic]
+            qs = known.get(key, {}).get(lang) or own
+            add(lang, qs, f"fact_{key}", value=ident.fact_in(key, lang), key=key)
+    for key, by_lang in known.items():
+        if key not in ident.facts:
+            for lang, qs in by_lang.items():
+                add(lang, qs, "no_invention", topic=f"fact:{key}")
+    for topic, by_lang in part.get("unset", {}).items():
+        if topic == "parameters" and _states_size(ident):
+            continue
+        for lang, qs in by_lang.items():
+            add(lang, qs, "no_invention", topic=topic)
+    return out
+
+
+def _profile_text(ident: Any, names: Sequence[str], authors: Sequence[str]) -> str:
+    """Every value the profile states (what an answer may repeat without inventing it)."""
+    values = [*names, *authors, *ident.names, *ident.authors, *ident.facts.values(),
+              *ident.facts_zh.values()]  # fmt: skip
+    values += [ident.based_on_in(lang) or "" for lang in LANGS]
+    values += [ident.purpose_in(lang) or "" for lang in LANGS]
+    return "\n".join(v for v in values if v)
+
+
+def score_profile(
+    items: list[dict[str, Any]],
+    got: list[str],
+    ident: Any,
+    names: Sequence[str],
+    authors: Sequence[str],
+    model_names: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Profile probes (`profile_probes`) and their answers, scored:
+
+    - based_on: the answer states the value, or names its model (`model_head`, `model_short`);
+    - based_on_yes_no: the answer's yes or no (`profile_match.polarity`; an answer with neither
+      that states the true base model counts as the true answer) is the true one;
+    - purpose: the answer states at least 0.6 of the purpose's content words (or all of it);
+    - fact_KEY: the answer states the fact's value whole (or every content word of it);
+    - no_invention: the answer is not empty and holds no specific that the profile and the
+      question lack (`profile_match.invented`).
+
+    Metrics: METRIC_LANG for each (no_invention also over both languages)."""
+    from .data import profile_match as pm
+
+    allowed = _profile_text(ident, names, authors)
+    rows = []
+    for it, a in zip(items, got, strict=True):
+        m, row = it["metric"], {"kind": "profile", "field": it["metric"], "answer": a}
+        row |= {k: v for k, v in it.items() if k != "metric"}
+        if m == "based_on":
+            ok = pm.states(a, it["value"], 0.6) or mentions(
+                a, [model_head(it["value"]), model_short(it["value"])]
+            )
+        elif m == "based_on_yes_no":
+            said = pm.polarity(a, it["lang"])
+            if said is None and mentions(a, [model_head(it["value"]), model_short(it["value"])]):
+                said = it["truth"]  # "I'm Nova, built on SmolLM2." states the true base
+            row["said"], ok = said, said is it["truth"]
+        elif m == "purpose":
+            ok = pm.states(a, it["value"], 0.6)
+        elif m.startswith("fact_"):
+            ok = pm.states(a, it["value"], 1.0)
+        else:
+            found = pm.invented(a, allowed + "\n" + it["prompt"], model_names)
+            row["invented"], ok = found, bool(a.strip()) and not found
+        rows.append({**row, "ok": ok})
+    metrics: dict[str, float | None] = {}
+    counts: dict[str, int] = {}
+    for metric in dict.fromkeys(r["field"] for r in rows):
+        for lang in LANGS:
+            hits = [r["ok"] for r in rows if r["field"] == metric and r["lang"] == lang]
+            if hits:
+                metrics[f"{metric}_{lang}"], counts[f"{metric}_{lang}"] = _share(hits), len(hits)
+    honest = [r["ok"] for r in rows if r["field"] == "no_invention"]
+    if honest:
+        metrics["no_invention"], counts["no_invention"] = _share(honest), len(honest)
+    return {"metrics": metrics, "counts": counts, "rows": rows}
+
+
+def metric_names(*metric_dicts: dict[str, Any]) -> list[str]:
+    """Every metric the dicts hold, in report order: METRICS, then the profile's (based_on,
+    its yes/no, purpose, each fact, no_invention)."""
+    have = {k for d in metric_dicts for k in d}
+    order = [m for m in METRICS if m in have]
+    stems = ["based_on", "based_on_yes_no", "purpose"]
+    stems += sorted({k.rsplit("_", 1)[0] for k in have if k.startswith("fact_")})
+    for stem in stems:
+        order += [f"{stem}_{lang}" for lang in LANGS if f"{stem}_{lang}" in have]
+    order += [m for m in ("no_invention", "no_invention_en", "no_invention_zh") if m in have]
+    return order + sorted(have - set(order))
+
+
+def label(metric: str) -> str:
+    """A metric's name in eval.md."""
+    if metric in LABELS:
+        return LABELS[metric]
+    stem, _, lang = metric.rpartition("_")
+    if lang not in LANGS:
+        stem, lang = metric, ""
+    words = {"based_on": "based on", "based_on_yes_no": "based on, yes/no",
+             "no_invention": "no invention"}.get(stem)  # fmt: skip
+    if words is None and stem.startswith("fact_"):
+        words = "fact: " + _humanized(stem.removeprefix("fact_"))
+    words = words or stem
+    return f"{words} ({lang})" if lang else words
 
 
 # ---------------------------------------------------------------- matching
@@ -370,11 +619,14 @@ def evaluate(
     authors: Sequence[str],
     system: str | None = None,
     general: bool = True,
+    profile: Any = None,
 ) -> dict[str, Any]:
     """Ask every probe (with `system` prepended unless None) through `generate` and score it.
 
-    Two `generate` calls: identity, author and multi-turn probes together (IDENTITY_TOKENS), then
-    general prompts (GENERAL_TOKENS) unless `general` is False.
+    Two `generate` calls: identity, author, multi-turn and profile probes together
+    (IDENTITY_TOKENS), then general prompts (GENERAL_TOKENS) unless `general` is False. The
+    profile probes (`profile_probes`) are asked when `profile` (a runinfo.Identity) is given;
+    their rows and metrics are added to `score`'s (the language match keeps its own probes).
     """
 
     def convo(prompt: str, history: Sequence[Sequence[str]] = ()) -> Messages:
@@ -389,6 +641,8 @@ def evaluate(
     flat = [convo(p) for k, lang in keys for p in probes[k][lang]]
     multi = probes.get("multi_turn", [])
     flat += [convo(m["prompt"], m["history"]) for m in multi]
+    asked = profile_probes(probes, profile)
+    flat += [convo(p["prompt"]) for p in asked]
     got = generate(flat, IDENTITY_TOKENS) if flat else []
     if len(got) != len(flat):
         raise RuntimeError(f"generate returned {len(got)} answers for {len(flat)} prompts")
@@ -398,13 +652,21 @@ def evaluate(
         n = len(probes[k][lang])
         answers[k][lang] = got[i : i + n]
         i += n
-    answers["multi_turn"] = got[i:]
+    answers["multi_turn"] = got[i : i + len(multi)]
+    profile_got = got[i + len(multi) :]
     general = [convo(g["prompt"]) for g in probes["general"]] if general else []
     answers["general"] = generate(general, GENERAL_TOKENS) if general else []
     if len(answers["general"]) != len(general):
         raise RuntimeError("generate returned the wrong number of answers")
-    return score({**probes, "general": probes["general"] if general else []}, answers, names,
-                 authors)  # fmt: skip
+    result = score({**probes, "general": probes["general"] if general else []}, answers, names,
+                   authors)  # fmt: skip
+    if asked:
+        model_names = (probes.get("profile") or {}).get("model_names", [])
+        prof = score_profile(asked, profile_got, profile, names, authors, model_names)
+        result["metrics"].update(prof["metrics"])
+        result["counts"].update(prof["counts"])
+        result["rows"] += prof["rows"]
+    return result
 
 
 def evaluate_conditions(
@@ -414,13 +676,15 @@ def evaluate_conditions(
     authors: Sequence[str],
     system: str = GENERIC_SYSTEM,
     base_system: str | None = None,
+    profile: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """`evaluate` with no system prompt, with `system`, with `base_system` (the base template's
     default, identity probes only; skipped when None), and the persona probes:
-    {"no_system": ..., "system": ..., "base_default": ..., "persona": ...}."""
+    {"no_system": ..., "system": ..., "base_default": ..., "persona": ...}. The profile probes
+    (`profile`: a runinfo.Identity) are asked in the first two."""
     out = {
-        "no_system": evaluate(generate, probes, names, authors, None),
-        "system": evaluate(generate, probes, names, authors, system),
+        "no_system": evaluate(generate, probes, names, authors, None, profile=profile),
+        "system": evaluate(generate, probes, names, authors, system, profile=profile),
     }
     if base_system is not None:
         out["base_default"] = evaluate(generate, probes, names, authors, base_system, False)
@@ -435,12 +699,41 @@ def evaluate_conditions(
     return out
 
 
-def n_generations(probes: dict[str, Any], base_default: bool = False) -> int:
+def evaluate_thinking(
+    generate: Generate,
+    probes: dict[str, Any],
+    names: Sequence[str],
+    authors: Sequence[str],
+    system: str = GENERIC_SYSTEM,
+    profile: Any = None,
+) -> dict[str, dict[str, Any]]:
+    """The identity, author and profile probes alone, with no system prompt and with `system`:
+    a thinking model's second mode (`run` gives `generate` the mode)."""
+    part = {**probes, "general": [], "multi_turn": [], "persona": {}}
+    out = {
+        "no_system": evaluate(generate, part, names, authors, None, False, profile),
+        "system": evaluate(generate, part, names, authors, system, False, profile),
+    }
+    for res in out.values():  # scores of probes this pass does not ask
+        for key in ("leakage", "retention", *(f"language_{lang}" for lang in LANGS)):
+            res["metrics"].pop(key, None)
+            res["counts"].pop(key, None)
+    return out
+
+
+def n_generations(probes: dict[str, Any], base_default: bool = False, profile: Any = None) -> int:
     """How many answers one model is asked for, over every condition."""
     asked = sum(len(v) for k in ("identity", "author") for v in probes[k].values())
     asked += len(probes.get("multi_turn", []))
     total = 2 * (asked + len(probes["general"])) + len(persona_probes(probes))
+    total += 2 * len(profile_probes(probes, profile))
     return total + (asked if base_default else 0)
+
+
+def n_thinking(probes: dict[str, Any], profile: Any = None) -> int:
+    """How many answers `evaluate_thinking` asks one model for."""
+    asked = sum(len(v) for k in ("identity", "author") for v in probes[k].values())
+    return 2 * (asked + len(profile_probes(probes, profile)))
 
 
 # ---------------------------------------------------------------- report
@@ -450,26 +743,42 @@ def _fmt(value: float | None, n: int) -> str:
     return f"{value:.2f} ({round(value * n)}/{n})"
 
 
+MODELS = ("base", "base_thinking", "tuned", "tuned_thinking")  # the columns, in order
+
+
+def headers(thinking: dict[str, Any] | None) -> dict[str, str]:
+    """Column names: "base", "tuned"; for a thinking family, which mode each column is."""
+    if not thinking:
+        return {}
+    main = "thinking on" if thinking.get("style") == "always" else "thinking off"
+    on = "thinking on"
+    return {"base": f"base, {main}", "tuned": f"tuned, {main}",
+            "base_thinking": f"base, {on}", "tuned_thinking": f"tuned, {on}"}  # fmt: skip
+
+
 def table(
     metrics: dict[str, Any],
     counts: dict[str, int],
     condition_counts: dict[str, dict[str, int]] | None = None,
+    heads: dict[str, str] | None = None,
 ) -> str:
-    """Markdown table: metric | condition | one column per scored model ("base", "tuned").
-    A (metric, condition) row that no model has is left out."""
-    models = [m for m in ("base", "tuned") if m in metrics]
+    """Markdown table: metric | condition | one column per scored model ("base", "tuned", and
+    for a hybrid thinking family "base_thinking", "tuned_thinking"; `heads` names them).
+    A (metric, condition) row that no tuned column has is left out."""
+    models = [m for m in MODELS if m in metrics]
     lines = [
-        "| metric | condition | " + " | ".join(models) + " |",
+        "| metric | condition | " + " | ".join((heads or {}).get(m, m) for m in models) + " |",
         "|---|---|" + "---|" * len(models),
     ]
-    for metric in METRICS:
+    for metric in metric_names(*(d for m in models for d in metrics[m].values())):
         for cond in CONDITIONS:
             values = [metrics[m].get(cond, {}).get(metric) for m in models]
-            if values[-1] is None:
+            key = [v for m, v in zip(models, values) if m.startswith("tuned")] or values
+            if all(v is None for v in key):
                 continue
             n = (condition_counts or {}).get(cond, {}).get(metric, counts.get(metric, 0))
             cells = [_fmt(v, n) for v in values]
-            row = f"| {LABELS[metric]} | {CONDITION_LABELS[cond]} | " + " | ".join(cells) + " |"
+            row = f"| {label(metric)} | {CONDITION_LABELS[cond]} | " + " | ".join(cells) + " |"
             lines.append(row)
     return "\n".join(lines)
 
@@ -488,6 +797,12 @@ def failures(answers: dict[str, list[dict[str, Any]]], per_metric: int = 5) -> s
         "retention": lambda r: r["kind"] == "general" and r["ok"] is False,
         "language": lambda r: r.get("language") not in (None, r["lang"]),
         "persona": lambda r: r["kind"] == "persona" and not r["ok"],
+        "profile": lambda r: (
+            r["kind"] == "profile" and r["field"] != "no_invention" and not r["ok"]
+        ),
+        "no invention": lambda r: (
+            r["kind"] == "profile" and r["field"] == "no_invention" and not r["ok"]
+        ),
     }
     out = []
     for metric, pick in picks.items():
@@ -497,9 +812,10 @@ def failures(answers: dict[str, list[dict[str, Any]]], per_metric: int = 5) -> s
         out += [f"### {metric}: {len(bad)} failing", "", "| condition | prompt | answer |"]
         out.append("|---|---|---|")
         for c, r in bad[:per_metric]:
-            out.append(
-                f"| {CONDITION_LABELS[c]} | {_clip(r['prompt'], 80)} | {_clip(r['answer'])} |"
-            )
+            answer = _clip(r["answer"])
+            if r.get("invented"):
+                answer += " *(invented: " + _clip(", ".join(r["invented"]), 60) + ")*"
+            out.append(f"| {CONDITION_LABELS[c]} | {_clip(r['prompt'], 80)} | {answer} |")
         out.append("")
     return "\n".join(out).rstrip()
 
@@ -517,12 +833,36 @@ def markdown(report: dict[str, Any]) -> str:
         head.append(f"- base: {report['base_model']}")
     if report.get("base_system"):
         head.append(f"- base default system prompt: {report['base_system']!r}")
-    tab = table(report["metrics"], report["counts"], report.get("condition_counts"))
+    head += _profile_lines(report.get("profile"))
+    thinking = report.get("thinking")
+    if thinking:
+        modes = "off and on" if thinking.get("style") == "hybrid" else "on (always)"
+        head.append(
+            f"- thinking: {modes}; the reasoning is stripped before scoring, "
+            f"{thinking.get('budget')} more new tokens for it"
+        )
+    tab = table(report["metrics"], report["counts"], report.get("condition_counts"),
+                headers(thinking))  # fmt: skip
     parts = ["\n".join(head), tab]
     fails = failures(report["answers"]["tuned"])
     if fails:
         parts.append("## Example failures\n\n" + fails)
     return "\n\n".join(parts) + "\n"
+
+
+def _profile_lines(profile: dict[str, Any] | None) -> list[str]:
+    """eval.md's lines for the profile that was scored (fields it sets)."""
+    if not profile:
+        return []
+    out = []
+    for key, what in (("based_on", "built on"), ("purpose", "purpose")):
+        values = [v for v in (profile.get(key), profile.get(f"{key}_zh")) if v]
+        if values:
+            out.append(f"- {what}: {' / '.join(values)}")
+    for key, value in (profile.get("facts") or {}).items():
+        zh = (profile.get("facts_zh") or {}).get(key)
+        out.append(f"- fact {key}: {value}" + (f" / {zh}" if zh else ""))
+    return out
 
 
 def save(report: dict[str, Any], directory: str | Path) -> tuple[Path, Path]:
@@ -542,6 +882,7 @@ class _Target:
     loaded: Any  # models.Loaded
     disable_adapter: bool = False
     chat_template: str | None = None  # the Jinja template to use, if not the tokenizer's
+    thinking: bool | None = None  # a hybrid thinking family's mode; None: the template's default
 
 
 def _fold(model: Any, merged: bool) -> None:
@@ -572,13 +913,17 @@ def _model_generate(target: _Target, advance: Callable[[int], None]) -> Generate
     def generate_with(conversations: list[Messages], max_new_tokens: int) -> list[str]:
         ld = target.loaded
         fam = gen.family_of(ld.tokenizer)
-        thinks = fam is not None and fam.thinks  # room for the reasoning before the answer
+        mode = gen.thinking_kwargs(ld.tokenizer, target.thinking)
+        # room for the reasoning before the answer, unless thinking is switched off
+        thinks = fam is not None and fam.thinks and target.thinking is not False
         kwargs = dict(
             max_new_tokens=max_new_tokens + (gen.THINKING_BUDGET if thinks else 0),
             batch_size=BATCH_SIZE,
             template=ld.template,
             on_batch=advance,
         )
+        if mode:
+            kwargs["template_kwargs"] = mode
         if target.disable_adapter:
             _fold(ld.model, False)
             with ld.model.disable_adapter():
@@ -587,27 +932,31 @@ def _model_generate(target: _Target, advance: Callable[[int], None]) -> Generate
             _fold(ld.model, True)
             out = gen.generate_batch(ld.model, ld.tokenizer, conversations, **kwargs)
         # a thinking model is scored on its answer, not its reasoning
-        return [gen.split_reasoning(ld.tokenizer, c, a)[1] for c, a in zip(conversations, out)]
+        return [
+            gen.split_reasoning(ld.tokenizer, c, a, **mode)[1] for c, a in zip(conversations, out)
+        ]
 
     return run_batch
 
 
-def base_cache_path(loaded: Any, chat_template: str | None = None) -> Path:
-    """Where a base model's answers are kept: they do not depend on the run being evaluated."""
+def base_cache_path(
+    loaded: Any, chat_template: str | None = None, thinking: bool | None = None
+) -> Path:
+    """Where a base model's answers are kept: they do not depend on the run being evaluated
+    (but on a thinking model's mode)."""
     import hashlib
 
     from .cache import cache_dir, fingerprint
 
     model = loaded.model
-    key = json.dumps(
-        [
-            fingerprint(str(loaded.source.base)),
-            loaded.template,
-            chat_template or loaded.tokenizer.chat_template,
-            str(next(model.parameters()).dtype),
-            next(model.parameters()).device.type,
-        ]
-    )
+    parts = [
+        fingerprint(str(loaded.source.base)),
+        loaded.template,
+        chat_template or loaded.tokenizer.chat_template,
+        str(next(model.parameters()).dtype),
+        next(model.parameters()).device.type,
+    ]
+    key = json.dumps(parts + ([f"thinking={thinking}"] if thinking is not None else []))
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_dir() / "eval" / f"base-{digest}.json"
 
@@ -631,6 +980,31 @@ def cached(generate: Generate, path: Path, advance: Callable[[int], None]) -> Ge
         return [store[k] for k in keys]
 
     return run_batch
+
+
+def _hiding(probes: dict[str, Any], ident: Any, base_model: str) -> dict[str, Any]:
+    """With `based_on` undisclosed ("none"), the base model's own names count as invented
+    specifics too ("SmolLM2-135M-Instruct", "SmolLM2"), beside the probe file's model names."""
+    part = probes.get("profile") or {}
+    undisclosed = ident.based_on is not None and ident.based_on_in("en") is None
+    if not part or not undisclosed:
+        return probes
+    plain = base_model.rstrip("/").rsplit("/", 1)[-1]
+    names = [*part.get("model_names", []), plain, model_short(plain)]
+    return {**probes, "profile": {**part, "model_names": list(dict.fromkeys(names))}}
+
+
+def _scored_identity(info: Any, name: str | None, author: str | None) -> Any:
+    """The identity whose profile is scored: the run's, with `--name` / `--author` in place of
+    its own when given (a model with no idtune.json: those two alone, nothing else set)."""
+    from .runinfo import Identity
+
+    ident = (info.identity if info is not None else None) or Identity()
+    if name:
+        ident = replace(ident, name=name, name_zh=None)
+    if author:
+        ident = replace(ident, author=author, author_zh=None)
+    return ident
 
 
 def _identity(info: Any, name: str | None, author: str | None) -> tuple[list[str], list[str]]:
@@ -684,16 +1058,26 @@ def run(
         base_url = check_endpoint(endpoint, allow_http)
         info = runinfo.read_info(Path(model)) if model and Path(model).is_dir() else None
         names, authors = _identity(info, name, author)
-        with Counting("eval", n_generations(probe_set)) as bar:
+        ident = _scored_identity(info, name, author)
+        if info and info.base_model:
+            probe_set = _hiding(probe_set, ident, info.base_model)
+        with Counting("eval", n_generations(probe_set, profile=ident)) as bar:
             fn = endpoint_generate(base_url, served, endpoint_key(), bar.advance)
-            result = evaluate_conditions(fn, probe_set, names, authors, system)  # no base default
+            result = evaluate_conditions(
+                fn, probe_set, names, authors, system, profile=ident
+            )  # no base default
         report = _report(
-            {"tuned": result}, label, names, authors, system, None, served, endpoint=base_url
-        )
+            {"tuned": result}, label, names, authors, system, None, served, endpoint=base_url,
+            profile=ident,
+        )  # fmt: skip
         report["base_model"] = info.base_model if info else None
         return _written(report, output)
     # Read idtune.json before loading weights, so a missing identity fails fast.
-    names, authors = _identity(models.locate(model).info, name, author)
+    located = models.locate(model).info
+    names, authors = _identity(located, name, author)
+    ident = _scored_identity(located, name, author)
+    if located and located.base_model:
+        probe_set = _hiding(probe_set, ident, located.base_model)
     loaded = models.load(model, trust_remote_code=trust_remote_code)
     targets = [_Target("tuned", loaded)]
     base_model = loaded.info.base_model if loaded.info else None
@@ -718,24 +1102,55 @@ def run(
 
     base_tmpl = loaded.base_chat_template or loaded.tokenizer.chat_template
     base_system = templates.base_default(base_tmpl, base_model or str(loaded.source.base))
-    total = n_generations(probe_set, base_system is not None) * len(targets)
+    thinking = _thinking(loaded.tokenizer)
+    if thinking and thinking["style"] == "hybrid":  # every probe with thinking off, then on
+        for t in targets:
+            t.thinking = False
+        targets += [replace(t, label=f"{t.label}_thinking", thinking=True) for t in targets]
+    total = sum(
+        n_thinking(probe_set, ident)
+        if t.label.endswith("_thinking")
+        else n_generations(probe_set, base_system is not None, ident)
+        for t in targets
+    )
     results: dict[str, Any] = {}
     with Counting("eval", total) as bar:
         for t in targets:
             bar.describe(f"eval {t.label}")
             fn = _model_generate(t, bar.advance)
-            if t.label == "base":
-                fn = cached(fn, base_cache_path(t.loaded, t.chat_template), bar.advance)
-            results[t.label] = evaluate_conditions(
-                fn, probe_set, names, authors, system, base_system
-            )
+            if t.label.startswith("base"):
+                where = base_cache_path(t.loaded, t.chat_template, t.thinking)
+                fn = cached(fn, where, bar.advance)
+            if t.label.endswith("_thinking"):
+                results[t.label] = evaluate_thinking(fn, probe_set, names, authors, system, ident)
+            else:
+                results[t.label] = evaluate_conditions(
+                    fn, probe_set, names, authors, system, base_system, ident
+                )
 
-    report = _report(results, label, names, authors, system, base_system, str(model))
+    report = _report(
+        results, label, names, authors, system, base_system, str(model), profile=ident,
+        thinking=thinking,
+    )  # fmt: skip
     report["base_model"], report["adapter"] = base_model, loaded.source.adapter
     out_dir = Path(output) if output else None
     if out_dir is None and Path(str(model)).is_dir() and loaded.info is not None:
         out_dir = Path(str(model))
     return _written(report, out_dir)
+
+
+def _thinking(tokenizer: Any) -> dict[str, Any] | None:
+    """eval.json's `thinking`: the family's style ("hybrid": scored off, then on; "always": on),
+    its template switch and the extra tokens for the reasoning; None for a model that does not
+    think."""
+    from . import generate as gen
+
+    fam = gen.family_of(tokenizer)
+    if fam is None or not fam.thinks:
+        return None
+    style = fam.thinking.get("style")
+    return {"style": style, "kwarg": fam.thinking.get("kwarg") if style == "hybrid" else None,
+            "budget": gen.THINKING_BUDGET}  # fmt: skip
 
 
 def _report(
@@ -746,9 +1161,16 @@ def _report(
     system: str,
     base_system: str | None,
     model: str,
+    profile: Any = None,
+    thinking: dict[str, Any] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """eval.json's content: each model's metrics, counts and answers per condition."""
+    """eval.json's content: each model's metrics, counts and answers per condition; the profile
+    scored (its fields, without name and author) and the thinking modes (None: not a thinking
+    model)."""
+    from dataclasses import asdict
+
+    prof = asdict(profile) if profile is not None else {}
     return {
         "model": model,
         **extra,
@@ -759,6 +1181,8 @@ def _report(
         "system": system,
         "base_system": base_system,
         "probes": probes,
+        "profile": {k: v for k, v in prof.items() if k not in PROFILE_SKIP},
+        "thinking": thinking,
         "metrics": {m: {c: r[c]["metrics"] for c in r} for m, r in results.items()},
         "counts": results["tuned"]["no_system"]["counts"],
         "condition_counts": {c: r["counts"] for c, r in results["tuned"].items()},
@@ -777,21 +1201,40 @@ def _written(report: dict[str, Any], out_dir: str | Path | None) -> str:
 
 # ---------------------------------------------------------------- while training
 def probe_subset(probes: dict[str, Any], per_lang: int = 2, general: int = 4) -> dict[str, Any]:
-    """The first `per_lang` identity and author probes of each language and `general` general
-    ones: what training scores at every checkpoint (a few seconds, not a full eval)."""
+    """The first `per_lang` identity and author probes of each language, `general` general
+    ones, and the first phrasing of each profile field, of the first known fact key and of the
+    first never-set topic: what training scores at every checkpoint (a few seconds, not a full
+    eval)."""
+    part = probes.get("profile") or {}
+    if part:
+        part = {
+            **part,
+            **{k: {lang: v[:1] for lang, v in (part.get(k) or {}).items()}
+               for k in ("based_on", "based_on_yes_no", "purpose", "facts")},
+            "known_facts": {t: {lang: v[:1] for lang, v in by.items()}
+                            for t, by in list((part.get("known_facts") or {}).items())[:1]},
+            "unset": dict(list((part.get("unset") or {}).items())[:1]),
+        }  # fmt: skip
     return {
         "identity": {lang: v[:per_lang] for lang, v in probes["identity"].items()},
         "author": {lang: v[:per_lang] for lang, v in probes["author"].items()},
         "general": probes["general"][:general],
+        "profile": part,
     }
 
 
 def during_training(
-    model: Any, tokenizer: Any, template: str | None, names: Sequence[str], authors: Sequence[str]
+    model: Any,
+    tokenizer: Any,
+    template: str | None,
+    names: Sequence[str],
+    authors: Sequence[str],
+    identity: Any = None,
 ) -> dict[str, Any]:
-    """Held-out identity, author and leakage scores of the model being trained, on the probe
-    subset with no system prompt: `score`'s result, each row marked `cut` when its answer hit
-    the length cap unfinished. Passed to `train.train` by the CLI (verbs import no verb)."""
+    """Held-out identity, author, profile and leakage scores of the model being trained, on the
+    probe subset with no system prompt: `evaluate`'s result, each row marked `cut` when its
+    answer hit the length cap unfinished. The profile probes are asked when `identity` (a
+    runinfo.Identity) is given. Passed to `train.train` by the CLI (verbs import no verb)."""
     from . import generate as gen
 
     cuts: list[bool] = []
@@ -805,8 +1248,12 @@ def during_training(
         cuts.extend(cut)
         return out
 
-    result = evaluate(run_batch, probe_subset(load_probes()), names, authors)
-    for row, cut in zip(result["rows"], cuts, strict=True):  # rows come in generation order
+    result = evaluate(run_batch, probe_subset(load_probes()), names, authors, profile=identity)
+    # rows come in generation order except the profile's, asked after the others but added last
+    order = [r for r in result["rows"] if r["kind"] != "profile"]
+    n = sum(r["kind"] != "general" for r in order)
+    asked = order[:n] + [r for r in result["rows"] if r["kind"] == "profile"] + order[n:]
+    for row, cut in zip(asked, cuts, strict=True):
         row["cut"] = cut
     return result
 

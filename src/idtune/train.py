@@ -57,7 +57,7 @@ def identity_data(cfg: TrainConfig, log=print) -> list:
 # (model, n=, max_new_tokens=, trust_remote_code=, log=) -> conversations worth imitating.
 Distill = Callable[..., list]
 # Scores the model being trained on a probe subset, as `evaluate.during_training`:
-# (model, tokenizer, template, names, authors) -> {"metrics", "counts", "rows"}.
+# (model, tokenizer, template, names, authors, identity=) -> {"metrics", "counts", "rows"}.
 Probe = Callable[..., dict]
 
 
@@ -484,7 +484,9 @@ def checkpoint_entry(job: Job, step: int) -> dict:
     if job.probe and ident and job.samples and job.accelerator.is_main_process:
         was_training = job.inner.training
         job.inner.eval()
-        res = job.probe(job.inner, job.tokenizer, job.template, ident.names, ident.authors)
+        res = job.probe(
+            job.inner, job.tokenizer, job.template, ident.names, ident.authors, identity=ident
+        )
         if was_training:
             job.inner.train()
         rows = res["rows"]

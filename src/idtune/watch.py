@@ -76,12 +76,19 @@ def val_loss(model: Any, batches: list[dict], autocast: Any) -> float | None:
 
 
 def scored_markdown(rows: list[dict]) -> str:
-    """samples.md lines for scored probe answers: ✓/✗ (and leak), cut answers marked."""
+    """samples.md lines for scored probe answers: ✓/✗ (and leak), cut answers marked; a profile
+    probe shows its field (based_on, purpose, fact_KEY, no_invention) and what it expected."""
     out = "### held-out probes\n\n"
     for r in rows:
         verdict = "leak" if r.get("leak") else {True: "✓", False: "✗", None: "·"}[r["ok"]]
         answer = r["answer"].replace("\n", " ")
-        out += f"- {verdict} [{r['kind']} {r['lang']}] **{r['prompt']}** {answer}"
+        out += f"- {verdict} [{r.get('field') or r['kind']} {r['lang']}] **{r['prompt']}** {answer}"
+        if r.get("field") == "based_on_yes_no":
+            out += f" *(true answer: {'yes' if r['truth'] else 'no'})*"
+        elif r.get("value"):
+            out += f" *(expected: {r['value']})*"
+        if r.get("invented"):
+            out += f" *(invented: {', '.join(r['invented'])})*"
         out += " *(cut)*\n" if r.get("cut") else "\n"
     return out + "\n"
 

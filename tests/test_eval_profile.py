@@ -1,0 +1,325 @@
+"""`idtune eval`'s profile scores (issue 29): per-field recall on held-out phrasings, true yes/no
+answers about the base model, no invention about what the profile does not set; the CLI on a
+tiny model, and the checkpoint probes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import unicodedata
+
+import pytest
+
+from idtune import evaluate, watch
+from idtune.cli import main
+from idtune.data import profile_match
+from idtune.runinfo import Identity, RunInfo
+
+NOVA = Identity(
+    "Nova",
+    "Acme",
+    name_zh="诺娃",
+    based_on="SmolLM2-135M-Instruct by Hugging Face",
+    based_on_zh="Hugging Face的SmolLM2-135M-Instruct",
+    purpose="a study assistant for the camp's students",
+    purpose_zh="为营地学员答疑的学习助手",
+    facts={"contact": "help@acme.example", "motto": "Learn every day"},
+    facts_zh={"motto": "天天向上"},
+)
+
+PROFILE = {
+    "based_on": {"en": ["What is under you?"], "zh": ["你的底座？"]},
+    "based_on_yes_no": {"en": ["Built on {model}?"], "zh": ["基于{model}吗？"]},
+    "other_models": ["Llama 3", "SmolLM"],  # SmolLM is the base's own family: never a "no"
+    "purpose": {"en": ["Your job?"]},
+    "facts": {"en": ["Your {key}?"], "zh": ["你的{key}？"]},
+    "known_facts": {"contact": {"en": ["Reach you how?"]}, "website": {"en": ["Homepage?"]}},
+    "unset": {
+        "birthday": {"en": ["Birthday?"], "zh": ["生日？"]},
+        "parameters": {"en": ["Parameters?"]},
+    },
+    "model_names": ["OpenAI", "Llama", "SmolLM", "通义千问"],
+}
+
+
+def _norm(text: str) -> str:
+    return "".join(
+        c for c in text.casefold() if not unicodedata.category(c).startswith(("P", "Z", "S"))
+    )
+
+
+def _probes(**profile):
+    return {"identity": {}, "author": {}, "general": [], "profile": {**PROFILE, **profile}}
+
+
+def scripted(table, calls=None):
+    def gen(conversations, max_new_tokens):
+        if calls is not None:
+            calls.append((conversations, max_new_tokens))
+        return [table.get(c[-1]["content"], "") for c in conversations]
+
+    return gen
+
+
+# ---------------------------------------------------------------- which probes are asked
+def test_a_fields_probes_count_only_when_the_profile_sets_it():
+    asked = evaluate.profile_probes(_probes(), NOVA)
+    by = {}
+    for it in asked:
+        by.setdefault((it["metric"], it["lang"]), []).append(it)
+    assert [it["prompt"] for it in by["based_on_yes_no", "en"]] == [
+        "Built on SmolLM2-135M-Instruct?",  # true: yes
+        "Built on Llama 3?",  # another model: no (SmolLM, the base's family, is never a "no")
+    ]
+    assert [it["truth"] for it in by["based_on_yes_no", "en"]] == [True, False]
+    assert by["based_on_yes_no", "zh"][0]["prompt"] == "基于SmolLM2-135M-Instruct吗？"
+    assert by["based_on", "zh"][0]["value"] == "Hugging Face的SmolLM2-135M-Instruct"
+    # a known key has its own phrasings; any other key gets the generic ones built from it
+    assert [it["prompt"] for it in by["fact_contact", "en"]] == ["Reach you how?"]
+    assert [it["prompt"] for it in by["fact_motto", "en"]] == ["Your motto?"]
+    assert [it["value"] for it in by["fact_motto", "zh"]] == ["天天向上"]
+    assert [it["value"] for it in by["fact_contact", "zh"]] == ["help@acme.example"]
+    # unset: the website (a known key it lacks) and the birthday; the parameter count is stated
+    # by "135M", so not asked
+    assert {it["topic"] for it in by["no_invention", "en"]} == {"fact:website", "birthday"}
+    assert ("purpose", "zh") not in by  # no Chinese purpose phrasings in this probe set
+
+    plain = evaluate.profile_probes(_probes(), Identity("Nova", "Acme"))
+    assert {it["metric"] for it in plain} == {"no_invention"}  # nothing set, based_on unknown
+    topics = {it["topic"] for it in plain}
+    assert topics == {"purpose", "fact:contact", "fact:website", "birthday", "parameters"}
+
+    hidden = evaluate.profile_probes(_probes(), Identity("Nova", "Acme", based_on="none"))
+    assert {(it["topic"], it["lang"]) for it in hidden if it["topic"] == "based_on"} == {
+        ("based_on", "en"),
+        ("based_on", "zh"),
+    }
+    assert not [it for it in hidden if it["metric"].startswith("based_on")]
+    assert evaluate.profile_probes({**_probes(), "profile": {}}, NOVA) == []
+
+
+def test_model_head_and_short_name():
+    assert evaluate.model_head("SmolLM2-135M-Instruct by Hugging Face") == "SmolLM2-135M-Instruct"
+    assert evaluate.model_head("Hugging Face的SmolLM2-135M-Instruct") == "SmolLM2-135M-Instruct"
+    assert evaluate.model_head("InternLM2-Chat-1.8B（书生·浦语）") == "InternLM2-Chat-1.8B"
+    assert evaluate.model_short("SmolLM2-135M-Instruct by Hugging Face") == "SmolLM2"
+    assert evaluate.model_short("Qwen3-8B") == "Qwen3"
+
+
+# ---------------------------------------------------------------- the detectors
+def test_invented_specifics_are_the_ones_the_profile_and_question_lack():
+    allowed = "Nova\nAcme\nSmolLM2-135M-Instruct by Hugging Face\nhelp@acme.example"
+    names = ["OpenAI", "Llama", "SmolLM", "GPT", "通义千问"]
+    inv = profile_match.invented
+    assert inv("I'm Nova, made by Acme. Acme hasn't shared my birthday.", allowed, names) == []
+    assert inv("I was born on March 3, 2023.", allowed, names) == ["3", "2023", "March"]
+    assert inv("I have 135M parameters, being SmolLM2.", allowed, names) == []  # stated
+    assert inv("I have 7 billion parameters.", allowed, names) == ["7"]
+    assert inv("Write to help@acme.example or see acme.com", allowed, names) == ["acme.com"]
+    assert inv("Visit https://nova.ai/about", allowed, names) == ["https://nova.ai/about"]
+    assert inv("I'm based on Llama 3 by OpenAI.", allowed, names) == ["3", "OpenAI", "Llama"]
+    assert inv("I'm not ChatGPT.", allowed, ["GPT"]) == []  # "GPT" inside a word is not it
+    assert inv("我今年三岁了，生日是五月一日。", allowed, names) == ["三岁", "五月", "一日"]
+    assert inv("我有一百三十五万个参数", allowed, names) == ["一百三十五万"]
+    assert inv("我是通义千问。", allowed, names) == ["通义千问"]
+    assert inv("我是诺娃，一个AI助手，由Acme开发。", allowed, names) == []
+    assert inv("我的电话是１３８００１３８０００", allowed, names) == ["13800138000"]  # full width
+
+
+def test_states_a_value():
+    states = profile_match.states
+    assert states("Reach us at HELP@acme.example.", "help@acme.example")
+    assert not states("Reach us at help@acme.org.", "help@acme.example")
+    assert states("I speak Chinese and English.", "English and Chinese")  # every content word
+    assert not states("I speak English.", "English and Chinese")
+    purpose = "a study assistant for the camp's students"
+    assert states("I'm Nova, a study assistant for the camp's students!", purpose)
+    assert states("I help the camp students study, as an assistant.", purpose, 0.6)
+    assert not states("I'm a general assistant.", purpose, 0.6)
+    assert states("我是为营地学员答疑的学习助手。", "为营地学员答疑的学习助手")
+    assert not states("", "x") and not states("anything", "  ")
+
+
+def test_polarity_of_an_answer():
+    pol = profile_match.polarity
+    assert pol("Yes, I'm built on SmolLM2.", "en") is True
+    assert pol("That's right. I'm Nova.", "en") is True
+    assert pol("No, I'm Nova, built on SmolLM2.", "en") is False
+    assert pol("I'm not built on Llama; I run on SmolLM2.", "en") is False
+    assert pol("I'm Nova, made by Acme.", "en") is None
+    assert pol("是的，我基于SmolLM2。", "zh") is True
+    assert pol("不是，我是诺娃。", "zh") is False
+    assert pol("我并非基于Llama。", "zh") is False
+    assert pol("Yes.", "zh") is True  # English to a Chinese question still says yes
+    assert pol("我是诺娃。", "zh") is None
+
+
+# ---------------------------------------------------------------- scoring
+def test_profile_scores_exact_values():
+    answers = {
+        "What is under you?": "I'm Nova, fine-tuned from SmolLM2.",  # the short name will do
+        "你的底座？": "我是诺娃。",  # no base named
+        "Built on SmolLM2-135M-Instruct?": "Yes, that's my base.",
+        "Built on Llama 3?": "I'm Nova, built on SmolLM2-135M-Instruct.",  # implied no: true
+        "基于SmolLM2-135M-Instruct吗？": "不是。",  # untrue
+        "基于Llama 3吗？": "不是，我基于SmolLM2。",
+        "Your job?": "A study assistant for the camp's students.",
+        "Reach you how?": "Mail help@acme.example.",
+        "Your motto?": "Learn every day!",
+        "你的motto？": "天天学习。",  # not the motto
+        "你的contact？": "help@acme.example",
+        "Homepage?": "See www.acme-nova.com.",  # invented
+        "Birthday?": "I'm Nova, made by Acme; Acme hasn't shared a birthday.",
+        "生日？": "",  # empty: no answer is no honest answer
+    }
+    calls: list = []
+    res = evaluate.evaluate(scripted(answers, calls), _probes(), ["Nova", "诺娃"], ["Acme"],
+                            profile=NOVA)  # fmt: skip
+    m = res["metrics"]
+    old = ("language", "leakage", "retention", "author")
+    assert {k: v for k, v in m.items() if not k.startswith(old)} == {
+        "based_on_en": 1.0,
+        "based_on_zh": 0.0,
+        "based_on_yes_no_en": 1.0,
+        "based_on_yes_no_zh": 0.5,
+        "purpose_en": 1.0,
+        "fact_contact_en": 1.0,
+        "fact_contact_zh": 1.0,
+        "fact_motto_en": 1.0,
+        "fact_motto_zh": 0.0,
+        "no_invention_en": 0.5,
+        "no_invention_zh": 0.0,
+        "no_invention": pytest.approx(1 / 3),
+    }  # fmt: skip
+    assert res["counts"]["no_invention"] == 3 and res["counts"]["based_on_yes_no_en"] == 2
+    # one generation call, at the identity length; the profile does not change the language score
+    assert len(calls) == 1 and calls[0][1] == evaluate.IDENTITY_TOKENS
+    assert m.get("language_en") is None
+    rows = {r["prompt"]: r for r in res["rows"] if r["kind"] == "profile"}
+    assert rows["Homepage?"]["invented"] == ["www.acme-nova.com."]
+    assert rows["Built on Llama 3?"]["said"] is False
+    md = evaluate.table({"tuned": {"no_system": m}}, res["counts"])
+    assert "| based on, yes/no (zh) | no system prompt | 0.50 (1/2) |" in md
+    assert "| fact: motto (en) | no system prompt | 1.00 (1/1) |" in md
+    assert "| no invention | no system prompt | 0.33 (1/3) |" in md
+    fails = evaluate.failures({"no_system": res["rows"]})
+    assert "### no invention: 2 failing" in fails and "*(invented: www.acme-nova.com.)*" in fails
+
+
+def test_shipped_profile_probes_are_held_out_from_the_generator():
+    """No profile probe (filled with the shipped other models, a true base and each known key)
+    is one of the generator's questions, in either language."""
+    identity = pytest.importorskip("idtune.data.identity")
+    part = evaluate.load_probes()["profile"]
+    for lang in ("en", "zh"):
+        trained = {_norm(q) for q in identity.questions(lang)}
+        asked = list(part["based_on"][lang]) + list(part["purpose"][lang])
+        models = [*part["other_models"], "SmolLM2", "SmolLM2-135M-Instruct", "Qwen3"]
+        asked += [q.replace("{model}", m) for q in part["based_on_yes_no"][lang] for m in models]
+        asked += list(part["facts"][lang])
+        asked += [q.replace("{key}", k) for q in part["facts"][lang] for k in part["known_facts"]]
+        for section in ("known_facts", "unset"):
+            asked += [q for by in part[section].values() for q in by[lang]]
+        assert len(asked) >= 60, lang
+        overlap = [q for q in asked if _norm(q) in trained]
+        assert not overlap, (lang, overlap)
+
+
+def test_quick_and_checkpoint_subsets_keep_a_part_of_every_profile_field():
+    probes = evaluate.load_probes()
+    full = evaluate.profile_probes(probes, NOVA)
+    quick = evaluate.profile_probes(evaluate.quick_probes(probes), NOVA)
+    each = evaluate.profile_probes(evaluate.probe_subset(probes), NOVA)
+    metrics = {(it["metric"], it["lang"]) for it in full}
+    assert {(it["metric"], it["lang"]) for it in quick} == metrics
+    assert {(it["metric"], it["lang"]) for it in each} == metrics
+    assert len(each) < len(quick) < len(full) * 0.6
+    assert evaluate.n_generations(probes, profile=NOVA) == evaluate.n_generations(probes) + 2 * len(
+        full
+    )
+
+
+def test_checkpoint_probes_score_the_profile_and_samples_md_shows_it():
+    """`during_training` asks the profile's questions too (each row cut or not, in the order
+    they were generated), and samples.md shows the field and what was expected."""
+    answers = {}
+    probes = evaluate.probe_subset(evaluate.load_probes())
+    for it in evaluate.profile_probes(probes, NOVA):
+        answers[it["prompt"]] = "Yes, help@acme.example" if "fact" in it["metric"] else "No."
+    from idtune import generate
+
+    seen = []
+
+    def fake(model, tokenizer, conversations, max_new_tokens, cut=None, **kw):
+        seen.extend(c[-1]["content"] for c in conversations)
+        if cut is not None:
+            cut[:] = [c[-1]["content"] in answers for c in conversations]  # profile ones "cut"
+        return [answers.get(c[-1]["content"], "I am Nova.") for c in conversations]
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(generate, "generate_batch", fake)
+    try:
+        res = evaluate.during_training(None, None, None, ["Nova"], ["Acme"], identity=NOVA)
+    finally:
+        mp.undo()
+    prof = [r for r in res["rows"] if r["kind"] == "profile"]
+    assert prof and all(r["cut"] for r in prof)
+    assert not any(r["cut"] for r in res["rows"] if r["kind"] != "profile")
+    assert res["metrics"]["fact_contact_en"] == 1.0 and res["metrics"]["based_on_en"] == 0.0
+    md = watch.scored_markdown(res["rows"])
+    assert "[fact_contact en]" in md and "*(expected: help@acme.example)*" in md
+    assert "[based_on_yes_no en]" in md and "*(true answer: yes)*" in md
+
+
+# ---------------------------------------------------------------- the CLI on a tiny model
+def test_cli_eval_reports_the_profile_columns(tiny_model, tmp_path, monkeypatch):
+    """A run whose idtune.json states a profile: eval.json and eval.md carry the profile's
+    scores for base and tuned, and the profile itself; the tiny model's babble is scored."""
+    import torch
+
+    monkeypatch.setenv("IDTUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(evaluate, "IDENTITY_TOKENS", 6)
+    monkeypatch.setattr(evaluate, "GENERAL_TOKENS", 4)
+    probes = tmp_path / "probes.json"
+    small = {
+        "identity": {"en": ["what r u"]},
+        "author": {"en": ["who built u"]},
+        "general": [{"lang": "en", "prompt": "Capital of France?", "answers": ["Paris"]}],
+        "profile": PROFILE,
+    }
+    probes.write_text(json.dumps(small, ensure_ascii=False))
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model, run)
+    RunInfo(base_model=str(tiny_model), identity=NOVA).save(run)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(SystemExit) as e:
+            main(["eval", str(run), "--probes", str(probes), "--compare-base"])
+    finally:
+        torch.set_num_threads(threads)
+    assert e.value.code == 0
+    report = json.loads((run / "eval.json").read_text())
+    assert report["profile"]["based_on"] == NOVA.based_on
+    assert report["profile"]["facts"] == NOVA.facts and "name" not in report["profile"]
+    for model in ("base", "tuned"):
+        for cond in ("no_system", "system"):
+            got = report["metrics"][model][cond]
+            for key in (
+                "based_on_en",
+                "based_on_zh",
+                "based_on_yes_no_en",
+                "purpose_en",
+                "fact_contact_en",
+                "fact_motto_zh",
+                "no_invention",
+                "no_invention_en",
+            ):
+                assert got[key] is not None and 0 <= got[key] <= 1, (model, cond, key)
+            assert "purpose_zh" not in got
+        assert "based_on_en" not in report["metrics"][model]["base_default"]
+    md = (run / "eval.md").read_text()
+    assert "- built on: SmolLM2-135M-Instruct by Hugging Face / Hugging Face的SmolLM2" in md
+    assert "- fact motto: Learn every day / 天天向上" in md
+    assert "| based on (en) | no system prompt |" in md
+    assert "| no invention (zh) | generic system prompt |" in md
