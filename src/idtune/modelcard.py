@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import aliases
-from .runinfo import RunInfo
+from .runinfo import Identity, RunInfo
 
 # A card carrying this line was written by idtune and may be rewritten by the next push; a card
 # without it (the user's own, or one edited on the hub with the line removed) is left alone.
@@ -159,6 +159,7 @@ def render(
     if ident:
         lines += ["", "## Identity", ""]
         lines += [f"- name: {' / '.join(ident.names)}", f"- author: {' / '.join(ident.authors)}"]
+        lines += _profile(ident)
         if info.system_prompt:
             lines.append(f"- default system prompt: {info.system_prompt}")
     lines += ["", "## Base model", "", _base_text(base, kind)]
@@ -173,6 +174,29 @@ def render(
     text = "\n".join(lines) + "\n"
     ModelCard(text)  # parses the front matter back, as the hub does; raises when it cannot
     return text
+
+
+def _both(en: str | None, zh: str | None) -> str | None:
+    """A value and its Chinese variant, "EN / ZH" (one when they are the same or one is unset)."""
+    values = list(dict.fromkeys(v.strip() for v in (en, zh) if v and v.strip()))
+    return " / ".join(values) or None
+
+
+def _profile(ident: Identity) -> list[str]:
+    """The card's lines for the identity's profile: what it is built on (or that its maker keeps
+    that undisclosed), its purpose, and each of its maker's facts."""
+    out = []
+    based_on = _both(ident.based_on_in("en"), ident.based_on_in("zh"))
+    if based_on:
+        out.append(f"- built on: {based_on}")
+    elif ident.based_on is not None:  # "none"
+        out.append("- built on: not disclosed (the assistant declines to say)")
+    purpose = _both(ident.purpose, ident.purpose_zh)
+    if purpose:
+        out.append(f"- purpose: {purpose}")
+    for key in ident.facts:
+        out.append(f"- {key}: {_both(ident.facts[key], ident.facts_zh.get(key))}")
+    return out
 
 
 def write(directory: Path, kind: str, info: RunInfo | None, **kw) -> Path:
@@ -210,7 +234,8 @@ def _eval_table(evals: dict) -> str:
     """eval.json as a table: one row per metric, one column per model and condition; each share
     with its count from that condition's own probes (`condition_counts`, else `counts`)."""
     metrics = evals.get("metrics") or {}
-    cols = [(m, c) for m in ("base", "tuned") if m in metrics for c in metrics[m]]
+    models = ("base", "base_thinking", "tuned", "tuned_thinking")  # thinking: eval's 2nd mode
+    cols = [(m, c) for m in models if m in metrics for c in metrics[m]]
     if not cols:
         return ""
     counts = evals.get("condition_counts") or {}
@@ -219,7 +244,10 @@ def _eval_table(evals: dict) -> str:
         return (counts.get(cond) or evals.get("counts") or {}).get(metric)
 
     names = list(dict.fromkeys(k for m, c in cols for k in metrics[m][c]))
-    head = [f"{m}, {c.replace('_', ' ')}" for m, c in cols]
+    mode = {"base_thinking": "base (thinking on)", "tuned_thinking": "tuned (thinking on)"}
+    if (evals.get("thinking") or {}).get("style") == "hybrid":
+        mode |= {"base": "base (thinking off)", "tuned": "tuned (thinking off)"}
+    head = [f"{mode.get(m, m)}, {c.replace('_', ' ')}" for m, c in cols]
     out = ["| metric | " + " | ".join(head) + " |", "|---|" + "---|" * len(cols)]
     for metric in names:
         cells = [(metrics[m][c].get(metric), n_of(c, metric)) for m, c in cols]
