@@ -150,6 +150,7 @@ def test_polarity_of_an_answer():
     assert pol("是的，我基于SmolLM2。", "zh") is True
     assert pol("不是，我是诺娃。", "zh") is False
     assert pol("我并非基于Llama。", "zh") is False
+    assert pol("没错，我基于SmolLM2。", "zh") is True and pol("没有。", "zh") is False
     assert pol("Yes.", "zh") is True  # English to a Chinese question still says yes
     assert pol("我是诺娃。", "zh") is None
 
@@ -323,3 +324,41 @@ def test_cli_eval_reports_the_profile_columns(tiny_model, tmp_path, monkeypatch)
     assert "- fact motto: Learn every day / 天天向上" in md
     assert "| based on (en) | no system prompt |" in md
     assert "| no invention (zh) | generic system prompt |" in md
+
+
+def test_every_answer_the_generator_trains_scores_as_right():
+    """The scorers and the phrase tables agree: each of the generator's profile answers, filled
+    for a profile, states its field (based_on, purpose, a fact), says the true yes or no, or,
+    about what is not set, invents nothing (an undisclosed base: not even its names)."""
+    from idtune.data import identity, phrases
+
+    names = evaluate.load_probes()["profile"]["model_names"]
+    for lang in ("en", "zh"):
+        table = phrases.tables()[lang]
+        base, purpose = NOVA.based_on_in(lang), NOVA.purpose_in(lang)
+
+        def fill(text, other="", **values):
+            return identity.fill(text, "Nova", "Acme", other, **values)
+
+        for a in table["based_on"]["answers"]:
+            assert profile_match.states(fill(a, based_on=base), base, 0.6), a
+        for a in table["based_on"]["yes"]:
+            assert profile_match.polarity(fill(a, "SmolLM2", based_on=base), lang) is True, a
+        for a in table["based_on"]["no"]:
+            assert profile_match.polarity(fill(a, "Llama 3", based_on=base), lang) is False, a
+        for a in table["purpose"]["answers"]:
+            assert profile_match.states(fill(a, purpose=purpose), purpose, 0.6), a
+        for key, answers in table["facts"]["answers"].items():
+            for a in answers:
+                said = fill(a, key=key, value="help@acme.example")
+                assert profile_match.states(said, "help@acme.example"), a
+        hidden = Identity("Nova", "Acme", based_on="none")
+        allowed = evaluate._profile_text(hidden, ["Nova"], ["Acme"])
+        honest = table["unset"]["answers"] + table["purpose"]["unset"]
+        honest += table["based_on"]["undisclosed"]
+        for a in honest:
+            assert profile_match.invented(fill(a), allowed, [*names, "SmolLM2"]) == [], a
+        allowed = evaluate._profile_text(NOVA, ["Nova"], ["Acme"])
+        for a in table["unset"].get("sized", []):
+            said = fill(a, size="135M", based_on=base)
+            assert profile_match.invented(said, allowed, names) == [], a

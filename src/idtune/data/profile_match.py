@@ -51,7 +51,7 @@ _YES = {
 }
 _NO = {
     "en": re.compile(r"^(?:no|nope|nah|not|never|negative)\b"),
-    "zh": re.compile(r"^(?:不是|不|没有|并不|并非|并没有|否|没)"),
+    "zh": re.compile(r"^(?:不是|并不|并非|并没有|没有|否|不(?!错)|没(?!错))"),  # 没错: yes
 }
 _NEGATION = {
     "en": re.compile(r"\b(?:not|no|never|isn't|aren't|wasn't|weren't|don't|doesn't|didn't)\b"),
