@@ -247,8 +247,9 @@ def _profile(part: Any, where: str) -> dict[str, Any]:
 
 
 def quick_probes(probes: dict[str, Any], every: int = QUICK_EVERY) -> dict[str, Any]:
-    """Every `every`-th probe of each kind and language, and every other persona question: the
-    same conditions and metrics from about 1/`every` of the answers (`idtune eval --quick`)."""
+    """Every `every`-th probe of each kind and language (each profile list's too, one at least),
+    and every other persona question: the same conditions and metrics from about 1/`every` of
+    the answers (`idtune eval --quick`)."""
     persona = probes.get("persona") or {}
     if persona:
         questions = {lang: v[::2] for lang, v in persona["questions"].items()}
@@ -259,17 +260,17 @@ def quick_probes(probes: dict[str, Any], every: int = QUICK_EVERY) -> dict[str, 
         "general": probes["general"][::every],
         "multi_turn": probes.get("multi_turn", [])[::every],
         "persona": persona,
-        "profile": _every_other(probes.get("profile") or {}),
+        "profile": _every_nth(probes.get("profile") or {}, every),
     }
 
 
-def _every_other(part: dict[str, Any]) -> dict[str, Any]:
-    """Every other phrasing of each profile list (each topic keeps at least one)."""
+def _every_nth(part: dict[str, Any], every: int) -> dict[str, Any]:
+    """Every `every`-th phrasing of each profile list (each field and topic keeps one at least)."""
     if not part:
         return {}
 
     def half(by_lang: dict[str, list]) -> dict[str, list]:
-        return {lang: v[::2] for lang, v in by_lang.items()}
+        return {lang: v[::every] for lang, v in by_lang.items()}
 
     out = {**part}
     for key in ("based_on", "based_on_yes_no", "purpose", "facts"):
