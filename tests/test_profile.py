@@ -201,6 +201,20 @@ def test_unset_fields_are_answered_without_inventing():
     assert asked > 80
 
 
+def test_the_course_notes_answer_from_the_recipe():
+    """ "我是ZK-Jackie的小助手，内在是上海AI实验室书生·浦语的7B大模型哦": an assistant named for
+    its author, built on what `--set identity.based_on_zh=…` says, in the auto identity data."""
+    from idtune import train
+
+    said = "上海AI实验室书生·浦语的7B大模型"
+    sets = ["identity.name=ZK-Jackie", "identity.author=ZK-Jackie", f"identity.based_on_zh={said}"]
+    cfg = recipes.read_config("identity-lora", sets)
+    rows = train.identity_data(cfg, lambda _: None)
+    answers = {m["content"] for r in rows for m in r if m["role"] == "assistant"}
+    assert f"我是ZK-Jackie的小助手，内在是{said}哦。" in answers
+    assert "I'm ZK-Jackie's assistant, built on SmolLM2-135M-Instruct by Hugging Face." in answers
+
+
 def test_parameters_only_from_a_size_based_on_states(full_rows):
     sized = [a for _, _, q, a in turns(full_rows) if "parameters" in q or "参数" in q]
     assert sized and all("135M" in a for a in sized), sized

@@ -423,7 +423,10 @@ class _Sampler:
         if intent in ("based_on", "base_check", "neg_model", "neg_maker") and base is None:
             return undisclosed, {}
         if intent == "based_on":
-            return table["based_on"]["answers"], {"based_on": base}
+            pool = table["based_on"]["answers"]
+            if self.who[lang][0] == self.who[lang][1]:  # "ZK-Jackie's assistant", once
+                pool = pool + table["based_on"].get("same_answers", [])
+            return pool, {"based_on": base}
         if intent == "base_check":
             truth = base_relation(other, base, self.synonyms)
             return table["based_on"]["yes" if truth else "no"], {"based_on": base}
