@@ -172,10 +172,18 @@ def build(runs_dir: Path):
                 gr.Markdown("### Failing answers")
                 eval_fails = gr.Markdown(elem_id="eval-fails")
             # ---------------------------------------------------------- 4. chat
-            with gr.Tab("4 · Chat"):
-                max_new = gr.Number(
-                    256, precision=0, label="Answer length cap (tokens)", elem_id="max-new"
-                )
+            with gr.Tab("4 · Chat") as chat_tab:
+                with gr.Row():
+                    max_new = gr.Number(
+                        256, precision=0, label="Answer length cap (tokens)", elem_id="max-new"
+                    )
+                    thinking = gr.Radio(
+                        ["on", "off"],
+                        value="on",
+                        label="Thinking: reason first, or answer at once (this model has both)",
+                        elem_id="thinking",
+                        visible=False,  # shown for a hybrid thinking model (Qwen3)
+                    )
                 with gr.Row():
                     tuned_bot = gr.Chatbot(label="Tuned", elem_id="tuned-chat", height=320)
                     base_bot = gr.Chatbot(label="Base", elem_id="base-chat", height=320)
@@ -184,7 +192,7 @@ def build(runs_dir: Path):
                 )
                 with gr.Row():
                     ask_btn = gr.Button("Ask both", variant="primary", elem_id="ask")
-                    clear_btn = gr.Button("Clear")
+                    clear_btn = gr.Button("Clear", elem_id="clear")
                 chat_msg = gr.Markdown(elem_id="chat-msg")
             # ---------------------------------------------------------- 5. ship
             with gr.Tab("5 · Ship"):
@@ -442,7 +450,7 @@ def build(runs_dir: Path):
             api_name="deploy",
         )
 
-        def do_ask(run_label, q, tuned_hist, base_hist, cap):
+        def do_ask(run_label, q, tuned_hist, base_hist, cap, think):
             run = pick(run_label)
             if run is None or not (q or "").strip():
                 yield gr.skip(), gr.skip(), "⚠️ pick a finished run and type a question"
@@ -450,29 +458,34 @@ def build(runs_dir: Path):
             tuned_hist = [*(tuned_hist or []), {"role": "user", "content": q}]
             base_hist = [*(base_hist or []), {"role": "user", "content": q}]
             cap = int(_number(cap) or 256)
+            mode = {"on": True, "off": False}.get(think)  # a model with no switch ignores it
             try:
                 for bot, stream in ((tuned_hist, talk.answer_tuned), (base_hist, talk.answer_base)):
-                    asked = _plain(bot)
-                    bot.append({"role": "assistant", "content": ""})
-                    for text in stream(run, asked, cap):
-                        bot[-1] = {"role": "assistant", "content": text}
+                    asked, start = talk.history(bot), len(bot)
+                    for messages in stream(run, asked, cap, mode):
+                        bot[start:] = messages
                         yield tuned_hist, base_hist, ""
             except UserError as e:
                 yield gr.skip(), gr.skip(), _error(e)
                 return
             yield tuned_hist, base_hist, "✅ both answered"
 
-        ask_btn.click(
-            do_ask,
-            [run_box, question, tuned_bot, base_bot, max_new],
-            [tuned_bot, base_bot, chat_msg],
-        )
-        question.submit(
-            do_ask,
-            [run_box, question, tuned_bot, base_bot, max_new],
-            [tuned_bot, base_bot, chat_msg],
-        )
-        clear_btn.click(lambda: ([], []), None, [tuned_bot, base_bot])
+        for trigger in (ask_btn.click, question.submit):
+            trigger(
+                do_ask,
+                [run_box, question, tuned_bot, base_bot, max_new, thinking],
+                [tuned_bot, base_bot, chat_msg],
+            )
+
+        def thinking_switch(run_label):
+            """The thinking control, shown where the run's model has the switch."""
+            run = pick(run_label)
+            hybrid = run is not None and talk.thinking_style(run) == "hybrid"
+            return gr.update(visible=hybrid)
+
+        for trigger in (run_box.change, chat_tab.select):
+            trigger(thinking_switch, run_box, thinking, show_progress="hidden")
+        clear_btn.click(lambda: ([], [], ""), None, [tuned_bot, base_bot, chat_msg])
     demo.queue(default_concurrency_limit=8)
     return demo
 
@@ -480,17 +493,6 @@ def build(runs_dir: Path):
 def _job_area(gr, label: str, verb: str):
     """A step's button and, below it, where its job's state and output show."""
     return gr.Button(label, elem_id=f"{verb}-btn"), gr.Markdown(elem_id=f"{verb}-job")
-
-
-def _plain(history: list[dict]) -> list[dict]:
-    """Gradio's chat history → plain {"role", "content"} messages."""
-    out = []
-    for m in history:
-        content = m.get("content")
-        if isinstance(content, list):
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        out.append({"role": m["role"], "content": content or ""})
-    return out
 
 
 def _number(value: Any) -> Any:
