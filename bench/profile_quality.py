@@ -1,0 +1,214 @@
+"""The identity profile on the default model (issue 29), on one GPU: `make demo`'s path per seed.
+
+Each variant is `idtune data identity` (the profile's flags) → `idtune train identity-lora` →
+`idtune eval --compare-base`, through the real CLI, for seeds × data sizes:
+
+- `default`: name and author only; `based_on` is the default derived from the base model.
+- `facts`: the same plus a purpose and two facts (en and zh).
+
+On a GPU the runs keep the CPU's numerics, as `bench/recipe_sweep.py` does: fp32 weights with
+bf16 autocast in training (the AVX512-BF16 CPUs of BENCHMARKS.md's figures), fp32 generation.
+The first run goes alone (the default model's conversion, the regularization answers and the
+base model's eval answers are made once and cached), the rest in parallel (`--jobs`).
+
+    python bench/profile_quality.py --out DIR [--seeds 0,1,2] [--sizes 600,1000]
+                                    [--variants default,facts] [--jobs 6] [--dry-run]
+
+`--dry-run` runs the plumbing on CPU with a tiny random model and 2 steps. Results:
+DIR/profile_quality.json (every run's eval.json metrics, and the means) and profile_quality.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = AUTHOR = "ZK-Jackie"
+PROFILES = {
+    "default": {},
+    "facts": {
+        "purpose": "a study assistant for the camp's students",
+        "purpose_zh": "训练营学员的学习助手",
+        "facts": {"contact": "feedback@zk-jackie.dev", "website": "https://zk-jackie.dev"},
+        "facts_zh": {"contact": "feedback@zk-jackie.dev", "website": "https://zk-jackie.dev"},
+    },
+}
+# Run the CLI with the CPU's numerics on a GPU (fp32 weights, bf16 autocast, fp32 generation).
+_CPU_NUMERICS = (
+    "import sys, torch; from idtune import models; "
+    "models.default_dtype = lambda device: torch.float32; "
+    "models.cpu_autocast = lambda device: True; "
+    "from idtune.cli import main; sys.argv[0] = 'idtune'; main()"
+)
+
+
+def idtune(args: list[str], log: Path, gpu: bool) -> None:
+    """One CLI call, its output appended to `log`; raise on failure."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-c", _CPU_NUMERICS, *args] if gpu else [
+        sys.executable, "-m", "idtune.cli", *args]  # fmt: skip
+    with log.open("a") as fh:
+        fh.write(f"$ idtune {' '.join(args)}\n")
+        fh.flush()
+        done = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        tail = log.read_text().splitlines()[-5:]
+        raise RuntimeError(f"idtune {args[0]} failed: {' | '.join(tail)}")
+
+
+def data_flags(profile: dict) -> list[str]:
+    """`idtune data identity` flags for a profile."""
+    out: list[str] = []
+    for key in ("purpose", "purpose_zh", "based_on", "based_on_zh"):
+        if profile.get(key):
+            out += [f"--{key.replace('_', '-')}", profile[key]]
+    for key, flag in (("facts", "--fact"), ("facts_zh", "--fact-zh")):
+        for k, v in profile.get(key, {}).items():
+            out += [flag, f"{k}={v}"]
+    return out
+
+
+def recipe_sets(profile: dict) -> list[str]:
+    """The same profile as `--set identity.…` (recorded in the run, read by eval)."""
+    out = [f"identity.name={NAME}", f"identity.author={AUTHOR}"]
+    for key in ("purpose", "purpose_zh", "based_on", "based_on_zh"):
+        if profile.get(key):
+            out.append(f"identity.{key}={profile[key]}")
+    for key in ("facts", "facts_zh"):
+        out += [f"identity.{key}.{k}={v}" for k, v in profile.get(key, {}).items()]
+    return out
+
+
+def one(variant: str, n: int, seed: int, work: Path, args) -> dict:
+    """data → train → eval for one (variant, size, seed); its metrics and times."""
+    d = work / f"{variant}-n{n}-s{seed}"
+    d.mkdir(parents=True, exist_ok=True)
+    log, profile, gpu = d / "log.txt", PROFILES[variant], not args.dry_run
+    data, run = d / "identity.jsonl", d / "run"
+    idtune(["data", "identity", "--name", NAME, "--author", AUTHOR, "--n", str(n), "--seed",
+            str(seed), *data_flags(profile), "-o", str(data)], log, gpu)  # fmt: skip
+    sets = [f"data={data}", f"output_dir={run}", f"seed={seed}", *recipe_sets(profile)]
+    if args.dry_run:
+        sets += [f"model={args.tiny}", "max_steps=2", "regularization.auto=false",
+                 "eval_prompts=", "row_tokens=256", "batch_tokens=512"]  # fmt: skip
+    t = time.perf_counter()
+    idtune(["train", "identity-lora", *[x for s in sets for x in ("--set", s)]], log, gpu)
+    train_s = time.perf_counter() - t
+    t = time.perf_counter()
+    idtune(["eval", str(run), "--compare-base", *(["--quick"] if args.dry_run else [])], log, gpu)
+    steps = len((run / "log.jsonl").read_text().splitlines())
+    metrics = json.loads((run / "eval.json").read_text())["metrics"]
+    return {"variant": variant, "n": n, "seed": seed, "steps": steps,
+            "train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t, 1),
+            "metrics": metrics}  # fmt: skip
+
+
+def _flat(metrics: dict, side: str) -> dict[str, float]:
+    """{condition/metric: value} of one side (tuned or base) of eval.json's metrics."""
+    out = {}
+    for cond, values in (metrics.get(side) or {}).items():
+        if isinstance(values, dict):
+            for k, v in values.items():
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    out[f"{cond}/{k}"] = v
+    return out
+
+
+def summary(runs: list[dict]) -> dict:
+    """Per (variant, size): the mean of each tuned metric over the seeds, and the base's."""
+    groups: dict = {}
+    for r in runs:
+        if "metrics" not in r:
+            continue
+        g = groups.setdefault(f"{r['variant']} n{r['n']}", {"runs": [], "base": None})
+        g["runs"].append(_flat(r["metrics"], "tuned"))
+        g["base"] = g["base"] or _flat(r["metrics"], "base")
+    out = {}
+    for key, g in groups.items():
+        names = sorted({k for m in g["runs"] for k in m})
+        out[key] = {
+            "seeds": len(g["runs"]),
+            "mean": {
+                k: sum(m[k] for m in g["runs"] if k in m) / sum(k in m for m in g["runs"])
+                for k in names
+            },  # fmt: skip
+            "per_seed": {k: [round(m[k], 3) for m in g["runs"] if k in m] for k in names},
+            "base": g["base"],
+        }
+    return out
+
+
+def markdown(report: dict) -> str:
+    lines = [f"{report['environment']}", ""]
+    for key, g in report["summary"].items():
+        lines += [f"### {key} ({g['seeds']} seeds)", "", "| score | base | tuned mean | per seed |",
+                  "|---|---:|---:|---|"]  # fmt: skip
+        for k, v in g["mean"].items():
+            b = (g["base"] or {}).get(k)
+            per = " / ".join(f"{x:.2f}" for x in g["per_seed"][k])
+            lines.append(f"| {k} | {'' if b is None else f'{b:.3f}'} | {v:.3f} | {per} |")
+        lines.append("")
+    for r in report["runs"]:
+        if "error" in r:
+            lines.append(f"- {r['variant']} n{r['n']} s{r['seed']}: {r['error']}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--sizes", default="600,1000")
+    ap.add_argument("--variants", default="default,facts")
+    ap.add_argument("--facts-sizes", default="600", help="sizes the `facts` variant runs at")
+    ap.add_argument("--jobs", type=int, default=6)
+    ap.add_argument("--dry-run", action="store_true", help="CPU, a tiny random model")
+    args = ap.parse_args()
+    import torch
+
+    work = Path(tempfile.mkdtemp(prefix="idtune-profile-"))
+    if args.dry_run:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from tiny import build_model_dir
+
+        args.tiny = str(build_model_dir(work / "tiny"))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    plan = []
+    for variant in args.variants.split(","):
+        sizes = args.facts_sizes if variant != "default" else args.sizes
+        plan += [(variant, int(n), s) for n in sizes.split(",") for s in seeds]
+    env = {"card": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+           "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}  # fmt: skip
+    print(f"environment: {env}; {len(plan)} runs", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def safe(job):
+        t = time.perf_counter()
+        try:
+            r = one(*job, work, args)
+        except Exception as e:  # a failed run is a result too
+            r = {"variant": job[0], "n": job[1], "seed": job[2], "error": str(e)[-600:]}
+        print(f"{job}: {time.perf_counter() - t:.0f} s {'error' if 'error' in r else 'ok'}",
+              flush=True)  # fmt: skip
+        return r
+
+    runs = [safe(plan[0])]  # alone: conversion, regularization answers and base answers cached
+    with ThreadPoolExecutor(args.jobs) as pool:
+        runs += list(pool.map(safe, plan[1:]))
+    report = {"environment": env, "runs": runs, "summary": summary(runs)}
+    (out / "profile_quality.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    (out / "profile_quality.md").write_text(markdown(report))
+    print(markdown(report), flush=True)
+
+
+if __name__ == "__main__":
+    main()
