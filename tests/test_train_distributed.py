@@ -297,3 +297,25 @@ def test_fsdp_full_fine_tune_resumes_exactly(tiny_model, data, tmp_path):
 
     model = AutoModelForCausalLM.from_pretrained(run / "model")  # usable as it is (merge, chat)
     assert torch.equal(model.model.embed_tokens.weight.detach(), final["model.embed_tokens.weight"])
+
+
+def test_zero3_sizes_keep_adapters_whole_and_prefetch_a_layer(tiny_model):
+    """ZeRO-3's "auto" sizes (parallel.zero3_sizes): under LoRA every trainable weight is at or
+    under the persistence threshold (never partitioned, never re-gathered) and every large
+    frozen matrix above it; the prefetch bucket holds a whole decoder layer."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from idtune import accel, parallel
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    layer = sum(p.numel() for p in accel.decoder_layers(model)[0].parameters())
+    full = parallel.zero3_sizes(model)
+    assert full == {"stage3_prefetch_bucket_size": layer, "stage3_param_persistence_threshold": 640}
+    lora = get_peft_model(model, LoraConfig(r=64, target_modules="all-linear"))
+    sizes = parallel.zero3_sizes(lora)
+    threshold = sizes["stage3_param_persistence_threshold"]
+    trained = [p.numel() for p in lora.parameters() if p.requires_grad]
+    frozen = [p.numel() for p in lora.parameters() if not p.requires_grad]
+    assert max(trained) <= threshold < max(frozen)
+    assert sizes["stage3_prefetch_bucket_size"] >= layer

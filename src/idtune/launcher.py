@@ -165,11 +165,12 @@ def _deepspeed(cfg: TrainConfig, name: str, world: int, cuda: bool) -> Launch:
 
 
 def _bf16_weights(cfg: TrainConfig) -> bool:
-    """True when the trained weights are bf16 (LoRA/QLoRA on a bf16 GPU): DeepSpeed's bf16 mode
-    then keeps fp32 master weights of them. Full fine-tunes keep fp32 weights (bf16 autocast)."""
+    """True when DeepSpeed trains in its bf16 mode (bf16 weights for compute, fp32 master
+    weights and AdamW state in its optimizer): on a bf16 GPU for LoRA/QLoRA (bf16 weights
+    already) and for full fine-tunes, whose fp32 weights it casts (no autocast then)."""
     import torch
 
-    if cfg.method == "full" or cfg.dtype not in ("auto", "bf16"):
+    if cfg.dtype not in ("auto", "bf16"):
         return False
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 

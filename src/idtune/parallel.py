@@ -177,13 +177,16 @@ def load_sharded(model: Any, optimizer: Any, directory: Any, trainable_only: boo
                    optim_state_dict=state["optimizer"], options=opts)  # fmt: skip
 
 
-def fill_deepspeed_config(accelerator: Any, rows_per_micro_batch: int, grad_accum: int) -> None:
+def fill_deepspeed_config(
+    accelerator: Any, rows_per_micro_batch: int, grad_accum: int, model: Any = None
+) -> None:
     """Set what DeepSpeed needs before `accelerator.prepare` (no-op for other engines).
 
     Micro-batches are token budgets, so `train_micro_batch_size_per_gpu` (informative for
     DeepSpeed: it never batches data itself) is the rows of one micro-batch. Gradient
     accumulation is idtune's `grad_accum`; clipping is at 1.0 as for the other engines; ZeRO-3
-    gathers 16-bit weights on save so the final adapter can be written.
+    gathers 16-bit weights on save so the final adapter can be written, and its "auto"
+    persistence and prefetch sizes come from `zero3_sizes(model)`.
     """
     plugin = accelerator.state.deepspeed_plugin
     if plugin is None:
@@ -198,6 +201,55 @@ def fill_deepspeed_config(accelerator: Any, rows_per_micro_batch: int, grad_accu
     zero = conf.setdefault("zero_optimization", {})
     if zero.get("stage") == 3:
         zero["stage3_gather_16bit_weights_on_model_save"] = True
+        if model is not None:
+            for key, value in zero3_sizes(model).items():
+                if zero.get(key, "auto") == "auto":
+                    zero[key] = value
+
+
+def zero3_sizes(model: Any) -> dict:
+    """ZeRO-3's size settings for this model, in parameters (elements).
+
+    - `stage3_prefetch_bucket_size`: one decoder layer, so the next layer's weights are
+      gathered while this one computes (accelerate's "auto", 0.9·hidden², is a few matrices).
+    - `stage3_param_persistence_threshold`: with frozen weights (LoRA), every trainable weight
+      is under it and so never partitioned: the adapters (a few MB) stay whole on each rank and
+      are not gathered before each use nor released after; the large frozen matrices stay above
+      it and partitioned. Without frozen weights, accelerate's 10·hidden (norms, biases).
+    """
+    from .accel import decoder_layers
+
+    hidden = getattr(getattr(model, "config", None), "hidden_size", None) or 1024
+    layers = decoder_layers(model)
+    per_layer = sum(_numel(p) for p in layers[0].parameters()) if layers else 0
+    out = {"stage3_prefetch_bucket_size": max(int(0.9 * hidden * hidden), per_layer)}
+    params = list(model.parameters())
+    trainable = [_numel(p) for p in params if p.requires_grad]
+    threshold = 10 * hidden
+    if trainable and len(trainable) < len(params):
+        threshold = max(threshold, max(trainable))
+    out["stage3_param_persistence_threshold"] = threshold
+    return out
+
+
+def _deepspeed_fp32(accelerator: Any, model: Any) -> dict | None:
+    """The fp32 master weights DeepSpeed's bf16 mode keeps in its optimizer, whole, on rank 0
+    (a collective under ZeRO-3); None where DeepSpeed keeps none (its fp32 mode)."""
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    out = {}
+    for name, p in accelerator.unwrap_model(model).named_parameters():
+        full = safe_get_full_fp32_param(p)
+        if full is None:
+            return None
+        if accelerator.is_main_process:
+            out[name.removeprefix("model.")] = full.detach().float().cpu()
+    return out
+
+
+def _numel(p: Any) -> int:
+    """Elements of a parameter, also when ZeRO-3 partitioned it at load (`ds_numel`)."""
+    return int(getattr(p, "ds_numel", p.numel()))
 
 
 def save_kwargs(accelerator: Any) -> dict:
@@ -239,10 +291,19 @@ def full_state_dict(
     accelerator: Any, model: Any, engine: str, trainable_only: bool = False
 ) -> dict | None:
     """The inner model's state dict when weights are sharded, else None (the model has it);
-    under FSDP2 only the trainable weights with `trainable_only` (all an adapter needs).
+    under FSDP2 only the trainable weights with `trainable_only` (all an adapter needs); a
+    full fine-tune under DeepSpeed's bf16 mode gives its fp32 master weights.
 
     A collective under ZeRO-3 and FSDP2: every process calls it; rank 0 gets the tensors.
     """
+    if (
+        engine.startswith("deepspeed")
+        and not trainable_only
+        and accelerator.mixed_precision != "no"
+    ):
+        state = _deepspeed_fp32(accelerator, model)  # a full fine-tune: its fp32 master weights
+        if state is not None:
+            return state
     if engine not in SHARDED:
         return None
     if engine == "fsdp2":

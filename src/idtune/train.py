@@ -528,7 +528,7 @@ def setup(
         params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
     )
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
-    parallel.fill_deepspeed_config(accelerator, rows_per_micro_batch(cfg), cfg.grad_accum)
+    parallel.fill_deepspeed_config(accelerator, rows_per_micro_batch(cfg), cfg.grad_accum, model)
     if engine == "fsdp2":  # accelerate keeps the schedule and RNG states; FSDP2 the rest
         scheduler = accelerator.prepare(scheduler)
     else:
@@ -552,6 +552,7 @@ def setup(
     use_autocast = (
         cfg.dtype == "auto"
         and not bf16_compute
+        and accelerator.mixed_precision == "no"  # DeepSpeed's bf16 mode casts the weights
         and (models.cpu_autocast(str(device)) or (cfg.method == "full" and device.type == "cuda"))
     )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast)
