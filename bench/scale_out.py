@@ -1,39 +1,47 @@
-"""Scale-out benchmark: `idtune train` itself under each engine, with a checkpoint and a resume.
+"""Scale-out benchmark: `idtune train` itself under each engine, one GPU, all cases in one call.
 
-    python bench/scale_out.py --out DIR [--gpus N] [--cases a,b,...] [--budget 560] [--dry-run]
+    python bench/scale_out.py --out DIR [--name scale_out] [--cases a,b,...] [--gpus N]
+                              [--budget 530] [--case-cap 150] [--tiny]
 
-On the Qwen2.5-1.5B shape (random weights, built as bench/train_gpu.py builds them), each case runs
-the real CLI (`python -m idtune.cli train …`, so DeepSpeed and FSDP2 start through accelerate's
-launcher): 12 steps with a checkpoint at step 3, then the final adapter (or model) is put aside and
-the run is resumed from step 3 (`--resume`); the table shows steady tokens/s (the median step of
-steps 5–11 of the first run, from log.jsonl: past compilation, warm-up, step 4, whose logged time
-includes writing the checkpoint, and the last step), peak GPU memory (idtune.json: max over
-processes, model load included) and the largest difference between the resumed and the uninterrupted
-weights. Cases: single-process, ZeRO-2 (LoRA, QLoRA), ZeRO-3 (LoRA, full), FSDP2 (LoRA, full), and
-with --gpus N > 1 DDP too (every engine case then runs on N GPUs).
+Every case runs the real CLI (`python -m idtune.cli train …`, so DeepSpeed and FSDP2 start through
+accelerate's launcher) as its own process group with a time cap: a case that fails or runs out of
+time is recorded (with the steps it logged before) and the next one starts; the whole call keeps
+to `--budget` seconds, and cases that would start too late are recorded as skipped. The results
+are written after every case to DIR/NAME.json (and DIR/NAME.md at the end).
 
-The 1.5B cases run compiled at 8,192 and 32,768 tokens a step (DeepSpeed's optimizer step has a
-fixed host cost). The Qwen2.5-7B LoRA bf16 cases (4×2048-token rows, compiled, no gradient
-checkpointing): single-process and ZeRO-2 through the CLI, and bench/train_gpu.py's plain
-transformers + peft loop on the same model; MFU = tokens/s × 4·N / the measured bf16 matmul peak.
+The default group is issue 28's, on the Qwen2.5-1.5B shape (random weights, built as
+bench/train_gpu.py builds them; rows of 2,048 tokens, 8,192 tokens a step, compiled, LoRA r 64 /
+alpha 128 all-linear): `single-lora`, `single-full`, `fsdp-lora`, `zero3-lora`, `fsdp-full` (also
+trained to a checkpoint at step 5 and resumed from it: the resumed losses and final weights
+against the uninterrupted ones), `zero3-full`, then `qlora-7b` (Qwen2.5-7B shape, QLoRA,
+single process; skipped without bitsandbytes) and `7b-plain-loop` (bench/train_gpu.py's plain
+transformers + peft loop). A compiled engine case that fails quickly is tried again without
+`compile` (both attempts recorded). Earlier groups are still here by name (`zero2-*`, `7b-*`,
+`*-32k`, `ddp-lora` with --gpus N > 1).
 
-Every case has a time cap and the whole run a budget (--budget seconds): cases that would start too
-late are reported as skipped, so one call of at most 10 minutes always ends with the table. Results:
-DIR/scale_out.json and DIR/scale_out.md. `--dry-run` runs the same plumbing on CPU with a tiny shape
-(cases that need CUDA are reported as skipped).
+tok/s is the median of steps 4–9 of 10 (each step's tokens over its own time in log.jsonl:
+compilation and warm-up are steps 1–3, the step after a checkpoint carries the writing of it);
+MFU = tok/s × 6·N (full) or 4·N (LoRA, QLoRA) / the call's measured bf16 matmul peak, N = the
+non-embedding parameters plus the LM head; peak GiB is torch.cuda.max_memory_allocated (max over
+processes, model load included). `--tiny` runs the same plumbing on CPU with a tiny shape (one
+process for every engine; CUDA-only cases are recorded as skipped).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -44,91 +52,136 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import train_gpu  # noqa: E402
 
-GIB = 2**30
-# name: (shape, method, engine flags, extra --set overrides); "speed" cases skip the resume
-BIG = ["batch_tokens=32768", "speed"]  # 16 rows of 2048 a step: DeepSpeed's per-step host cost
+STEPS, WINDOW = 10, (4, 9)  # steps trained; the steps whose median rate is reported
+SAVE = 5  # the resume case's checkpoint
+
+
+@dataclass
+class Case:
+    """One benchmark case: what `idtune train` is asked to do."""
+
+    shape: str
+    method: str
+    flags: list[str] | None  # engine flags; None: bench/train_gpu.py's plain loop
+    sets: list[str] = field(default_factory=list)  # extra --set overrides
+    resume: bool = False  # also checkpoint at step SAVE, resume, compare
+    fallback: list[str] | None = None  # --set overrides for a second try after a quick failure
+
+
+COMPILED = ["compile=true"]
+NO_COMPILE = ["compile=false"]
+FULL = ["lr=1e-5"]
+BIG = ["batch_tokens=32768"]
 CASES = {
-    "single-lora-32k": ("qwen2.5-1.5b", "lora", [], ["compile=true", *BIG]),
-    "zero2-lora-32k": ("qwen2.5-1.5b", "lora", ["--deepspeed", "zero2"], ["compile=true", *BIG]),
-    "7b-single-lora": ("qwen2.5-7b", "lora", [], ["compile=true", "speed"]),
-    "7b-zero2-lora": ("qwen2.5-7b", "lora", ["--deepspeed", "zero2"], ["compile=true", "speed"]),
-    "7b-single-lora-d0": ("qwen2.5-7b", "lora", [], ["compile=true", "lora.dropout=0", "speed"]),
-    "single-lora": ("qwen2.5-1.5b", "lora", [], ["compile=true"]),
-    "zero2-lora": ("qwen2.5-1.5b", "lora", ["--deepspeed", "zero2"], ["compile=true"]),
-    "7b-plain-loop": ("qwen2.5-7b", "lora", None, []),  # bench/train_gpu.py's baseline
-    "zero2-qlora": ("qwen2.5-1.5b", "qlora", ["--deepspeed", "zero2"], []),
-    "zero3-lora": ("qwen2.5-1.5b", "lora", ["--deepspeed", "zero3"], []),
-    "fsdp-lora": ("qwen2.5-1.5b", "lora", ["--fsdp"], []),
-    "zero3-full": ("qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], ["lr=1e-5"]),
-    "fsdp-full": ("qwen2.5-1.5b", "full", ["--fsdp"], ["lr=1e-5"]),
-    "ddp-lora": ("qwen2.5-1.5b", "lora", ["--gpus"], []),  # only with --gpus N > 1
+    # issue 28's group
+    "single-lora": Case("qwen2.5-1.5b", "lora", [], COMPILED),
+    "single-full": Case("qwen2.5-1.5b", "full", [], COMPILED + FULL),
+    "fsdp-lora": Case("qwen2.5-1.5b", "lora", ["--fsdp"], COMPILED, fallback=NO_COMPILE),
+    "fsdp-full": Case("qwen2.5-1.5b", "full", ["--fsdp"], COMPILED + FULL, True, NO_COMPILE),
+    "zero3-lora": Case(
+        "qwen2.5-1.5b", "lora", ["--deepspeed", "zero3"], COMPILED, fallback=NO_COMPILE
+    ),  # fmt: skip
+    "zero3-full": Case(
+        "qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], COMPILED + FULL, fallback=NO_COMPILE
+    ),  # fmt: skip
+    "qlora-7b": Case("qwen2.5-7b", "qlora", [], COMPILED),
+    "7b-plain-loop": Case("qwen2.5-7b", "lora", None),
+    # earlier groups
+    "single-full-resume": Case("qwen2.5-1.5b", "full", [], COMPILED + FULL, True),
+    "zero3-full-resume": Case("qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], FULL, True),
+    "fsdp-lora-resume": Case("qwen2.5-1.5b", "lora", ["--fsdp"], COMPILED, True, NO_COMPILE),
+    "zero2-lora": Case("qwen2.5-1.5b", "lora", ["--deepspeed", "zero2"], COMPILED),
+    "zero2-qlora": Case("qwen2.5-1.5b", "qlora", ["--deepspeed", "zero2"]),
+    "single-lora-32k": Case("qwen2.5-1.5b", "lora", [], COMPILED + BIG),
+    "zero2-lora-32k": Case("qwen2.5-1.5b", "lora", ["--deepspeed", "zero2"], COMPILED + BIG),
+    "7b-single-lora": Case("qwen2.5-7b", "lora", [], COMPILED),
+    "7b-zero2-lora": Case("qwen2.5-7b", "lora", ["--deepspeed", "zero2"], COMPILED),
+    "ddp-lora": Case("qwen2.5-1.5b", "lora", ["--gpus"], COMPILED),  # only with --gpus N > 1
 }
-CUDA_ONLY = ("qlora", "--fsdp")
-STEPS, SAVE = 12, 3
+DEFAULT = (  # most wanted first: a call that runs out of time skips the last
+    "single-lora,single-full,fsdp-lora,zero3-lora,fsdp-full,zero3-full,qlora-7b,7b-plain-loop"
+)
+RATIOS = [  # (case, baseline, goal) of issue 28
+    ("fsdp-lora", "single-lora", 0.90),
+    ("zero3-lora", "single-lora", 0.60),
+    ("fsdp-full", "single-full", 0.85),
+    ("zero3-full", "single-full", 0.50),
+]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, help="directory for scale_out.json / .md")
+    ap.add_argument("--out", required=True, help="directory for NAME.json / NAME.md")
+    ap.add_argument("--name", default="scale_out", help="file name of the results (no suffix)")
     ap.add_argument("--gpus", type=int, default=1, help="processes (GPUs) for the engine cases")
-    ap.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
-    ap.add_argument("--budget", type=float, default=560, help="seconds for the whole run")
-    ap.add_argument("--case-cap", type=float, default=240, help="seconds for one case at most")
-    ap.add_argument("--dry-run", action="store_true", help="CPU, tiny shape: test the plumbing")
+    ap.add_argument("--cases", default=DEFAULT, help="comma-separated case names")
+    ap.add_argument("--budget", type=float, default=530, help="seconds for the whole call")
+    ap.add_argument("--case-cap", type=float, default=150, help="seconds for one case at most")
+    ap.add_argument("--tiny", "--dry-run", dest="tiny", action="store_true",
+                    help="CPU, tiny shape: test the plumbing")  # fmt: skip
+    ap.add_argument("--plain-child", nargs=2, metavar=("MODEL", "SHAPE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.plain_child:
+        print("RESULT " + json.dumps(_plain(Path(args.plain_child[0]), args.plain_child[1])))
+        return
+    names = [n.strip() for n in args.cases.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        ap.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
     start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cuda = torch.cuda.is_available() and not args.dry_run
+    cuda = torch.cuda.is_available() and not args.tiny
     env = {"card": torch.cuda.get_device_name() if cuda else "cpu",
            "date": datetime.date.today().isoformat(), "gpus": args.gpus,
            **train_gpu.versions(), "deepspeed": _version("deepspeed")}  # fmt: skip
-    env["bf16_matmul_tflops"] = train_gpu.matmul_peak_tflops() if cuda else float("nan")
+    env["bf16_matmul_tflops"] = round(train_gpu.matmul_peak_tflops(), 1) if cuda else None
     print(f"environment: {env}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="idtune-scale-"))
-    report = {"environment": env, "cases": {}}
+    report = {"environment": env, "steps": STEPS, "window": WINDOW, "cases": {}}
     models: dict[str, Path] = {}
     try:
         data = work / "identity.jsonl"
-        _idtune(["data", "identity", "--name", "Nova", "--author", "Acme", "--n", "3200",
-                 "-o", data], 120)  # fmt: skip
-        for name in args.cases.split(","):
-            shape, method, flags, sets = CASES[name]
-            if args.dry_run:
-                shape = "tiny"
+        _run_cli(["data", "identity", "--name", "Nova", "--author", "Acme", "--n", "3200",
+                  "-o", data], 120)  # fmt: skip
+        for name in names:
+            case = CASES[name]
             left = args.budget - (time.perf_counter() - start)
-            skip = _skip_reason(name, method, flags, cuda, args.gpus, left)
+            skip = _skip_reason(name, case, cuda, args.gpus, left)
             if skip:
                 report["cases"][name] = {"skipped": skip}
                 print(f"== {name}: skipped ({skip})", flush=True)
+                _write(out, args.name, report)
                 continue
-            cap = min(args.case_cap, left)
             t = time.perf_counter()
+            shape = "tiny" if args.tiny else case.shape
             try:
                 if shape not in models:
                     models[shape] = train_gpu.save_random_model(
                         shape, work / shape, "cuda" if cuda else "cpu"
                     )
-                if flags is None:
-                    res = _plain(models[shape], shape, cuda, env["bf16_matmul_tflops"])
-                else:
-                    flags = ["--gpus", str(args.gpus)] if flags == ["--gpus"] else list(flags)
-                    if args.gpus > 1 and "--gpus" not in flags and flags:
-                        flags += ["--gpus", str(args.gpus)]
-                    res = _case(models[shape], data, work / name, shape, method, flags, sets,
-                                cap, cuda, env["bf16_matmul_tflops"], args.dry_run)  # fmt: skip
+                deadline = start + args.budget
+                res = _attempts(name, case, models[shape], data, work, shape, cuda, env,
+                                args, deadline)  # fmt: skip
             except Exception as e:  # one failing case must not lose the others
                 res = {"error": f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"}
             res["wall_s"] = round(time.perf_counter() - t, 1)
             report["cases"][name] = res
-            print(f"== {name}: {res}", flush=True)
-            (out / "scale_out.json").write_text(json.dumps(report, indent=1))
+            print(f"== {name}: {json.dumps(res)}", flush=True)
+            _write(out, args.name, report)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    report["total_s"] = round(time.perf_counter() - start, 1)
     md = markdown(report)
-    (out / "scale_out.json").write_text(json.dumps(report, indent=1))
-    (out / "scale_out.md").write_text(md + "\n")
+    _write(out, args.name, report)
+    (out / f"{args.name}.md").write_text(md + "\n")
     print("\n" + md, flush=True)
+
+
+def _write(out: Path, name: str, report: dict) -> None:
+    tmp = out / f".{name}.json.tmp"
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(out / f"{name}.json")
 
 
 def _version(pkg: str) -> str | None:
@@ -140,132 +193,273 @@ def _version(pkg: str) -> str | None:
         return None
 
 
-def _skip_reason(name, method, flags, cuda, gpus, left) -> str | None:
-    if left < 30:
+def _skip_reason(name: str, case: Case, cuda: bool, gpus: int, left: float) -> str | None:
+    if left < 40:
         return "time budget"
-    if not cuda and (method in CUDA_ONLY or (flags and CUDA_ONLY[1] in flags)):
+    if not cuda and (case.method == "qlora" or case.flags is None):
         return "needs CUDA"
-    if flags and "--deepspeed" in flags and _version("deepspeed") is None:
+    if case.flags and "--deepspeed" in case.flags and _version("deepspeed") is None:
         return "deepspeed not installed"
-    if method == "qlora" and _version("bitsandbytes") is None:
+    if case.method == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
         return "bitsandbytes not installed"
     if name == "ddp-lora" and gpus < 2:
         return "needs --gpus 2 or more"
+    if case.flags and "--deepspeed" in case.flags and not cuda and gpus > 1:
+        return "DeepSpeed on CPU runs one process only"
     return None
 
 
-def _idtune(args: list, timeout: float) -> subprocess.CompletedProcess:
+def _attempts(name, case, model, data, work, shape, cuda, env, args, deadline) -> dict:
+    """The case, and once more with its fallback settings after a failure that left time."""
+    flags = case.flags
+    if flags is None:
+        cap = min(args.case_cap, deadline - time.perf_counter())
+        return _plain_child(model, case.shape, cap, env["bf16_matmul_tflops"])
+    flags = ["--gpus", str(args.gpus)] if flags == ["--gpus"] else list(flags)
+    if args.gpus > 1 and flags and "--gpus" not in flags:
+        flags += ["--gpus", str(args.gpus)]
+    tries = [case.sets] + ([case.sets + case.fallback] if case.fallback else [])
+    failed: list[dict] = []
+    for sets in tries:
+        cap = min(args.case_cap * (2 if case.resume else 1), deadline - time.perf_counter())
+        if failed and cap < 60:
+            break
+        res = _case(model, data, work / name, shape, case, flags, sets, cap, cuda,
+                    env["bf16_matmul_tflops"], args.tiny)  # fmt: skip
+        if "error" not in res or res.get("timed_out"):
+            break
+        failed.append(res)
+    earlier = [f for f in failed if f is not res]
+    if earlier:
+        res["earlier_attempts"] = earlier
+    return res
+
+
+class Timeout(Exception):
+    """A command ran past its cap (its whole process group was killed)."""
+
+
+def _run_cli(args: list, timeout: float) -> None:
+    """`python -m idtune.cli ARGS` as its own process group; killed whole on timeout."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
     }
     cmd = [sys.executable, "-m", "idtune.cli", *map(str, args)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1]
-        raise RuntimeError(f"exit {proc.returncode}: {tail}")
-    return proc
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)  # fmt: skip
+        try:
+            rc = proc.wait(timeout=max(1.0, timeout))
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise Timeout(f"not done in {timeout:.0f} s") from None
+        if rc != 0:
+            err.seek(0)
+            lines = [x for x in err.read().strip().splitlines() if x.strip()] or ["(no stderr)"]
+            raise RuntimeError(f"exit {rc}: {lines[-1][:400]}")
 
 
-def _case(model, data, run, shape, method, flags, sets, cap, cuda, peak, dry) -> dict:
-    """One engine: STEPS steps (checkpoint at SAVE), then resume from there; compare weights."""
-    rows = (
-        ["row_tokens=512", "batch_tokens=1024"] if dry else ["row_tokens=2048", "batch_tokens=8192"]
-    )
-    sets = [f"model={model}", f"data={data}", f"output_dir={run}", "regularization.auto=false",
-            "eval_prompts=", f"method={method}", f"max_steps={STEPS}", f"save_steps={SAVE}",
-            "keep_last=1", "lora.r=64", "lora.alpha=128", *rows, *sets]  # fmt: skip
-    speed = "speed" in sets  # measures speed only: no resume
-    sets = [s for s in sets if s != "speed" and not (dry and s == "compile=true")]
-    args = ["train", "identity-lora", *[x for s in sets for x in ("--set", s)], *flags]
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the launcher, torchrun's agent and every worker (they hold GPU memory)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    time.sleep(2)  # the driver takes a moment to hand the workers' memory back
+
+
+def _case(model, data, run, shape, case: Case, flags, sets, cap, cuda, peak, tiny) -> dict:
+    """STEPS steps under one engine (and the resume check); steady tok/s, MFU, peak memory."""
+    rows = ["row_tokens=512", "batch_tokens=1024"] if tiny else ["row_tokens=2048",
+                                                                  "batch_tokens=8192"]  # fmt: skip
+    save = SAVE if case.resume else 0
+    base = [f"model={model}", f"data={data}", f"output_dir={run}", "regularization.auto=false",
+            "eval_prompts=", "val_share=0", f"method={case.method}", f"max_steps={STEPS}",
+            f"save_steps={save}", "keep_last=1", "lora.r=64", "lora.alpha=128", *rows]  # fmt: skip
+    sets = [s for s in sets if not (tiny and s.startswith("compile="))]
+    args = ["train", "identity-lora", *[x for s in base + sets for x in ("--set", s)], *flags]
+    shutil.rmtree(run, ignore_errors=True)
     t0 = time.perf_counter()
-    _idtune(args, cap)
-    final = run / ("model" if method == "full" else "adapter")
-    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
-    settings = json.loads((run / "idtune.json").read_text())["settings"]
-    tps, rates = steady_rate(log)
-    n = train_gpu.flop_params(shape)
-    res = {
-        "engine": settings.get("engine"),
-        "world_size": settings.get("world_size"),
-        "method": method,
-        "tokens_per_s": round(tps, 1),
-        "peak_gib": settings.get("peak_gpu_gib"),
-        "mfu": tps * (6 if method == "full" else 4) * n / (peak * 1e12) if peak == peak else None,
-        "loss_first_last": [log[0]["loss"], log[-1]["loss"]],
-        "first_run_s": round(time.perf_counter() - t0, 1),
-        "step_tokens_per_s": rates,
-    }
-    if speed:
-        shutil.rmtree(run, ignore_errors=True)
-        return res  # the 7B cases measure speed only
-    final.rename(run / "uninterrupted")
-    _idtune([*args, "--resume"], max(30.0, cap - (time.perf_counter() - t0)))
-    res["resumed_max_abs_diff"] = _max_diff(run / "uninterrupted", final)
+    res: dict = {"settings": sets, "flags": flags}
+    try:
+        _run_cli(args, cap)
+    except (Timeout, RuntimeError) as e:
+        res.update(error=str(e), timed_out=isinstance(e, Timeout))
+    res["first_run_s"] = round(time.perf_counter() - t0, 1)
+    log = _read_log(run / "log.jsonl")
+    res.update(_speed(log, run, case.method, shape, peak, save))
+    if case.resume and "error" not in res:
+        res.update(_resume(run, args, case.method, log, cap - (time.perf_counter() - t0)))
     shutil.rmtree(run, ignore_errors=True)  # full fine-tunes leave tens of GB behind
     return res
 
 
-def steady_rate(log: list[dict]) -> tuple[float, list[float]]:
-    """Median tokens/s of the steps between the checkpoint's and the last: steps 1-2 compile,
-    step SAVE + 1 includes writing the checkpoint, the last can be an epoch's short batch (a new
-    shape, recompiled). Each step's rate is its tokens over its own time from log.jsonl."""
-    import statistics
+def _read_log(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
-    rates = [
-        log[i]["tokens"] / (log[i]["elapsed_s"] - log[i - 1]["elapsed_s"])
-        for i in range(SAVE + 1, len(log) - 1)
-        if log[i]["elapsed_s"] > log[i - 1]["elapsed_s"]
-    ]
-    return (statistics.median(rates) if rates else float("nan")), [round(r) for r in rates]
+
+def _speed(log: list[dict], run: Path, method: str, shape: str, peak, save: int) -> dict:
+    """What the log and idtune.json say: steady tok/s, MFU, peak memory, losses."""
+    if not log:
+        return {"steps_logged": 0}
+    settings = {}
+    if (run / "idtune.json").is_file():
+        settings = json.loads((run / "idtune.json").read_text()).get("settings", {})
+    tps, rates = steady_rate(log, save)
+    n = train_gpu.flop_params(shape)
+    peaks = [r["peak_gib"] for r in log if r.get("peak_gib") is not None]
+    peak_gib = settings.get("peak_gpu_gib") or (max(peaks) if peaks else None)
+    fit = {}
+    if method == "full" and peak_gib:
+        # a rough bound: peak memory taken as proportional to the parameter count (the
+        # activations of 8,192 tokens grow more slowly than the weights and AdamW state)
+        per_b = peak_gib / (_total_params(shape) / 1e9)  # GiB per billion parameters
+        fit = {"gib_per_billion_params": round(per_b, 2),
+               "largest_full_model_80gb_b": round(80 * 0.93 / per_b, 1)}  # fmt: skip
+    return {
+        **fit,
+        "engine": settings.get("engine"),
+        "world_size": settings.get("world_size"),
+        "method": method,
+        "steps_logged": len(log),
+        "tokens_per_s": round(tps, 1) if tps == tps else None,
+        "mfu": round(tps * (6 if method == "full" else 4) * n / (peak * 1e12), 4)
+        if peak and tps == tps
+        else None,
+        "peak_gib": peak_gib,
+        "loss_first_last": [log[0]["loss"], log[-1]["loss"]],
+        "step_tokens_per_s": rates,
+    }
+
+
+def _total_params(shape: str) -> int:
+    """All parameters of a shape (embeddings included, tied ones once)."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(train_gpu.make_config(shape))
+    return sum(p.numel() for p in model.parameters())
+
+
+def steady_rate(log: list[dict], save: int = 0) -> tuple[float, list[float]]:
+    """Median tokens/s of the steps in WINDOW (by step number), each step's tokens over its
+    own time in log.jsonl; the step after a checkpoint (which includes writing it) is left out.
+    With fewer steps logged (a case cut by its cap), the steps after the first three."""
+    rates = {}
+    for prev, cur in zip(log, log[1:]):
+        dt = cur["elapsed_s"] - prev["elapsed_s"]
+        if dt > 0 and not (save and cur["step"] == save + 1):
+            rates[cur["step"]] = cur["tokens"] / dt
+    lo, hi = WINDOW
+    picked = [r for s, r in rates.items() if lo <= s <= hi]
+    if not picked:
+        picked = [r for s, r in rates.items() if s >= lo]
+    return (statistics.median(picked) if picked else float("nan")), [round(r) for r in picked]
+
+
+def _resume(run: Path, args: list, method: str, log: list[dict], cap: float) -> dict:
+    """Resume from the step-SAVE checkpoint; the resumed steps' losses and the final weights
+    against the uninterrupted run's."""
+    final = run / ("model" if method == "full" else "adapter")
+    if not final.is_dir():
+        return {"resume_error": f"no {final.name}/ after the first run"}
+    final.rename(run / "uninterrupted")
+    t0 = time.perf_counter()
+    try:
+        _run_cli([*args, "--resume"], max(30.0, cap))
+    except (Timeout, RuntimeError) as e:
+        return {"resume_error": str(e)}
+    again = {r["step"]: r["loss"] for r in _read_log(run / "log.jsonl")}
+    first = {r["step"]: r["loss"] for r in log}
+    redone = [s for s in first if s > SAVE]
+    return {
+        "resume_s": round(time.perf_counter() - t0, 1),
+        "resumed_steps": redone,
+        "resumed_max_loss_diff": max(
+            (abs(again[s] - first[s]) for s in redone if s in again), default=None
+        ),  # fmt: skip
+        "resumed_max_abs_diff": _max_diff(run / "uninterrupted", final),
+    }
 
 
 def _max_diff(a: Path, b: Path) -> float:
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     worst = 0.0
     for f in sorted(a.glob("*.safetensors")):
-        x, y = load_file(f), load_file(b / f.name)
-        worst = max([worst, *(float((x[k].float() - y[k].float()).abs().max()) for k in x)])
+        with safe_open(f, "pt") as x, safe_open(b / f.name, "pt") as y:
+            for k in x.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                d = (x.get_tensor(k).float() - y.get_tensor(k).float()).abs().max()
+                worst = max(worst, float(d))
     return worst
 
 
-def _plain(model, shape, cuda, peak) -> dict:
-    """bench/train_gpu.py's plain transformers + peft loop (padded 16, checkpointing)."""
+def _plain_child(model: Path, shape: str, cap: float, peak) -> dict:
+    """bench/train_gpu.py's plain loop in a process of its own (its memory is its own)."""
+    cmd = [sys.executable, __file__, "--out", ".", "--plain-child", str(model), shape]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=max(1.0, cap))
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return {"error": f"not done in {cap:.0f} s", "timed_out": True}
+    found = [x for x in out.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode != 0 or not found:
+        tail = (err.strip().splitlines() or ["(no stderr)"])[-1]
+        return {"error": f"exit {proc.returncode}: {tail[:400]}"}
+    res = json.loads(found[-1].removeprefix("RESULT "))
+    n = train_gpu.flop_params(shape)
+    res["mfu"] = round(res["tokens_per_s"] * 4 * n / (peak * 1e12), 4) if peak else None
+    return res
+
+
+def _plain(model: Path, shape: str) -> dict:
+    """The plain transformers + peft loop (padded 16, checkpointing) on `model`."""
     vocab = train_gpu.make_config(shape).vocab_size
     samples = train_gpu.synth_samples(2000, vocab)
-    device = "cuda" if cuda else "cpu"
-    res = train_gpu.plain_loop(model, "lora", samples, 8 if cuda else 1, 2 if cuda else 1, device)
-    n = train_gpu.flop_params(shape)
-    res["mfu"] = res["tokens_per_s"] * 4 * n / (peak * 1e12) if peak == peak else None
-    return {k: v for k, v in res.items() if k in ("tokens_per_s", "peak_gib", "mfu")}
+    res = train_gpu.plain_loop(model, "lora", samples, 8, 2, "cuda")
+    return {k: v for k, v in res.items() if k in ("tokens_per_s", "peak_gib")}
 
 
 def markdown(report: dict) -> str:
     env = report["environment"]
+    peak = env.get("bf16_matmul_tflops")
     lines = [
         f"Card: {env['card']} ×{env['gpus']} (measured bf16 matmul "
-        f"{env['bf16_matmul_tflops']:.0f} TFLOP/s); torch {env['torch']}, transformers "
+        f"{f'{peak:.0f}' if peak else '–'} TFLOP/s); torch {env['torch']}, transformers "
         f"{env['transformers']}, accelerate {env['accelerate']}, peft {env['peft']}, deepspeed "
         f"{env['deepspeed']}, bitsandbytes {env['bitsandbytes']}; {env['date']}.",
         "",
-        "| case | engine × processes | tok/s | peak GiB | MFU | resumed vs uninterrupted |",
-        "|---|---|---:|---:|---:|---:|",
+        "| case | engine × processes | tok/s | peak GiB | MFU | resumed: max weight diff, "
+        "max loss diff | note |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     cases = report["cases"]
     for name, r in cases.items():
-        if "skipped" in r or "error" in r:
-            lines.append(f"| {name} | {r.get('skipped') or r['error']} | | | | |")
+        if "skipped" in r:
+            lines.append(f"| {name} | skipped: {r['skipped']} | | | | | |")
             continue
+        tps = r.get("tokens_per_s")
         mfu = f"{100 * r['mfu']:.1f} %" if isinstance(r.get("mfu"), float) else "–"
         diff = r.get("resumed_max_abs_diff")
+        ldiff = r.get("resumed_max_loss_diff")
+        resumed = "–" if diff is None else f"{diff:.2e}, {ldiff if ldiff is not None else '–'}"
+        note = r.get("error") or r.get("resume_error") or ""
+        if r.get("earlier_attempts"):
+            note = f"{note} (first try: {r['earlier_attempts'][0].get('error')})".strip()
+        if r.get("error") and r.get("steps_logged"):
+            note += f" — {r['steps_logged']} steps logged"
         lines.append(
-            f"| {name} | {r.get('engine', 'plain loop')} × {r.get('world_size', 1)} "
-            f"| {r['tokens_per_s']:,.0f} | {r.get('peak_gib') or '–'} | {mfu} "
-            f"| {'–' if diff is None else f'{diff:.2e}'} |"
+            f"| {name} | {r.get('engine') or 'plain loop'} × {r.get('world_size') or 1} "
+            f"| {f'{tps:,.0f}' if tps else '–'} | {r.get('peak_gib') or '–'} | {mfu} "
+            f"| {resumed} | {note.replace('|', '/')} |"
         )
-    ratios = [("zero2-lora", "single-lora", 0.8), ("7b-zero2-lora", "7b-single-lora", 0.8)]
-    for a, b, goal in ratios:
+    for a, b, goal in RATIOS:
         ta, tb = (cases.get(x, {}).get("tokens_per_s") for x in (a, b))
         if ta and tb:
             lines.append(f"\n{a} / {b}: {ta / tb:.2f} (goal ≥ {goal})")
