@@ -1,7 +1,7 @@
 """Scale-out benchmark: `idtune train` itself under each engine, one GPU, all cases in one call.
 
     python bench/scale_out.py --out DIR [--name scale_out] [--cases a,b,...] [--gpus N]
-                              [--budget 530] [--case-cap 150] [--tiny]
+                              [--budget 520] [--case-cap 150] [--tiny]
 
 Every case runs the real CLI (`python -m idtune.cli train …`, so DeepSpeed and FSDP2 start through
 accelerate's launcher) as its own process group with a time cap: a case that fails or runs out of
@@ -115,7 +115,7 @@ def main() -> None:
     ap.add_argument("--name", default="scale_out", help="file name of the results (no suffix)")
     ap.add_argument("--gpus", type=int, default=1, help="processes (GPUs) for the engine cases")
     ap.add_argument("--cases", default=DEFAULT, help="comma-separated case names")
-    ap.add_argument("--budget", type=float, default=530, help="seconds for the whole call")
+    ap.add_argument("--budget", type=float, default=520, help="seconds for the whole call")
     ap.add_argument("--case-cap", type=float, default=150, help="seconds for one case at most")
     ap.add_argument("--tiny", "--dry-run", dest="tiny", action="store_true",
                     help="CPU, tiny shape: test the plumbing")  # fmt: skip
