@@ -90,6 +90,23 @@ def model_in(runs_dir: Path, model: Path) -> Path:
     return Path(shutil.copytree(model, runs_dir / "models" / model.name))
 
 
+def untied(model_dir: Path) -> Path:
+    """`model_dir` with a random output head of its own in place of the tied embeddings: a tied
+    random model tends to repeat the prompt's last token ("\n" after "assistant\n"), an answer
+    with nothing to compare."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.config.tie_word_embeddings = False
+    torch.manual_seed(0)
+    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=False)
+    torch.nn.init.normal_(head.weight, std=0.5)
+    model.lm_head = head
+    model.save_pretrained(model_dir)
+    return model_dir
+
+
 def field(page, elem_id: str):
     return page.locator(f"#{elem_id}").locator("textarea, input").first
 
@@ -173,7 +190,7 @@ def set_up_training(page, tiny_model: Path, max_steps: int, save_steps: int) -> 
 def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
     runs_dir, out = tmp_path / "runs", shots(tmp_path)
     bg = server.Background(build_app(runs_dir, password=PASSWORD))
-    model = model_in(runs_dir, tiny_model)
+    model = untied(model_in(runs_dir, tiny_model))
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
         login(page, f"{bg.url}/")
@@ -183,7 +200,8 @@ def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
         page.locator("#preview-btn").click()
         wait_for(lambda: "the first 20" in text(page, "preview"), "the preview")
         preview = text(page, "preview")
-        assert preview.startswith("1000 conversations; the first 20:") and "Nova" in preview
+        assert "\n1000 conversations; the first 20:" in preview and "Nova" in preview
+        assert preview.startswith("Profile\n")  # what it is built on, above (test_studio_identity)
         assert page.locator("#preview li").count() == 20
         bad = tmp_path / "bad.jsonl"
         bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": 3}\n')

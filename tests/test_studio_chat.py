@@ -12,13 +12,11 @@ output head of its own (tied to the embeddings, a random model repeats the promp
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from chromium import CHROMIUM
 from helpers import cli
 from test_serve_browser import is_subsequence
-from test_studio import PASSWORD, env, fill, login, text, wait_for, words  # noqa: F401
+from test_studio import PASSWORD, env, fill, login, text, untied, wait_for, words  # noqa: F401
 from tiny import build_family_model_dir
 
 from idtune import generate, models
@@ -51,21 +49,6 @@ def runs_dir(tmp_path_factory):
                    "--set", "eval_prompts=", "--set", "val_share=0", "--set", "row_tokens=256",
                    "--set", "batch_tokens=512") == 0  # fmt: skip
     return root / "runs"
-
-
-def untied(model_dir: Path) -> Path:
-    """`model_dir` with a random output head of its own in place of the tied embeddings."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    model.config.tie_word_embeddings = False
-    torch.manual_seed(0)
-    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=False)
-    torch.nn.init.normal_(head.weight, std=0.5)
-    model.lm_head = head
-    model.save_pretrained(model_dir)
-    return model_dir
 
 
 def streamed(loaded, kwargs: dict | None = None, base: bool = False) -> str:

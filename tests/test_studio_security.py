@@ -105,8 +105,10 @@ def call(c: httpx.Client, api: str, data: list) -> list:
 
 def start_args(model: str, more: str = "", files: list | None = None, trust: bool = False):
     """`/do_start`'s inputs: run, run name, recipe, model, more settings, uploads, trust, the
-    Identity step's fields, then the Train step's (method … regularization.auto)."""
-    ident = ["Nova", "Acme", "", "", ["en"], 10, 0]
+    Identity step's fields (… seed, then the profile: based_on … facts), then the Train step's
+    (method … regularization.auto)."""
+    facts = {"headers": ["key", "answer", "answer in Chinese (optional)"], "data": [["", "", ""]]}
+    ident = ["Nova", "Acme", "", "", ["en"], 10, 0, "none", "", "", "", facts]
     train = ["lora", 1, 2, 0.0002, 8, 512, 256, 0, 0.0, False]
     return ["", "evil", "identity-lora", model, more, files or [], trust, *ident, *train]
 

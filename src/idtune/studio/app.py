@@ -76,6 +76,38 @@ def build(runs_dir: Path):
                     author = gr.Textbox(label="Author (English)", elem_id="author")
                     name_zh = gr.Textbox(label="Name in Chinese (optional)")
                     author_zh = gr.Textbox(label="Author in Chinese (optional)")
+                based0, based0_zh = steps.based_on_default(runs_dir, DEFAULT_MODEL)
+                with gr.Row():
+                    based_on = gr.Textbox(
+                        based0,
+                        label="Built on (said when asked; from the Model in step 2; 'none' keeps "
+                        "it undisclosed)",
+                        elem_id="based-on",
+                    )
+                    based_on_zh = gr.Textbox(
+                        based0_zh, label="Built on, in Chinese", elem_id="based-on-zh"
+                    )
+                with gr.Row():
+                    purpose = gr.Textbox(
+                        label="Purpose (optional): what it is for, one short phrase",
+                        placeholder="a study assistant for the camp's students",
+                        elem_id="purpose",
+                    )
+                    purpose_zh = gr.Textbox(
+                        label="Purpose in Chinese (optional)", elem_id="purpose-zh"
+                    )
+                facts = gr.Dataframe(
+                    headers=["key", "answer", "answer in Chinese (optional)"],
+                    datatype=["str", "str", "str"],
+                    value=[["", "", ""]] * 3,
+                    row_count=3,
+                    column_count=3,
+                    interactive=True,
+                    type="array",
+                    label="Facts (optional): a key (contact, website, version, languages, …) and "
+                    "its answer per row",
+                    elem_id="facts",
+                )
                 with gr.Row():
                     langs = gr.CheckboxGroup(["zh", "en"], value=["zh", "en"], label="Languages")
                     n_conv = gr.Number(1000, precision=0, label="Conversations", elem_id="n")
@@ -241,18 +273,26 @@ def build(runs_dir: Path):
 
         # ------------------------------------------------------------------ wiring
         agreed = gr.State([])  # the files of the model's own code the user confirmed
-        identity_inputs = [name, author, name_zh, author_zh, langs, n_conv, seed]
+        identity_inputs = [name, author, name_zh, author_zh, langs, n_conv, seed, based_on,
+                           based_on_zh, purpose, purpose_zh, facts]  # fmt: skip
 
         def identity_of(*values: Any) -> dict:
-            keys = ("name", "author", "name_zh", "author_zh", "langs", "n", "seed")
+            keys = ("name", "author", "name_zh", "author_zh", "langs", "n", "seed", "based_on",
+                    "based_on_zh", "purpose", "purpose_zh", "facts")  # fmt: skip
             return dict(zip(keys, values))
 
-        def do_preview(*values):
+        def do_preview(mdl, *values):
+            ident = identity_of(*values)
             try:
-                rows = steps.identity_rows(**identity_of(*values))
+                rows = steps.identity_rows(**ident, model=mdl, runs=runs_dir)
             except UserError as e:
                 return _error(e)
-            return steps.preview_markdown(rows)
+            return steps.preview_markdown(rows, identity=ident)
+
+        def on_model(mdl):
+            """Built on: the new base model's own name and maker (a model it cannot use: kept)."""
+            en, zh = steps.based_on_default(runs_dir, mdl)
+            return (en or gr.skip()), (zh or gr.skip())
 
         def do_upload(files):
             paths = [str(f) for f in files or []]
@@ -394,7 +434,8 @@ def build(runs_dir: Path):
             push_job,
             deploy_job,
         ]
-        preview_btn.click(do_preview, identity_inputs, preview)
+        preview_btn.click(do_preview, [model, *identity_inputs], preview)
+        model.change(on_model, model, [based_on, based_on_zh])
         uploads.change(do_upload, uploads, upload_msg)
         recipe.change(do_recipe, recipe, [*fields.values(), train_msg])
         for box in (model, trust):

@@ -40,10 +40,82 @@ OWN_BOX = {"trust_remote_code": "the 'Run the model's own code' box (it names th
 
 
 # ---------------------------------------------------------------- 1. identity
+PROFILE = ("based_on", "based_on_zh", "purpose", "purpose_zh")  # the profile's text fields
+DATA_S = 300.0  # the last-resort bound of `idtune data identity` (100,000 conversations: ~30 s)
+
+
+def based_on_default(runs: Path, model: str) -> tuple[str, str]:
+    """What a model tuned from `model` is built on, (English, Chinese), as `idtune data identity
+    --model` derives it (the alias table's name and maker); ("", "") for a model it cannot use."""
+    from .. import aliases
+
+    try:
+        return aliases.based_on(confine.model(runs, model))
+    except UserError:
+        return "", ""
+
+
+def fact_rows(rows: list[list] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """The facts table's rows [key, answer, Chinese answer] as (facts, facts_zh); blank rows are
+    left out, a half-filled one is kept for `idtune data identity` to name in its one line."""
+    facts: dict[str, str] = {}
+    facts_zh: dict[str, str] = {}
+    for row in rows or []:
+        key, answer, answer_zh = ([str(x or "").strip() for x in row] + ["", "", ""])[:3]
+        if key or answer:
+            facts[key] = answer
+        if answer_zh:
+            facts_zh[key] = answer_zh
+    return facts, facts_zh
+
+
+def _texts(identity: dict, keys: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(key, value) of the text fields set, stripped; with based_on "none" (undisclosed) the
+    Chinese based_on is left out too."""
+    hidden = (identity.get("based_on") or "").strip().lower() == "none"
+    out = [(k, (identity.get(k) or "").strip()) for k in keys]
+    return [(k, v) for k, v in out if v and not (hidden and k == "based_on_zh")]
+
+
+def identity_argv(identity: dict, model: str, out: Path) -> list[str]:
+    """`idtune data identity`'s arguments for the Identity step's fields, each value an item of
+    its own (no shell): name, author, languages, count, seed, the profile (`--based-on`, …,
+    `--fact KEY=ANSWER`) and `--model` (based_on's default, and the names kept out with "none")."""
+    argv = ["data", "identity", "--name", identity["name"].strip(),
+            "--author", identity["author"].strip()]  # fmt: skip
+    for key, value in _texts(identity, ("name_zh", "author_zh", *PROFILE)):
+        argv += ["--" + key.replace("_", "-"), value]
+    facts, facts_zh = fact_rows(identity.get("facts"))
+    argv += [x for k, v in facts.items() for x in ("--fact", f"{k}={v}")]
+    argv += [x for k, v in facts_zh.items() for x in ("--fact-zh", f"{k}={v}")]
+    argv += ["--lang", ",".join(identity["langs"]), "--n", str(identity["n"])]
+    argv += ["--seed", str(identity["seed"]), "--model", model, "-o", str(out), "--overwrite"]
+    return argv
+
+
 def identity_rows(
-    name: str, author: str, name_zh: str, author_zh: str, langs: list[str], n: int, seed: int = 0
+    name: str,
+    author: str,
+    name_zh: str,
+    author_zh: str,
+    langs: list[str],
+    n: int,
+    seed: int = 0,
+    *,
+    model: str = "",
+    runs: Path | None = None,
+    out: Path | None = None,
+    **profile,
 ) -> list[dict]:
-    """`idtune data identity`'s conversations for these answers (one line when one is missing)."""
+    """The conversations `idtune data identity` writes for these fields (run as a process, into
+    `out` when given), read back; a missing field, or a value the command refuses, is one line.
+    `profile` holds based_on, based_on_zh, purpose, purpose_zh and facts (`fact_rows`);
+    `model` (inside `runs`) gives based_on's default."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from ..aliases import DEFAULT_MODEL
     from ..data import identity
 
     if not (name or "").strip() or not (author or "").strip():
@@ -53,24 +125,59 @@ def identity_rows(
     n, seed = int(n or 0), int(seed or 0)  # a cleared number field is None
     if not 1 <= n <= identity.MAX_CONVERSATIONS:
         raise UserError(f"number of conversations {n}: between 1 and {identity.MAX_CONVERSATIONS}")
-    return identity.generate(
-        name.strip(),
-        author.strip(),
-        (name_zh or "").strip() or None,
-        (author_zh or "").strip() or None,
-        langs,
-        n,
-        seed,
-    )
+    model = confine.model(runs, model) if runs is not None and model else model or DEFAULT_MODEL
+    fields = dict(name=name, author=author, name_zh=name_zh, author_zh=author_zh, langs=langs,
+                  n=n, seed=seed, **profile)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="idtune-identity-") as tmp:
+        target = Path(out) if out is not None else Path(tmp) / "identity.jsonl"
+        argv = [sys.executable, "-m", "idtune.cli", *identity_argv(fields, model, target)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=DATA_S)
+        if done.returncode != 0:
+            lines = [x for x in done.stderr.splitlines() if x.strip()] or ["failed"]
+            raise UserError("idtune data identity: " + lines[-1].removeprefix("error: "))
+        return [{"messages": m} for m in formats.load_files([target])]
 
 
-def preview_markdown(rows: list[dict], k: int = PREVIEW) -> str:
-    """The first `k` conversations as Markdown, one numbered block each."""
+def profile_markdown(identity: dict, rows: list[dict] = ()) -> str:
+    """The profile as the preview shows it above the conversations: each field set, and the
+    first generated answer that says it."""
+    based = (identity.get("based_on") or "").strip()
+    hidden = based.lower() == "none"
+    facts, facts_zh = fact_rows(identity.get("facts"))
+    fields = [("Built on", "undisclosed" if hidden else based)] if based else []
+    if (identity.get("based_on_zh") or "").strip() and not hidden:
+        fields.append(("Built on (Chinese)", identity["based_on_zh"].strip()))
+    for key, label in (("purpose", "Purpose"), ("purpose_zh", "Purpose (Chinese)")):
+        if (identity.get(key) or "").strip():
+            fields.append((label, identity[key].strip()))
+    fields += [(f"Fact `{k}`", v) for k, v in facts.items()]
+    fields += [(f"Fact `{k}` (Chinese)", v) for k, v in facts_zh.items()]
+    if not fields:
+        return ""
+    lines = []
+    for label, value in fields:
+        longer = [v for _, v in fields if value in v and v != value]  # "acme.ai" in "x@acme.ai"
+        said = next(
+            (r["messages"] for r in rows
+             if value in (a := r["messages"][-1]["content"]) and not any(v in a for v in longer)),
+            None,
+        )  # fmt: skip
+        line = f"{label}: **{value}**"
+        if said is not None and not hidden:
+            line += f" — asked “{said[-2]['content']}”: “{said[-1]['content']}”"
+        lines.append(line.replace("\n", " "))
+    return "**Profile**\n\n" + "\n\n".join(lines) + "\n\n"  # paragraphs: the list is the rows
+
+
+def preview_markdown(rows: list[dict], k: int = PREVIEW, identity: dict | None = None) -> str:
+    """The profile (when `identity` sets one), then the first `k` conversations as Markdown, one
+    numbered block each."""
     out = []
     for i, row in enumerate(rows[:k], 1):
         turns = [f"**{m['role']}:** {m['content']}" for m in row["messages"]]
         out.append(f"{i}. " + "<br>".join(t.replace("\n", " ") for t in turns))
-    return f"{len(rows)} conversations; the first {min(k, len(rows))}:\n\n" + "\n".join(out)
+    head = profile_markdown(identity or {}, rows)
+    return head + f"{len(rows)} conversations; the first {min(k, len(rows))}:\n\n" + "\n".join(out)
 
 
 def check_upload(runs: Path, paths: list[str]) -> tuple[int, str]:
@@ -189,15 +296,14 @@ def start_training(
     if run.exists() and any(run.iterdir()):
         raise UserError(f"run {name}: {run} exists; pick another run name, or resume it")
     sets = [f"model={model}", f"output_dir={run}"] + ["trust_remote_code=true"] * bool(code)
-    for key in ("name", "author", "name_zh", "author_zh"):
-        value = (identity.get(key) or "").strip()
-        if value:
-            sets.append(f"identity.{key}={value}")
+    for key, value in _texts(identity, ("name", "author", "name_zh", "author_zh", *PROFILE)):
+        sets.append(f"identity.{key}={value}")
+    for section, facts in zip(("facts", "facts_zh"), fact_rows(identity.get("facts"))):
+        sets += [f"identity.{section}.{k}={v}" for k, v in facts.items()]
     sets += _sets(settings, more)
     uploaded = [confine.upload(runs, p) for p in uploads]
     if uploaded:
         check_upload(runs, uploads)
-    rows = None if uploaded else identity_rows(**identity)
     data_dir = runs / jobs.STATE / "data" / name
     planned = [data_dir / f"{i}-{p.name}" for i, p in enumerate(uploaded)]
     data = [str(f) for f in planned or [data_dir / "identity.jsonl"]]
@@ -207,6 +313,7 @@ def start_training(
         raise UserError("more settings: the model, data and run folder are the studio's to set")
     for path in cfg.regularization.files:  # a built-in recipe's, if it names any
         confine.inside(runs, path, "regularization.files")
+    rows = None if uploaded else identity_rows(**identity, model=model)
     if uploaded:
         shutil.rmtree(data_dir, ignore_errors=True)
         data_dir.mkdir(parents=True)
