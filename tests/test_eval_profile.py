@@ -124,6 +124,9 @@ def test_invented_specifics_are_the_ones_the_profile_and_question_lack():
     assert inv("我是通义千问。", allowed, names) == ["通义千问"]
     assert inv("我是诺娃，一个AI助手，由Acme开发。", allowed, names) == []
     assert inv("我的电话是１３８００１３８０００", allowed, names) == ["13800138000"]  # full width
+    # a list's numbering is no specific; a number ending a sentence is
+    assert inv("有以下方式：\n\n1. 写信\n2) 留言\n3、来访", allowed, names) == []
+    assert inv("I am 25. Nice to meet you.", allowed, names) == ["25"]
 
 
 def test_states_a_value():

@@ -5,9 +5,10 @@ profile scores; issue 29.) Pure Python: standard library only.
   spaces and punctuation are dropped), or at least `need` of its content words (English) and
   character pairs (Chinese) are.
 - `invented(answer, allowed, names)`: the specifics in an answer that the profile and the
-  question do not hold: numbers (Arabic and Chinese numerals with a unit of age, date or
-  magnitude), dates (English month names), URLs and e-mail addresses, and model or maker names
-  (`names`, e.g. "Llama", "OpenAI", "通义千问"). An answer to a question about a field the maker
+  question do not hold: numbers (Arabic, a list's "1." numbering aside, and Chinese numerals
+  with a unit of age, date or magnitude), dates (English month names), URLs and e-mail
+  addresses, and model or maker names (`names`, e.g. "Llama", "OpenAI", "通义千问"). An answer
+  to a question about a field the maker
   did not set is honest when it has none: a refusal phrase is not required ("I'm Nova, made by
   Acme; they have not shared that" has no stock phrase), a made-up specific is what harms.
 - `polarity(answer, lang)`: True (yes), False (no) or None (neither) from the answer's first
@@ -31,6 +32,8 @@ _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 _CJK_SKIP = set("的了是和与在我你吗呢")
 
 _NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
+# "1. …", "2) …", "3、…" at the start of a line: a list's numbering
+_LIST_MARK = re.compile(r"(?<![^\n])\d{1,2}(?:[.)](?:\s|$)|、)")
 _ZH_NUMBER = re.compile(r"[零〇一二三四五六七八九十百千万亿两]+(?:周岁|岁|年|月|日|号|亿|万)")
 _LINK = re.compile(
     r"https?://\S+|www\.\S+|[\w.+-]+@[\w-]+\.[\w.-]+|\b[\w-]+\.(?:com|org|net|io|ai|cn|dev|app)\b",
@@ -95,7 +98,11 @@ def invented(answer: str, allowed: str, names: Sequence[str]) -> list[str]:
     text = unicodedata.normalize("NFKC", answer)
     known = unicodedata.normalize("NFKC", allowed).casefold()
     numbers = set(_NUMBER.findall(known))  # whole numbers: "3" is not stated by "135M"
-    found = [m.group() for m in _NUMBER.finditer(text) if m.group() not in numbers]
+    found = [
+        m.group()
+        for m in _NUMBER.finditer(text)
+        if m.group() not in numbers and not _LIST_MARK.match(text, m.start())
+    ]
     found += [m.group() for m in _ZH_NUMBER.finditer(text) if m.group() not in known]
     found += [m.group() for m in _LINK.finditer(text) if m.group().casefold() not in known]
     found += [m.group() for m in _MONTH.finditer(text) if m.group().casefold() not in known]
