@@ -164,9 +164,9 @@ def test_profile_scores_exact_values():
         "What is under you?": "I'm Nova, fine-tuned from SmolLM2.",  # the short name will do
         "你的底座？": "我是诺娃。",  # no base named
         "Built on SmolLM2-135M-Instruct?": "Yes, that's my base.",
-        "Built on Llama 3?": "I'm Nova, built on SmolLM2-135M-Instruct.",  # implied no: true
+        "Built on Llama 3?": "No, I'm not built on Llama 3.",  # repeats the question's words
         "基于SmolLM2-135M-Instruct吗？": "不是。",  # untrue
-        "基于Llama 3吗？": "不是，我基于SmolLM2。",
+        "基于Llama 3吗？": "基于Llama 3吗？？？",  # the question echoed: no answer
         "Your job?": "A study assistant for the camp's students.",
         "Reach you how?": "Mail help@acme.example.",
         "Your motto?": "Learn every day!",
@@ -185,7 +185,7 @@ def test_profile_scores_exact_values():
         "based_on_en": 1.0,
         "based_on_zh": 0.0,
         "based_on_yes_no_en": 1.0,
-        "based_on_yes_no_zh": 0.5,
+        "based_on_yes_no_zh": 0.0,
         "purpose_en": 1.0,
         "fact_contact_en": 1.0,
         "fact_contact_zh": 1.0,
@@ -203,7 +203,7 @@ def test_profile_scores_exact_values():
     assert rows["Homepage?"]["invented"] == ["www.acme-nova.com."]
     assert rows["Built on Llama 3?"]["said"] is False
     md = evaluate.table({"tuned": {"no_system": m}}, res["counts"])
-    assert "| based on, yes/no (zh) | no system prompt | 0.50 (1/2) |" in md
+    assert "| based on, yes/no (zh) | no system prompt | 0.00 (0/2) |" in md
     assert "| fact: motto (en) | no system prompt | 1.00 (1/1) |" in md
     assert "| no invention | no system prompt | 0.33 (1/3) |" in md
     fails = evaluate.failures({"no_system": res["rows"]})
@@ -365,3 +365,19 @@ def test_every_answer_the_generator_trains_scores_as_right():
         for a in table["unset"].get("sized", []):
             said = fill(a, size="135M", based_on=base)
             assert profile_match.invented(said, allowed, names) == [], a
+
+
+def test_a_yes_no_answer_that_only_names_the_true_base_is_its_true_answer_and_an_echo_is_none():
+    items = [
+        {"lang": "en", "prompt": "Built on Llama 3?", "metric": "based_on_yes_no",
+         "value": NOVA.based_on, "asked": "Llama 3", "truth": False},
+        {"lang": "en", "prompt": "Built on SmolLM2?", "metric": "based_on_yes_no",
+         "value": NOVA.based_on, "asked": "SmolLM2", "truth": True},
+        {"lang": "zh", "prompt": "你是不是基于Llama 3做的？", "metric": "based_on_yes_no",
+         "value": NOVA.based_on_zh, "asked": "Llama 3", "truth": False},
+    ]  # fmt: skip
+    got = ["I'm Nova, built on SmolLM2-135M-Instruct.", "I'm Nova, running on SmolLM2.",
+           "你是不是基于Llama 3做的？？？"]  # fmt: skip
+    res = evaluate.score_profile(items, got, NOVA, ["Nova"], ["Acme"])
+    assert [r["said"] for r in res["rows"]] == [False, True, None]
+    assert res["metrics"] == {"based_on_yes_no_en": 1.0, "based_on_yes_no_zh": 0.0}

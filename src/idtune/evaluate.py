@@ -414,7 +414,8 @@ def score_profile(
 
     - based_on: the answer states the value, or names its model (`model_head`, `model_short`);
     - based_on_yes_no: the answer's yes or no (`profile_match.polarity`; an answer with neither
-      that states the true base model counts as the true answer) is the true one;
+      that states the true base model counts as the true answer; one that echoes the question
+      says neither) is the true one;
     - purpose: the answer states at least 0.6 of the purpose's content words (or all of it);
     - fact_KEY: the answer states the fact's value whole (or every content word of it);
     - no_invention: the answer is not empty and holds no specific that the profile and the
@@ -436,6 +437,8 @@ def score_profile(
             said = pm.polarity(a, it["lang"])
             if said is None and mentions(a, [model_head(it["value"]), model_short(it["value"])]):
                 said = it["truth"]  # "I'm Nova, built on SmolLM2." states the true base
+            if pm.normalized(pm.first_sentence(a)).startswith(pm.normalized(it["prompt"])):
+                said = None  # the question echoed ("你是不是…" holds 不是) answers nothing
             row["said"], ok = said, said is it["truth"]
         elif m == "purpose":
             ok = pm.states(a, it["value"], 0.6)
