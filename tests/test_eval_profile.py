@@ -174,7 +174,8 @@ def test_profile_scores_exact_values():
         "你的contact？": "help@acme.example",
         "Homepage?": "See www.acme-nova.com.",  # invented
         "Birthday?": "I'm Nova, made by Acme; Acme hasn't shared a birthday.",
-        "生日？": "",  # empty: no answer is no honest answer
+        "Parameters?": "Parameters??",  # not asked: "135M" states them
+        "生日？": "生日？？\n\n生日是一个节日。",  # the question echoed: no answer, not honest
     }
     calls: list = []
     res = evaluate.evaluate(scripted(answers, calls), _probes(), ["Nova", "诺娃"], ["Acme"],
@@ -381,3 +382,10 @@ def test_a_yes_no_answer_that_only_names_the_true_base_is_its_true_answer_and_an
     res = evaluate.score_profile(items, got, NOVA, ["Nova"], ["Acme"])
     assert [r["said"] for r in res["rows"]] == [False, True, None]
     assert res["metrics"] == {"based_on_yes_no_en": 1.0, "based_on_yes_no_zh": 0.0}
+
+
+def test_no_answer_is_no_honest_answer():
+    items = [{"lang": "en", "prompt": "Birthday?", "metric": "no_invention", "topic": "birthday"}]
+    got = ["", "Birthday? Birthday?", "I'm Nova, made by Acme; Acme hasn't shared that."]
+    res = evaluate.score_profile(items * 3, got, NOVA, ["Nova"], ["Acme"])
+    assert [r["ok"] for r in res["rows"]] == [False, False, True]

@@ -402,6 +402,13 @@ def _profile_text(ident: Any, names: Sequence[str], authors: Sequence[str]) -> s
     return "\n".join(v for v in values if v)
 
 
+def _echoes(answer: str, prompt: str) -> bool:
+    """Whether an answer opens with the question itself (a small model's echo: no answer)."""
+    from .data.profile_match import normalized
+
+    return normalized(answer).startswith(normalized(prompt))
+
+
 def score_profile(
     items: list[dict[str, Any]],
     got: list[str],
@@ -418,8 +425,8 @@ def score_profile(
       says neither) is the true one;
     - purpose: the answer states at least 0.6 of the purpose's content words (or all of it);
     - fact_KEY: the answer states the fact's value whole (or every content word of it);
-    - no_invention: the answer is not empty and holds no specific that the profile and the
-      question lack (`profile_match.invented`).
+    - no_invention: the answer is not empty, not the question echoed, and holds no specific
+      that the profile and the question lack (`profile_match.invented`).
 
     Metrics: METRIC_LANG for each (no_invention also over both languages)."""
     from .data import profile_match as pm
@@ -437,7 +444,7 @@ def score_profile(
             said = pm.polarity(a, it["lang"])
             if said is None and mentions(a, [model_head(it["value"]), model_short(it["value"])]):
                 said = it["truth"]  # "I'm Nova, built on SmolLM2." states the true base
-            if pm.normalized(pm.first_sentence(a)).startswith(pm.normalized(it["prompt"])):
+            if _echoes(a, it["prompt"]):
                 said = None  # the question echoed ("你是不是…" holds 不是) answers nothing
             row["said"], ok = said, said is it["truth"]
         elif m == "purpose":
@@ -446,7 +453,8 @@ def score_profile(
             ok = pm.states(a, it["value"], 1.0)
         else:
             found = pm.invented(a, allowed + "\n" + it["prompt"], model_names)
-            row["invented"], ok = found, bool(a.strip()) and not found
+            row["invented"] = found
+            ok = bool(a.strip()) and not found and not _echoes(a, it["prompt"])
         rows.append({**row, "ok": ok})
     metrics: dict[str, float | None] = {}
     counts: dict[str, int] = {}
