@@ -302,7 +302,9 @@ def test_fsdp_full_fine_tune_resumes_exactly(tiny_model, data, tmp_path):
 def test_zero3_sizes_keep_adapters_whole_and_prefetch_a_layer(tiny_model):
     """ZeRO-3's "auto" sizes (parallel.zero3_sizes): under LoRA every trainable weight is at or
     under the persistence threshold (never partitioned, never re-gathered) and every large
-    frozen matrix above it; the prefetch bucket holds a whole decoder layer."""
+    frozen matrix above it; the prefetch bucket holds a whole decoder layer, and in a full
+    fine-tune each decoder layer is a ZeRO-3 leaf (no hooks inside it)."""
+    from deepspeed.utils import get_z3_leaf_modules
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -312,6 +314,9 @@ def test_zero3_sizes_keep_adapters_whole_and_prefetch_a_layer(tiny_model):
     layer = sum(p.numel() for p in accel.decoder_layers(model)[0].parameters())
     full = parallel.zero3_sizes(model)
     assert full == {"stage3_prefetch_bucket_size": layer, "stage3_param_persistence_threshold": 640}
+    assert parallel.zero3_leaf_layers(model) == 2  # whole decoder layers, gathered at once
+    assert get_z3_leaf_modules(model) == accel.decoder_layers(model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
     lora = get_peft_model(model, LoraConfig(r=64, target_modules="all-linear"))
     sizes = parallel.zero3_sizes(lora)
     threshold = sizes["stage3_param_persistence_threshold"]
@@ -319,3 +324,5 @@ def test_zero3_sizes_keep_adapters_whole_and_prefetch_a_layer(tiny_model):
     frozen = [p.numel() for p in lora.parameters() if not p.requires_grad]
     assert max(trained) <= threshold < max(frozen)
     assert sizes["stage3_prefetch_bucket_size"] >= layer
+    assert parallel.zero3_leaf_layers(lora) == 0  # frozen weights: per-module hooks kept
+    assert get_z3_leaf_modules(lora) == []

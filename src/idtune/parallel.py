@@ -205,6 +205,28 @@ def fill_deepspeed_config(
             for key, value in zero3_sizes(model).items():
                 if zero.get(key, "auto") == "auto":
                     zero[key] = value
+            zero3_leaf_layers(model)
+
+
+def zero3_leaf_layers(model: Any) -> int:
+    """Make each decoder layer of a full fine-tune a ZeRO-3 leaf: its weights are gathered at
+    once when it starts (and again for its backward) and no hooks run on the modules inside
+    it, where ZeRO-3 would otherwise fetch and release every linear layer one by one: FSDP2's
+    per-layer unit, and nothing of DeepSpeed's inside a compiled layer. Returns the count.
+
+    Not with frozen weights (LoRA): DeepSpeed 0.19.8 then leaves a leaf's frozen weights
+    partitioned in its backward (a size-0 weight; seen on CPU), so LoRA keeps per-module hooks.
+    """
+    from deepspeed.utils import set_z3_leaf_module
+
+    from .accel import decoder_layers
+
+    if not all(p.requires_grad for p in model.parameters()):
+        return 0
+    layers = decoder_layers(model)
+    for layer in layers:
+        set_z3_leaf_module(layer, True)
+    return len(layers)
 
 
 def zero3_sizes(model: Any) -> dict:
