@@ -299,8 +299,8 @@ def train_cmd(
     fsdp: Annotated[
         bool,
         typer.Option(
-            help="FSDP2 through accelerate (CUDA GPUs; LoRA has run on one GPU; full "
-            "fine-tuning and several GPUs untested)."
+            help="FSDP2 (torch fully_shard per decoder layer; GPUs, or CPU processes with "
+            "gloo; tested on 2 CPU processes, LoRA and full; several GPUs not yet run)."
         ),
     ] = False,
     gpus: Annotated[
