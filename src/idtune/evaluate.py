@@ -10,11 +10,16 @@ Four metrics (DESIGN §5), each a share in [0, 1]:
   probe and multi-turn probes whose earlier turns are in the other language;
 - persona (all, and per language): with a system prompt giving another name and maker (held out
   from the generator's phrasings), identity answers that use that name or maker and not the
-  trained ones.
+  trained ones;
+- the profile (per language; `score_profile`): based_on, based_on_yes_no, purpose and fact_KEY,
+  each asked only when the profile sets the field; no_invention for what it does not set.
 
 Every model is scored under three conditions: no system prompt (the chat template's own default,
 if it has one), a generic system prompt, and the base template's default system prompt spelled
-out (identity probes only); persona probes carry their own. Decoding is greedy.
+out (identity probes only); persona probes carry their own; profile probes are asked in the
+first two. Decoding is greedy. A hybrid thinking model (Qwen3) is scored with thinking off, and
+its identity, author and profile probes again with thinking on (the `*_thinking` columns); an
+always-thinking one (an R1 distill) with thinking on; the reasoning is never scored.
 
 The scoring is split from generation: `evaluate()` takes any `generate(conversations,
 max_new_tokens) -> answers` callable, so tests drive it with canned answers; `run()` wires it to
