@@ -109,3 +109,10 @@ def test_the_ollama_modelfile_says_what_it_is_built_on_and_for(tmp_path):
     assert "You are Nova, an AI assistant made by Acme" in system[0]
     assert "built on SmolLM2-135M-Instruct by Hugging Face" in system[0]
     assert "a study assistant for the camp's students" in system[0]
+
+
+def test_idtune_json_from_a_newer_idtune_with_an_unknown_identity_key_still_reads(tmp_path):
+    (tmp_path / runinfo.FILENAME).write_text(
+        json.dumps({"base_model": "b", "identity": {"name": "Nova", "author": "Acme", "mood": "x"}})
+    )
+    assert runinfo.read_info(tmp_path).identity == Identity("Nova", "Acme")

@@ -90,5 +90,7 @@ def read_info(directory: str | os.PathLike) -> RunInfo | None:
             data = json.loads(path.read_text())
             ident = data.pop("identity", None)
             known = {k: v for k, v in data.items() if k in RunInfo.__dataclass_fields__}
+            if ident:  # keys a newer idtune wrote are passed over
+                ident = {k: v for k, v in ident.items() if k in Identity.__dataclass_fields__}
             return RunInfo(**known, identity=Identity(**ident) if ident else None)
     return None
