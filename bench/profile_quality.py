@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -191,6 +192,14 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
+    runs: list[dict] = []
+    lock = threading.Lock()
+
+    def write() -> None:  # after every run: a call cut short still returns what finished
+        report = {"environment": env, "runs": runs, "summary": summary(runs)}
+        (out / "profile_quality.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+        (out / "profile_quality.md").write_text(markdown(report))
+
     def safe(job):
         t = time.perf_counter()
         try:
@@ -199,15 +208,15 @@ def main() -> None:
             r = {"variant": job[0], "n": job[1], "seed": job[2], "error": str(e)[-600:]}
         print(f"{job}: {time.perf_counter() - t:.0f} s {'error' if 'error' in r else 'ok'}",
               flush=True)  # fmt: skip
+        with lock:
+            runs.append(r)
+            write()
         return r
 
-    runs = [safe(plan[0])]  # alone: conversion, regularization answers and base answers cached
+    safe(plan[0])  # alone: conversion, regularization answers and base answers cached
     with ThreadPoolExecutor(args.jobs) as pool:
-        runs += list(pool.map(safe, plan[1:]))
-    report = {"environment": env, "runs": runs, "summary": summary(runs)}
-    (out / "profile_quality.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    (out / "profile_quality.md").write_text(markdown(report))
-    print(markdown(report), flush=True)
+        list(pool.map(safe, plan[1:]))
+    print((out / "profile_quality.md").read_text(), flush=True)
 
 
 if __name__ == "__main__":
