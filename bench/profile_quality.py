@@ -53,7 +53,8 @@ _CPU_NUMERICS = (
 
 def idtune(args: list[str], log: Path, gpu: bool) -> None:
     """One CLI call, its output appended to `log`; raise on failure."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+    path = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-c", _CPU_NUMERICS, *args] if gpu else [
         sys.executable, "-m", "idtune.cli", *args]  # fmt: skip
     with log.open("a") as fh:
