@@ -158,3 +158,81 @@ def test_regularization_answers_in_a_declared_mode_and_drops_cut_reasoning(
     else:
         assert asked == [(16 + generate.THINKING_BUDGET, {})]
         assert answers == ["<think>\nThe capital.\n</think>\n\nParis."]  # the cut one dropped
+
+
+PROBES = {  # identity and author only: one generation per condition (a thinking family's has
+    # THINKING_BUDGET more tokens), the CLI's whole eval path at a fraction of the shipped cost
+    "identity": {"en": ["Who are you?"], "zh": ["你是谁？"]},
+    "author": {"en": ["Who made you?"]},
+}
+
+
+def test_eval_through_the_cli_scores_the_answer_not_the_reasoning(trained, tmp_path, monkeypatch):
+    """`idtune eval RUN --probes` for every family: eval.json names the identity and holds
+    each answer with no reasoning tag in it; an R1 distill's prompt opens its reasoning, which a
+    random model never closes, so every scored answer is empty and none is a language match.
+    The reasoning budget is cut to 16 tokens here (a random model writes to the cap: 512 more
+    tokens per call took 80-110 s for Qwen3 on a loaded 2-core box); the budget itself is
+    test_eval_scores_a_thinking_models_answer_not_its_reasoning's."""
+    import json
+
+    family, _, run, _ = trained
+    monkeypatch.setattr(generate, "THINKING_BUDGET", 16)
+    probes = tmp_path / "probes.json"
+    probes.write_text(json.dumps(PROBES, ensure_ascii=False), "utf-8")
+    assert cli("eval", run, "--probes", probes, "-o", tmp_path / "eval") == 0
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text("utf-8"))
+    assert report["names"] == ["Nova"] and report["authors"] == ["Acme"]
+    rows = [r for cond in report["answers"]["tuned"].values() for r in cond]
+    answers = [r["answer"] for r in rows]
+    assert len(answers) >= 3 and not [a for a in answers if "<think>" in a or "</think>" in a]
+    if family == "deepseek_r1_distill":
+        assert set(answers) == {""}
+        no_system = report["metrics"]["tuned"]["no_system"]
+        assert no_system["language_en"] == 0.0 and no_system["language_zh"] == 0.0
+
+
+def test_serve_on_loopback_splits_reasoning_and_honours_template_kwargs(trained):
+    """The merged model behind the server `idtune serve` runs (its engine and app, uvicorn on
+    loopback): a thinking family's reasoning comes back as `reasoning_content` apart from
+    `content` (an R1 distill's prompt opens the block: a random model's whole answer is
+    reasoning), another family's has no such field; the prompt the server renders is the merged
+    template's, with `chat_template_kwargs` reaching it (Qwen3's switch off writes the empty
+    think block: more prompt tokens)."""
+    import httpx
+
+    from idtune.serve import server
+
+    family, _, _, merged = trained
+    fam = families.get(family.replace("qwen3_moe", "qwen3"))
+    tok = AutoTokenizer.from_pretrained(merged)
+    engine = server.load_engine(str(merged), max_batch=4, default_max_tokens=12)
+    bg = server.Background(server.build_app(engine, ui=False))
+    try:
+
+        def ask(**kw) -> dict:
+            body = {"model": engine.model_id, "messages": ASK, "max_tokens": 12,
+                    "temperature": 0, **kw}  # fmt: skip
+            r = httpx.post(f"{bg.url}/v1/chat/completions", json=body, timeout=None)
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        def rendered(**kw) -> int:
+            return len(generate.encode_prompt(tok, ASK, kw))
+
+        plain = ask()
+        message = plain["choices"][0]["message"]
+        assert plain["usage"]["prompt_tokens"] == rendered()
+        off = ask(chat_template_kwargs={"enable_thinking": False})
+        assert off["usage"]["prompt_tokens"] == rendered(enable_thinking=False)
+        if fam.thinking["style"] == "hybrid":
+            assert rendered(enable_thinking=False) > rendered()  # the empty block written
+            assert "reasoning_content" in message
+        elif fam.thinking["style"] == "always":
+            assert message["content"] == "" and message["reasoning_content"]
+        else:
+            assert "reasoning_content" not in message and message["content"] is not None
+            assert off["usage"]["prompt_tokens"] == plain["usage"]["prompt_tokens"]
+    finally:
+        bg.stop()
+        engine.close()
