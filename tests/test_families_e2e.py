@@ -10,7 +10,7 @@ import io
 import pytest
 import torch
 from helpers import cli
-from tiny import FAMILIES, build_family_model_dir
+from tiny import FAMILIES, build_family_model_dir, untie
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from idtune import generate
@@ -25,7 +25,7 @@ def trained(request, tmp_path_factory):
     """(family, base model dir, run dir, merged dir) after 2 LoRA steps through the CLI."""
     family = request.param
     d = tmp_path_factory.mktemp(family.replace(".", "_"))
-    base = build_family_model_dir(d / "base", family)
+    base = untie(build_family_model_dir(d / "base", family))  # answers with something in them
     data, run, merged = d / "id.jsonl", d / "run", d / "merged"
     assert cli("data", "identity", "--name", "Nova", "--author", "Acme", "--n", "12",
                "--seed", "1", "-o", data) == 0  # fmt: skip
@@ -177,7 +177,7 @@ def test_eval_through_the_cli_scores_the_answer_not_the_reasoning(trained, tmp_p
     import json
 
     family, _, run, _ = trained
-    monkeypatch.setattr(generate, "THINKING_BUDGET", 16)
+    monkeypatch.setattr(generate, "THINKING_BUDGET", 16, raising=False)
     probes = tmp_path / "probes.json"
     probes.write_text(json.dumps(PROBES, ensure_ascii=False), "utf-8")
     assert cli("eval", run, "--probes", probes, "-o", tmp_path / "eval") == 0
@@ -186,7 +186,14 @@ def test_eval_through_the_cli_scores_the_answer_not_the_reasoning(trained, tmp_p
     rows = [r for cond in report["answers"]["tuned"].values() for r in cond]
     answers = [r["answer"] for r in rows]
     assert len(answers) >= 3 and not [a for a in answers if "<think>" in a or "</think>" in a]
-    if family == "deepseek_r1_distill":
+    if family != "deepseek_r1_distill":
+        assert [a for a in answers if a.strip()]  # the model says something
+    else:  # it does, inside the reasoning its prompt opened
+        from idtune import models
+
+        loaded = models.load(str(run))
+        (raw,) = generate.generate_batch(loaded.model, loaded.tokenizer, [ASK], max_new_tokens=8)
+        assert raw.strip() and "</think>" not in raw
         assert set(answers) == {""}
         no_system = report["metrics"]["tuned"]["no_system"]
         assert no_system["language_en"] == 0.0 and no_system["language_zh"] == 0.0
@@ -229,7 +236,7 @@ def test_serve_on_loopback_splits_reasoning_and_honours_template_kwargs(trained)
             assert rendered(enable_thinking=False) > rendered()  # the empty block written
             assert "reasoning_content" in message
         elif fam.thinking["style"] == "always":
-            assert message["content"] == "" and message["reasoning_content"]
+            assert message["content"] == "" and message["reasoning_content"].strip()
         else:
             assert "reasoning_content" not in message and message["content"] is not None
             assert off["usage"]["prompt_tokens"] == plain["usage"]["prompt_tokens"]

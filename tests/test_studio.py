@@ -25,6 +25,7 @@ from githttp import LocalHub
 from test_evaluate import SMALL
 from test_hub import TOKEN, bare
 from test_serve_browser import is_subsequence
+from tiny import untie
 
 from idtune import generate, models
 from idtune.ports import free_port
@@ -88,23 +89,6 @@ def login(page, url: str, password: str = PASSWORD) -> None:
 def model_in(runs_dir: Path, model: Path) -> Path:
     """A copy of `model` in the runs folder (the studio takes model folders from there only)."""
     return Path(shutil.copytree(model, runs_dir / "models" / model.name))
-
-
-def untied(model_dir: Path) -> Path:
-    """`model_dir` with a random output head of its own in place of the tied embeddings: a tied
-    random model tends to repeat the prompt's last token ("\n" after "assistant\n"), an answer
-    with nothing to compare."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    model.config.tie_word_embeddings = False
-    torch.manual_seed(0)
-    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=False)
-    torch.nn.init.normal_(head.weight, std=0.5)
-    model.lm_head = head
-    model.save_pretrained(model_dir)
-    return model_dir
 
 
 def field(page, elem_id: str):
@@ -190,7 +174,7 @@ def set_up_training(page, tiny_model: Path, max_steps: int, save_steps: int) -> 
 def test_the_whole_path_in_the_browser(browser, env, tiny_model, tmp_path):
     runs_dir, out = tmp_path / "runs", shots(tmp_path)
     bg = server.Background(build_app(runs_dir, password=PASSWORD))
-    model = untied(model_in(runs_dir, tiny_model))
+    model = untie(model_in(runs_dir, tiny_model))
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
         login(page, f"{bg.url}/")

@@ -16,8 +16,8 @@ import pytest
 from chromium import CHROMIUM
 from helpers import cli
 from test_serve_browser import is_subsequence
-from test_studio import PASSWORD, env, fill, login, text, untied, wait_for, words  # noqa: F401
-from tiny import build_family_model_dir
+from test_studio import PASSWORD, env, fill, login, text, wait_for, words  # noqa: F401
+from tiny import build_family_model_dir, untie
 
 from idtune import generate, models
 from idtune.serve import server
@@ -41,7 +41,7 @@ def runs_dir(tmp_path_factory):
     assert cli("data", "identity", "--name", "Nova", "--author", "Acme", "--n", "8",
                "-o", data) == 0  # fmt: skip
     for name, family in (("qwen3", "qwen3"), ("r1", "deepseek_r1_distill")):
-        base = untied(build_family_model_dir(root / "models" / name, family))
+        base = untie(build_family_model_dir(root / "models" / name, family))
         assert cli("train", "identity-lora", "--set", f"model={base}", "--set", f"data={data}",
                    "--set", f"output_dir={root / 'runs' / name}",
                    "--set", "regularization.auto=false", "--set", "identity.name=Nova",
@@ -77,6 +77,11 @@ def ask(page) -> None:
     wait_for(lambda: "both answered" in text(page, "chat-msg"), "the answers", page=page)
 
 
+def bot_of(page, side: str) -> str:
+    """Every assistant message a side of the Chat step shows, as text."""
+    return " | ".join(page.locator(f"#{side} [data-testid='bot']").all_inner_texts())
+
+
 def pick(page, run: str) -> None:
     box = page.locator("#run-picker input").first
     box.fill(run)
@@ -103,8 +108,12 @@ def test_reasoning_is_folded_apart_from_the_answer_and_hybrid_models_switch(
         assert not page.locator("#thinking").is_visible()  # an R1 distill always thinks
         for side, reasoning in want.items():
             fold = page.locator(f"#{side} .thought-group")
-            assert fold.count() == 1 and "Reasoning" in fold.inner_text()
-            assert not is_subsequence(words(reasoning), words(fold.inner_text()))  # collapsed
+            assert fold.count() == 1 and "Reasoning" in fold.inner_text(), bot_of(page, side)
+            wait_for(  # collapsed once the answer is done (it may be open while it streams)
+                lambda f=fold, r=reasoning: not is_subsequence(words(r), words(f.inner_text())),
+                f"the {side} reasoning, folded",
+                page=page,
+            )
             fold.locator("[role=button]").first.click()
             wait_for(
                 lambda f=fold, r=reasoning: is_subsequence(words(r)[-8:], words(f.inner_text())),
@@ -112,11 +121,9 @@ def test_reasoning_is_folded_apart_from_the_answer_and_hybrid_models_switch(
                 page=page,
             )
             shown = words(fold.inner_text().replace("Reasoning", "", 1))
-            assert (
-                is_subsequence(shown, words(reasoning)) and len(shown) >= len(words(reasoning)) // 2
-            )
-            bot = page.locator(f"#{side} [data-testid='bot']").all_inner_texts()
-            assert "<think>" not in " ".join(bot)
+            assert is_subsequence(shown, words(reasoning)), (shown, reasoning)
+            assert len(shown) >= len(words(reasoning)) // 2, (shown, reasoning)
+            assert "<think>" not in bot_of(page, side)
         # a Qwen3 run: the thinking switch is there, and "off" reaches the template
         qwen = models.load(runs_dir / "qwen3")
         on, off = streamed(qwen), streamed(qwen, {"enable_thinking": False})
@@ -126,7 +133,8 @@ def test_reasoning_is_folded_apart_from_the_answer_and_hybrid_models_switch(
         page.locator("#thinking").get_by_text("off").click()
         ask(page)
         tuned = words(page.locator("#tuned-chat [data-testid='bot']").last.inner_text())
-        assert is_subsequence(tuned, words(off)) and len(tuned) >= len(words(off)) // 2
+        assert is_subsequence(tuned, words(off)), (tuned, off, on)
+        assert len(tuned) >= len(words(off)) // 2, (tuned, off, on)
         assert page.locator("#tuned-chat .thought-group").count() == 0  # no reasoning, no fold
         pick(page, "r1")
         page.locator("#thinking").wait_for(state="hidden")

@@ -160,3 +160,20 @@ def build_family_model_dir(out: Path, family: str, seed: int = 0) -> Path:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def untie(model_dir: Path, seed: int = 0) -> Path:
+    """`model_dir`'s model given a random output head of its own in place of its tied embeddings,
+    saved in place: a tied random model repeats the prompt's last token ("\\n" after a generation
+    prompt ending in a newline), which leaves an answer with nothing in it to check."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.config.tie_word_embeddings = False
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=False)
+    torch.nn.init.normal_(head.weight, std=0.5)
+    model.lm_head = head
+    model.save_pretrained(model_dir)
+    return model_dir
