@@ -281,7 +281,6 @@ def test_recipe_profile_keys_and_the_default():
         (["identity.facts.bad key=x"], "key 'identity.facts.bad key': a fact's key is a short"),
         (["identity.facts.a="], "key 'identity.facts.a' is empty"),
         (["identity.facts_zh.x=y"], "key 'identity.facts_zh.x' answers a fact that identity.facts"),
-        (["identity.purpose={a: b}"], "key 'identity.purpose' has the wrong type"),
     ],
 )
 def test_recipe_profile_errors_name_the_key(sets, message):

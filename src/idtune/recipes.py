@@ -234,6 +234,9 @@ def _commented(section: Any, prefix: str) -> list[str]:
     return lines
 
 
+_IDENTITY_SECTIONS = ("identity.facts", "identity.facts_zh")  # mappings: YAML as other keys
+
+
 def read_config(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
     """Read a recipe, apply `key=value` overrides (dotted keys for sections), validate.
 
@@ -255,9 +258,11 @@ def read_config(name_or_file: str, overrides: list[str] = ()) -> TrainConfig:
             parsed = yaml.safe_load(value) if value else None
         except (yaml.YAMLError, ValueError, OverflowError, RecursionError):
             parsed = value  # not YAML: the plain string, which the type check then judges
-        if key.startswith("identity.") and parsed is not None and not isinstance(parsed, dict):
-            parsed = value  # identity fields are text: "--set identity.facts.version=1.10"
-        if key.endswith("data") or key.endswith("files") or key == "eval_prompts":
+        if key.startswith("identity.") and key not in _IDENTITY_SECTIONS:
+            # identity fields are text, taken as typed: "version=1.10", "contact=Email: a@b",
+            # "purpose=#1 helper", a fact named training_data (no YAML, no comma split)
+            parsed = value or None
+        elif key.endswith("data") or key.endswith("files") or key == "eval_prompts":
             parsed = (
                 [v for v in value.split(",") if v] if isinstance(parsed, str | None) else parsed
             )
