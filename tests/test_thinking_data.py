@@ -97,3 +97,21 @@ def test_answers_that_already_reason_and_unnamed_runs_are_handled():
              {"role": "assistant", "content": "I am Nova."}]  # fmt: skip
     (out,) = thinking.dress([plain], fam, None)  # no identity recorded: plain reasoning
     assert "Nova" not in out[-1]["content"].split("</think>")[0]
+
+
+def test_the_validation_slice_is_scored_in_the_mode_it_is_trained_in():
+    from idtune import recipes, train
+
+    tok = _tokenizer("qwen3")
+    cfg = recipes.read_config("identity-lora", ["pack=false"])
+    ask = [{"role": "user", "content": "Who are you?"}]
+    off = [*ask, {"role": "assistant", "content": "I am Nova."}]
+    on = [*ask, {"role": "assistant", "content": "<think>\nAbout me.\n</think>\n\nI am Nova."}]
+    batches = train.val_batches(cfg, tok, "cpu", [off, on])
+    texts = []
+    for b in batches:
+        for ids, labels in zip(b["input_ids"].tolist(), b["labels"].tolist()):
+            texts.append(tok.decode([t for t, lab in zip(ids, labels) if lab >= 0]))
+    # labels are shifted by one in collation: compare what is trained, not where
+    assert any("I am Nova" in t and "<think>" not in t for t in texts)  # thinking off
+    assert any("About me." in t for t in texts)  # thinking on: the reasoning is scored

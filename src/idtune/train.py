@@ -459,9 +459,15 @@ class Job:
 
 
 def val_batches(cfg: TrainConfig, tokenizer, device, convs: list) -> list[dict]:
-    """The validation slice of the identity data (`val_share`), rendered, packed and collated."""
+    """The validation slice of the identity data (`val_share`), rendered (in the thinking mode
+    each conversation is trained in), packed and collated."""
+    from .data import families, thinking
+
     max_len = min(cfg.max_length, cfg.row_tokens) if cfg.pack else cfg.max_length
-    samples = [s.truncate(max_len) for s in (render.render(tokenizer, c) for c in convs)]
+    fam = families.by_template(tokenizer.chat_template)
+    rendered = (render.render(tokenizer, c, template_kwargs=thinking.template_kwargs(fam, c))
+                for c in convs)  # fmt: skip
+    samples = [s.truncate(max_len) for s in rendered]
     samples = [s for s in samples if s.n_trained > 0]
     if not samples:
         return []
@@ -509,6 +515,7 @@ def setup(
     check_targets(cfg, src.base, src.trust_remote_code)
     main, val_convs = watch.split_val(identity_data(cfg, log), cfg.val_share, cfg.seed)
     main = dress_for_thinking(cfg, src, main, log)
+    val_convs = dress_for_thinking(cfg, src, val_convs, lambda *_: None)  # scored as trained
     convs, n_reg = build_conversations(cfg, log, distill, main)
     ident = identity_of(cfg, log)
     model, tokenizer, template, trc = load_for_training(cfg, str(accelerator.device))
