@@ -14,7 +14,9 @@ base model's eval answers are made once and cached), the rest in parallel (`--jo
     python bench/profile_quality.py --out DIR [--seeds 0,1,2] [--sizes 600,1000]
                                     [--variants default,facts] [--jobs 6] [--dry-run]
 
-`--dry-run` runs the plumbing on CPU with a tiny random model and 2 steps. Results:
+`--gen '{"_PROFILE_WEIGHTS": {"based_on": 0.3, ...}, "_FACT_WEIGHT_EACH": 0.1}'` overrides the
+generator's constants (data/identity.py) for a share sweep. `--dry-run` runs the plumbing on CPU
+with a tiny random model and 2 steps. Results:
 DIR/profile_quality.json (every run's eval.json metrics, and the means) and profile_quality.md.
 """
 
@@ -42,25 +44,30 @@ PROFILES = {
         "facts_zh": {"contact": "feedback@zk-jackie.dev", "website": "https://zk-jackie.dev"},
     },
 }
-# Run the CLI with the CPU's numerics on a GPU (fp32 weights, bf16 autocast, fp32 generation).
-_CPU_NUMERICS = (
-    "import sys, torch; from idtune import models; "
-    "models.default_dtype = lambda device: torch.float32; "
-    "models.cpu_autocast = lambda device: True; "
+# The CLI, with the CPU's numerics on a GPU (fp32 weights, bf16 autocast, fp32 generation) and
+# the generator's shares overridden for a sweep (`--gen`), both given through the environment.
+_CLI = (
+    "import json, os, sys, torch; from idtune import models; from idtune.data import identity; "
+    "gpu = os.environ.get('IDTUNE_BENCH_CPU_NUMERICS') == '1'\n"
+    "if gpu: models.default_dtype = lambda device: torch.float32\n"
+    "if gpu: models.cpu_autocast = lambda device: True\n"
+    "for k, v in json.loads(os.environ.get('IDTUNE_BENCH_GEN') or '{}').items(): "
+    "setattr(identity, k, v)\n"
     "from idtune.cli import main; sys.argv[0] = 'idtune'; main()"
 )
 
 
-def idtune(args: list[str], log: Path, gpu: bool) -> None:
+def idtune(args: list[str], log: Path, gpu: bool, gen: dict | None = None) -> None:
     """One CLI call, its output appended to `log`; raise on failure."""
     path = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-c", _CPU_NUMERICS, *args] if gpu else [
-        sys.executable, "-m", "idtune.cli", *args]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1",
+           "IDTUNE_BENCH_CPU_NUMERICS": "1" if gpu else "0",
+           "IDTUNE_BENCH_GEN": json.dumps(gen or {})}  # fmt: skip
     with log.open("a") as fh:
         fh.write(f"$ idtune {' '.join(args)}\n")
         fh.flush()
-        done = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        done = subprocess.run([sys.executable, "-c", _CLI, *args], env=env, stdout=fh,
+                              stderr=subprocess.STDOUT)  # fmt: skip
     if done.returncode != 0:
         tail = log.read_text().splitlines()[-5:]
         raise RuntimeError(f"idtune {args[0]} failed: {' | '.join(tail)}")
@@ -96,7 +103,7 @@ def one(variant: str, n: int, seed: int, work: Path, args) -> dict:
     log, profile, gpu = d / "log.txt", PROFILES[variant], not args.dry_run
     data, run = d / "identity.jsonl", d / "run"
     idtune(["data", "identity", "--name", NAME, "--author", AUTHOR, "--n", str(n), "--seed",
-            str(seed), *data_flags(profile), "-o", str(data)], log, gpu)  # fmt: skip
+            str(seed), *data_flags(profile), "-o", str(data)], log, gpu, args.gen)  # fmt: skip
     sets = [f"data={data}", f"output_dir={run}", f"seed={seed}", *recipe_sets(profile)]
     if args.dry_run:
         sets += [f"model={args.tiny}", "max_steps=2", "regularization.auto=false",
@@ -173,6 +180,12 @@ def main() -> None:
     ap.add_argument("--facts-sizes", default="600", help="sizes the `facts` variant runs at")
     ap.add_argument("--jobs", type=int, default=6)
     ap.add_argument("--dry-run", action="store_true", help="CPU, a tiny random model")
+    ap.add_argument(
+        "--gen",
+        type=json.loads,
+        default={},
+        help="generator constants to override, JSON: '{\"_PROFILE_WEIGHTS\": {...}}'",
+    )
     args = ap.parse_args()
     import torch
 
@@ -197,7 +210,7 @@ def main() -> None:
     lock = threading.Lock()
 
     def write() -> None:  # after every run: a call cut short still returns what finished
-        report = {"environment": env, "runs": runs, "summary": summary(runs)}
+        report = {"environment": env, "gen": args.gen, "runs": runs, "summary": summary(runs)}
         (out / "profile_quality.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
         (out / "profile_quality.md").write_text(markdown(report))
 
