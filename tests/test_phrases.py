@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import cli
+from helpers import cli, one_error
 
 from idtune.data import formats, identity, near_miss, phrases
 
@@ -54,6 +54,11 @@ near_miss:
     questions: ["Trouve un nom pour mon {x}."]
     answers: ["Pourquoi pas « {y} » ?"]
     items: [[chaton, Minou], [chiot, Rex]]
+"""
+# the facts section of a language that has phrasings for one key only
+FACTS_FR = """\
+facts: {questions: {contact: ["Comment vous contacter ?"]}, answers: {contact: ["{value}"]}}
+unset: {answers: ["Je suis {name}, de {author} : je ne le sais pas."]}
 """
 
 
@@ -146,6 +151,10 @@ def test_a_phrase_file_adds_profile_phrasings(tmp_path):
         (FRENCH + "purpose: {questions: [Pourquoi ?]}\n", "key 'purpose.answers' is missing"),
         (FRENCH + "purpose: {questions: [Pourquoi ?], answers: ['{purpose}']}\n",
          "key 'unset.answers' is missing"),
+        # facts asked about some keys need `any` for the others (issue 29's review)
+        (FRENCH + FACTS_FR, "key 'facts.questions.any' is missing"),
+        (FRENCH + FACTS_FR.replace("{contact:", "{any: [\"Ton {key} ?\"], contact:", 1),
+         "key 'facts.answers.any' is missing"),
     ],
 )  # fmt: skip
 def test_bad_phrase_files_name_the_file_and_key(tmp_path, capsys, text, message):
@@ -157,6 +166,17 @@ def test_bad_phrase_files_name_the_file_and_key(tmp_path, capsys, text, message)
     err = capsys.readouterr().err
     assert err.startswith(f"error: {bad}") and message in err, err
     assert not out.exists()
+
+
+def test_facts_of_other_keys_need_any(tmp_path, capsys):
+    """A French file with phrasings for `contact` only: `--fact office_hours=…` would be asked
+    with contact's question and answered from an empty list (an IndexError)."""
+    fr = tmp_path / "fr.yaml"
+    fr.write_text(FRENCH + FACTS_FR, encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    args = ["data", "identity", "--name", "N", "--author", "A", "--lang", "fr", "--n", 300]
+    assert cli(*args, "--fact", "office_hours=9h-17h", "--phrases", fr, "-o", out) == 2
+    assert "key 'facts.questions.any' is missing" in one_error(capsys) and not out.exists()
 
 
 def test_a_new_language_must_be_asked_for(tmp_path, capsys):

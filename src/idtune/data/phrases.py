@@ -230,9 +230,8 @@ def _complete_profile(table: Table, where: str) -> None:
         needs += ["based_on.others", "based_on.yes", "based_on.no"]
     if table.get("purpose", {}).get("questions"):
         needs += ["purpose.answers"]
-    own = facts.get("answers", {})
-    if any(k not in own for k, v in facts.get("questions", {}).items() if v):
-        needs += ["facts.answers.any"]  # keys without answers of their own
+    if any(facts.get("questions", {}).values()):  # any other key is asked and answered so
+        needs += ["facts.questions.any", "facts.answers.any"]
     if any(table.get(s, {}).get("questions") for s in PROFILE_SECTIONS) or base.get("checks"):
         needs += ["unset.answers"]
     for dotted in needs:
