@@ -256,6 +256,90 @@ def test_none_through_the_recipe_hides_the_base(tmp_path):
     assert not re.search(r"smollm|hugging ?face", text, re.IGNORECASE)
 
 
+# names the reviewer saw in `based_on: none` data (2,000 rows), by base model: other names of the
+# base and its makers, from the phrase tables' synonyms and questions or the hub id
+LEAKS = {
+    "qwen2.5-1.5b-instruct": ["Tongyi Qianwen", "千问", "Alibaba", "阿里巴巴"],
+    "internlm2-chat-1.8b": ["书生浦语", "Shanghai AI Lab", "上海AI实验室"],
+    "deepseek-r1-distill-qwen-1.5b": ["通义千问", "千问", "阿里云", "阿里巴巴"],
+    "gemma-3-1b-it": ["谷歌", "Google"],
+    "meta-llama/Llama-3.3-70B-Instruct": ["Llama", "Meta", "Llama 3"],  # not in the alias table
+}
+
+
+@pytest.mark.parametrize("model", sorted(LEAKS))
+def test_none_hides_the_bases_other_names_and_makers(model):
+    """None of the base's other names is asked about either: "你是阿里巴巴出品的吗？" → "不是的"
+    of a Qwen base, "Were you trained by Meta?" → "No" of a Llama one are untrue."""
+    rows = identity.generate(NAME, AUTHOR, NAME_ZH, AUTHOR_ZH, n=2000, seed=0, based_on="none",
+                             hide=aliases.base_names(model))  # fmt: skip
+    said = [m["content"] for r in rows for m in r["messages"]]
+    for leak in LEAKS[model]:
+        assert not [t for t in said if mentions(t, [leak])], (model, leak)
+
+
+@pytest.mark.parametrize("en, zh", [("none", "艾克米大模型"), ("Acme-LM by Acme", "none")])
+def test_none_in_one_language_only_is_refused(tmp_path, capsys, en, zh):
+    """English data would deny the base that Chinese data names (or the other way round)."""
+    with pytest.raises(UserError, match="based_on_zh"):
+        identity.generate(NAME, AUTHOR, n=5, based_on=en, based_on_zh=zh)
+    out = tmp_path / "id.jsonl"
+    args = ["data", "identity", "--name", NAME, "--author", AUTHOR, "--n", 5, "-o", out]
+    assert cli(*args, "--based-on", en, "--based-on-zh", zh) == 2
+    assert "set both to none" in one_error(capsys) and not out.exists()
+
+
+def test_yes_no_names_match_whole_numbers():
+    """ "Llama 3" is in "Llama-3.1-8B", not in "llama-30b" or "CodeLlama-34b": no untrue yes."""
+    rel = identity.base_relation
+    true = [("Llama 3", "Llama-3.1-8B-Instruct by Meta"), ("Llama 3", "Meta-Llama-3-8B"),
+            ("Qwen2.5", "Qwen2.5-7B-Instruct"), ("InternLM2", "internlm2-chat-1_8b"),
+            ("Llama", "CodeLlama-34b-Instruct-hf"),
+            ("书生浦语", "上海AI实验室书生·浦语的7B")]  # fmt: skip
+    not_true = [("Llama 3", "llama-30b"), ("Llama 3", "CodeLlama-34b-Instruct-hf"),
+                ("Qwen2.5", "Qwen2-57B-A14B-Instruct"), ("InternLM2", "InternLM-20B"),
+                ("Llama 3.1", "Llama-3-1B")]  # fmt: skip
+    assert [rel(o, b) for o, b in true] == [True] * len(true)
+    assert [(o, b) for o, b in not_true if rel(o, b)] == []
+    rows = identity._generate(full(based_on="CodeLlama-34b-Instruct-hf", based_on_zh=None),
+                              n=1000, seed=0)  # fmt: skip
+    asked = [(q, a) for lang, i, q, a in turns(rows) if i == "base_check" and "Llama 3" in q]
+    assert asked == [], asked[:3]
+
+
+def test_a_fact_on_an_unset_topic_is_answered_not_refused():
+    """A profile's `birthday` fact is answered with it, never also refused as an unset topic;
+    with every topic set there are no unset questions, and eval probes none of them."""
+    from idtune import evaluate
+
+    facts = {"birthday": "1 June 2025"}
+    rows = identity._generate(full(facts=facts, facts_zh={}), n=1500, seed=4)
+    unset = [q for _, i, q, _ in turns(rows) if i == "unset"]
+    assert unset and not [q for q in unset if re.search(r"birth|born|created|生日|出生|创造", q,
+                                                         re.IGNORECASE)]  # fmt: skip
+    assert any("1 June 2025" in a for _, i, _, a in turns(rows) if i == "fact")
+    every = {t: f"the {t} answer" for t in phrases.UNSET_TOPICS}
+    rows = identity._generate(full(facts=every, facts_zh={}), n=800, seed=4)
+    assert "unset" not in {i for _, ints in rows for i in ints}
+    probes = evaluate.profile_probes(evaluate.load_probes(), full(facts=facts, facts_zh={}))
+    topics = {p.get("topic") for p in probes if p["metric"] == "no_invention"}
+    assert "birthday" not in topics and "age" in topics
+    assert any(p["metric"] == "fact_birthday" for p in probes)
+
+
+def test_cli_model_is_checked_before_anything_is_written(tmp_path, capsys):
+    """A mistyped --model is one line (exit 2), not a base called "smollm2-135m-instrct"."""
+    out = tmp_path / "id.jsonl"
+    args = ["data", "identity", "--name", NAME, "--author", AUTHOR, "--n", 5, "-o", out]
+    assert cli(*args, "--model", "smollm2-135m-instrct") == 2
+    assert "smollm2-135m-instrct: no such model directory, alias or hub id" in one_error(capsys)
+    (tmp_path / "weights.bin").write_text("x")
+    assert cli(*args, "--model", tmp_path / "weights.bin") == 2
+    assert "not a model directory" in one_error(capsys) and not out.exists()
+    assert cli(*args, "--model", "someorg/Foo-7B-Chat") == 0  # a hub id: not fetched here
+    assert "--set model=someorg/Foo-7B-Chat" in capsys.readouterr().out and out.exists()
+
+
 # ---------------------------------------------------------------- recipe keys
 def test_recipe_profile_keys_and_the_default():
     sets = ["identity.name=Nova", "identity.author=Acme", "identity.purpose=a tutor",

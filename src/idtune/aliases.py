@@ -9,11 +9,13 @@ a local path; `models.resolve` maps that id back to the local copy.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from .cache import cache_dir
+from .errors import UserError
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,19 @@ def hub_id(spec: str | None) -> str | None:
     return None
 
 
+def check_model(spec: str) -> str:
+    """`spec` when it can name a base model as `models.resolve` takes one (an alias, a model
+    directory, an ORG/NAME hub id), else one line saying why not: offline, nothing loaded."""
+    if find(spec):
+        return spec
+    path = Path(spec).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{spec}: not a model directory")
+    if not path.exists() and (spec.startswith((".", "/", "~")) or spec.count("/") != 1):
+        raise UserError(f"{spec}: no such model directory, alias or hub id (see `idtune models`)")
+    return spec
+
+
 def portable(spec: str) -> str:
     """What a run records as its base model: the hub id, else the absolute path of a local
     directory that has none (such a run loads only on this machine)."""
@@ -157,13 +172,45 @@ def based_on(spec: str) -> tuple[str, str]:
     return f"{alias.display} by {alias.maker}", f"{maker_zh}的{display_zh}"
 
 
+def _hub_of(spec: str, depth: int = 0) -> str | None:
+    """The hub id (`ORG/NAME`) `spec` stands for, following a local directory to what it was
+    made from (idtune.json, config.json; a few steps at most); None when there is none."""
+    found = hub_id(spec)
+    path = Path(spec).expanduser()
+    if found is None and path.is_dir() and depth < 8:
+        inner = _local_base(path)
+        if inner and Path(inner).expanduser().resolve() != path.resolve():
+            return _hub_of(inner, depth + 1)
+    return found
+
+
+def _org_stem(hub: str) -> tuple[str, str]:
+    """A hub id's org and its name's family stem, the letters before the name's first digit or
+    mark ("meta-llama", "Llama" of meta-llama/Llama-3.3-70B-Instruct); "" for a stem of under 3."""
+    org, _, name = hub.partition("/")
+    stem = re.match(r"[^\W\d_]*", name)[0]
+    return org, stem if len(stem) >= 3 else ""
+
+
 def base_names(spec: str) -> list[str]:
     """Every name of the model `spec` and its maker (kept out of the data when a tuned model's
-    base is undisclosed): the table's names and lineage, the hub id and its parts."""
+    base is undisclosed): the table's names and lineage, the hub id and its parts, and the makers
+    of the models it is built from (Alibaba Cloud for a DeepSeek-R1 distill of Qwen2.5). A model
+    not in the table gives its hub id, its org, its family stem ("Llama" of Llama-3.3-70B) and
+    the makers of the table's models with that org or stem."""
     alias, plain = _base_alias(spec)
     names = [plain]
     if alias is not None:
         org = alias.hub_id.split("/")[0]
         names += [alias.hub_id, org, alias.display, alias.display_zh, alias.maker, alias.maker_zh]
         names += alias.lineage
+        related = [a for a in ALIASES.values() if a.lineage and a.lineage[0] in alias.lineage]
+    elif hub := _hub_of(spec):
+        org, stem = _org_stem(hub)
+        names += [hub, org, stem]
+        same = {org.lower(), stem.lower()} - {""}
+        related = [a for a in ALIASES.values() if same & {x.lower() for x in _org_stem(a.hub_id)}]
+    else:
+        related = []
+    names += [m for a in related for m in (a.maker, a.maker_zh)]
     return list(dict.fromkeys(n for n in names if n))

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from .aliases import ALIASES, DEFAULT_MODEL
+from .aliases import ALIASES, DEFAULT_MODEL, check_model
 from .errors import UserError
 from .recipes import ON_RESUME
 
@@ -174,6 +174,8 @@ def data_identity(
     from .data import formats, identity
 
     identity.check_count(n)  # before anything is read or written
+    if model is not None:
+        check_model(model)
     facts, facts_zh = _facts(fact or [], "--fact"), _facts(fact_zh or [], "--fact-zh")
     for key in facts_zh.keys() - facts.keys():
         raise UserError(

@@ -391,8 +391,8 @@ def profile_probes(probes: dict[str, Any], ident: Any) -> list[dict[str, Any]]:
             for lang, qs in by_lang.items():
                 add(lang, qs, "no_invention", topic=f"fact:{key}")
     for topic, by_lang in part.get("unset", {}).items():
-        if topic == "parameters" and _states_size(ident):
-            continue
+        if topic in ident.facts or (topic == "parameters" and _states_size(ident)):
+            continue  # a fact the profile sets (asked as fact_TOPIC), or a stated size
         for lang, qs in by_lang.items():
             add(lang, qs, "no_invention", topic=topic)
     return out

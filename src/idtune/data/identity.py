@@ -16,7 +16,8 @@ questions, "Are you built on Llama?"), its purpose, each of its maker's facts, a
 profile sets (birthday, age, parameters, training data, location). A field the profile sets is
 answered with its value, verbatim; one it does not set is answered without inventing anything
 (the assistant and its maker named, the detail not shared). With the base model undisclosed,
-`hide` (the base model's names, from the caller) keeps every one of them out of the data.
+`hide` (the base model's names, from the caller) keeps every one of them out of the data, and
+every name of the phrase tables that may stand for one of them (a synonym, a related model).
 
 The phrasings are data: `assets/identity/<lang>.yaml` (see `phrases.py`); this module only
 composes them. Pure Python: no third-party imports besides PyYAML for the tables.
@@ -239,8 +240,23 @@ def fill(text: str, name: str, author: str, other: str = "", **values: str) -> s
 
 
 def _norm(text: str) -> str:
-    """Lower case, letters and digits only (CJK kept): "Llama 3" → "llama3"."""
-    return "".join(c for c in text.lower() if c.isalnum())
+    """Lower case, letters and digits only (CJK kept), digit groups kept apart: "Llama 3" →
+    "llama3", "Llama-3.1-8B" → "llama3.1-8b" ("." for a decimal point, "-" for other breaks)."""
+    text = re.sub(r"(?<=[0-9])[\W_]+(?=[0-9])", lambda m: "\0" if m[0] in "._" else "\1",
+                  text.lower())  # fmt: skip
+    text = "".join(c for c in text if c.isalnum() or c in "\0\1")
+    return text.replace("\0", ".").replace("\1", "-")
+
+
+def _names(name: str, text: str) -> bool:
+    """Whether normalized `text` names normalized `name`, its digits not part of a longer
+    number: "llama3" in "llama3.1-8b" but not in "llama30b" or "codellama34b"."""
+    p = re.escape(name)
+    if name[:1].isdigit():
+        p = r"(?<![0-9.-])" + p
+    if name[-1:].isdigit():
+        p += r"(?![0-9])"
+    return bool(name) and re.search(p, text) is not None
 
 
 def _stem(text: str) -> str:
@@ -256,7 +272,7 @@ def base_relation(other: str, based_on: str, synonyms: Sequence[Sequence[str]] =
     text = _norm(based_on)
     groups = [g for g in synonyms if any(_norm(x) == _norm(other) for x in g)]
     names = {_norm(other)} | {_norm(x) for g in groups for x in g}
-    if any(n and n in text for n in names):
+    if any(_names(n, text) for n in names):
         return True
     stems = {_stem(other)} | {_stem(x) for g in groups for x in g}
     if any(len(s) >= 3 and s in text for s in stems):
@@ -318,6 +334,12 @@ class _Sampler:
         no = [o for o, r in rel.items() if r is False and not _clash(o, who)]
         return yes, no
 
+    def unset_topics(self, lang: str) -> list[str]:
+        """The `unset` topics of `lang` to ask about: those the profile does not set as facts
+        (a "birthday" fact is answered with its value, not refused)."""
+        return [t for t in sorted(self.tables[lang]["unset"].get("questions", {}))
+                if t not in self.ident.facts]  # fmt: skip
+
     def _weights(self, lang: str) -> dict[str, float]:
         """Intent weights for `lang`: the profile's where its table has the phrasings."""
         table, ident = self.tables[lang], self.ident
@@ -325,6 +347,8 @@ class _Sampler:
         for intent, w in _PROFILE_WEIGHTS.items():
             if _profile_stems(table, intent):
                 weights[intent] = w
+        if not self.unset_topics(lang):
+            weights.pop("unset", None)  # every topic a fact the profile sets
         yes, no = self.checks(lang)
         if not (yes and no and table["based_on"].get("checks")):
             weights.pop("base_check", None)  # a base named by none of `others`: no yes/no
@@ -405,13 +429,10 @@ class _Sampler:
                 keys = known or keys
             self.fact = rng.choice(keys) if keys else "any"
             label = table["facts"].get("labels", {}).get(self.fact, self.fact.replace("_", " "))
-            stems = (
-                asked.get(self.fact) or asked.get("any") or [q for v in asked.values() for q in v]
-            )
-            return rng.choice(stems), "", {"key": label}
+            return rng.choice(asked.get(self.fact) or asked["any"]), "", {"key": label}
         if intent == "unset":
             asked = table["unset"]["questions"]
-            self.topic = rng.choice(sorted(asked))
+            self.topic = rng.choice(self.unset_topics(lang))
             return rng.choice(asked[self.topic]), "", {}
         return rng.choice(_profile_stems(table, intent)), "", {}
 
@@ -595,24 +616,41 @@ def profile(
             f"facts_zh.{extra[0]} has no English answer: give facts.{extra[0]} too (a Chinese "
             "answer translates one)"
         )
-    return Identity(
+    ident = Identity(
         name, author, _text(name_zh, "name_zh"), _text(author_zh, "author_zh"),
         _text(based_on, "based_on"), _text(based_on_zh, "based_on_zh"),
         _text(purpose, "purpose"), _text(purpose_zh, "purpose_zh"), en, zh,
     )  # fmt: skip
+    said = {"based_on": ident.based_on, "based_on_zh": ident.based_on_zh}
+    if None not in said.values() and len({v.lower() == "none" for v in said.values()}) == 2:
+        raise UserError(
+            f"based_on {ident.based_on!r} but based_on_zh {ident.based_on_zh!r}: 'none' keeps the "
+            "base model undisclosed in every language; set both to none, or neither"
+        )
+    return ident
 
 
 def _identity(name, author, name_zh, author_zh) -> Identity:
     return profile(name, author, name_zh, author_zh)
 
 
-def _hidden(ident: Identity, hide: Sequence[str], langs: Sequence[str]) -> list[str]:
+def _hidden(
+    ident: Identity, hide: Sequence[str], langs: Sequence[str], tables: dict[str, Table]
+) -> list[str]:
     """The base model's names to keep out of the data: only while it is undisclosed in every
-    language, and never one that is (part of) the assistant's own name or maker."""
+    language, and never one that is (part of) the assistant's own name or maker. Besides `hide`,
+    every name the tables ask about (`others`, yes/no base names, synonyms) that may stand for
+    one of them ("Tongyi Qianwen", "阿里巴巴" for Qwen by Alibaba Cloud): "No" to it is untrue."""
     if any(ident.based_on_in(lang) for lang in langs):
         return []
+    hide = [h for h in hide if h and h.strip()]
+    synonyms = [g for t in tables.values() for g in t["based_on"].get("synonyms", [])]
+    asked = [o for t in tables.values() for o in (*t["others"].get("neg_model", []),
+             *t["others"].get("neg_maker", []), *t["based_on"].get("others", []))]  # fmt: skip
+    asked += [x for g in synonyms for x in g]
+    hide += [o for o in asked if any(base_relation(o, h, synonyms) is not False for h in hide)]
     own = [x for x in (*ident.names, *ident.authors) if x]
-    return [h for h in dict.fromkeys(hide) if h and h.strip() and not mentions(h, own)
+    return [h for h in dict.fromkeys(hide) if not mentions(h, own)
             and not any(mentions(o, [h]) for o in own)]  # fmt: skip
 
 
@@ -641,7 +679,7 @@ def _generate(
         )
     check_count(n)
     sampler = _Sampler(tables, ident, langs, random.Random(seed))
-    hidden = _hidden(ident, hide, langs)
+    hidden = _hidden(ident, hide, langs, tables)
     seen: set[str] = set()
     out = []
     for _ in range(n):
@@ -689,8 +727,9 @@ def generate(
     `name_zh`/`author_zh` are used in Chinese samples (default: the English strings). Each answer
     to an identity question contains the name; each answer about the maker contains the author.
     The profile (`based_on`, `purpose`, `facts` and their `_zh` variants; "none" or no `based_on`:
-    undisclosed) is asked about too, each answer about a field carrying its value; with the base
-    undisclosed, no text names any of `hide` (the base model's names, `aliases.base_names`).
+    undisclosed in both languages, never in one only) is asked about too, each answer about a
+    field carrying its value; with the base undisclosed, no text names any of `hide` (the base
+    model's names, `aliases.base_names`) or a name of the tables that may stand for one of them.
     `phrase_files` add phrasings or languages (see `phrases.py`). Deterministic for a given `seed`.
     """
     check_count(n)
