@@ -48,6 +48,14 @@ def fill_cell(page, row: int, col: int, value: str) -> None:
     box.press("Enter")
 
 
+def choose(page, model) -> None:
+    """Pick `model` in step 2 and come back to step 1."""
+    page.get_by_role("tab", name="2 · Train").click()
+    fill(page, "model", model)
+    field(page, "model").press("Enter")
+    page.get_by_role("tab", name="1 · Identity").click()
+
+
 def test_the_profile_fields_reach_the_preview_and_the_data(browser, env, tiny_model):  # noqa: F811
     runs_dir = env / "runs"
     model = model_in(runs_dir, tiny_model)
@@ -59,13 +67,22 @@ def test_the_profile_fields_reach_the_preview_and_the_data(browser, env, tiny_mo
         default = aliases.based_on(aliases.DEFAULT_MODEL)
         assert field(page, "based-on").input_value() == default[0]
         assert field(page, "based-on-zh").input_value() == default[1]
-        page.get_by_role("tab", name="2 · Train").click()
-        fill(page, "model", model)
-        field(page, "model").press("Enter")
-        page.get_by_role("tab", name="1 · Identity").click()
+        choose(page, model)
         chosen = aliases.based_on(str(model))
-        assert chosen[0] != default[0]
+        assert chosen[0] != default[0] and chosen[1] != default[1]
         wait_for(lambda: field(page, "based-on").input_value() == chosen[0], "the model's own")
+        # what the user wrote is theirs: another model fills in only a field that is empty or
+        # still says what the model before filled in (before: "none" became the new model's
+        # name, and the run disclosed it); the field it does fill is the sign the change ran
+        fill(page, "based-on", "none")
+        choose(page, aliases.DEFAULT_MODEL)
+        wait_for(lambda: field(page, "based-on-zh").input_value() == default[1], "the zh default")
+        assert field(page, "based-on").input_value() == "none"
+        fill(page, "based-on", "")
+        fill(page, "based-on-zh", BASED_ON_ZH)
+        choose(page, model)
+        wait_for(lambda: field(page, "based-on").input_value() == chosen[0], "the empty filled")
+        assert field(page, "based-on-zh").input_value() == BASED_ON_ZH
         # the user's own profile, in both languages
         for elem, value in {"name": "Nova", "author": "Acme", "n": 300, "based-on": BASED_ON,
                             "based-on-zh": BASED_ON_ZH, "purpose": PURPOSE,

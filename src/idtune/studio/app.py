@@ -289,10 +289,19 @@ def build(runs_dir: Path):
                 return _error(e)
             return steps.preview_markdown(rows, identity=ident)
 
-        def on_model(mdl):
-            """Built on: the new base model's own name and maker (a model it cannot use: kept)."""
+        # the Built on values the last usable model filled in: a field the user changed is theirs
+        prefilled = gr.State((based0, based0_zh))
+
+        def on_model(mdl, en_now, zh_now, was):
+            """Built on: the new base model's own name and maker, in each field that is empty or
+            still holds what the model before filled in ('none' or the user's text: kept; a model
+            it cannot use: all kept)."""
             en, zh = steps.based_on_default(runs_dir, mdl)
-            return (en or gr.skip()), (zh or gr.skip())
+            if not en:
+                return gr.skip(), gr.skip(), was
+            out = [new if (now or "").strip() in ("", old) else gr.skip()
+                   for now, old, new in zip((en_now, zh_now), was, (en, zh))]  # fmt: skip
+            return *out, (en, zh)
 
         def do_upload(files):
             paths = [str(f) for f in files or []]
@@ -435,7 +444,8 @@ def build(runs_dir: Path):
             deploy_job,
         ]
         preview_btn.click(do_preview, [model, *identity_inputs], preview)
-        model.change(on_model, model, [based_on, based_on_zh])
+        model.change(on_model, [model, based_on, based_on_zh, prefilled],
+                     [based_on, based_on_zh, prefilled])  # fmt: skip
         uploads.change(do_upload, uploads, upload_msg)
         recipe.change(do_recipe, recipe, [*fields.values(), train_msg])
         for box in (model, trust):
