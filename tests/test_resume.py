@@ -163,3 +163,32 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(base, tmp_path
     assert one_error(capsys) == (
         f"{copy}: no complete checkpoint to resume from: step-2: optimizer.bin is missing"
     )
+
+
+def test_an_fsdp2_checkpoint_missing_a_ranks_shards_is_passed_over(tmp_path):
+    """Before: only fsdp/.metadata was checked, so a step-N whose rank-1 shard file was lost or
+    empty counted as complete and `--resume` failed loading it instead of taking the one before.
+    (The names are torch DCP's, one file per rank; the FSDP2 resume test in
+    test_train_distributed.py resumes from real ones through this check.)"""
+    run = tmp_path / "run"
+
+    def fsdp_checkpoint(step: int) -> Path:
+        ckpt = run / "checkpoints" / f"step-{step}"
+        (ckpt / "fsdp").mkdir(parents=True)
+        state = {"step": step, "engine": "fsdp2", "world_size": 2, "method": "full"}
+        (ckpt / checkpoint.DONE).write_text(json.dumps(state))
+        for name in ("random_states_0.pkl", "random_states_1.pkl", "scheduler.bin",
+                     "fsdp/.metadata", "fsdp/__0_0.distcp", "fsdp/__1_0.distcp"):  # fmt: skip
+            (ckpt / name).write_bytes(b"x")
+        return ckpt
+
+    old, new = fsdp_checkpoint(2), fsdp_checkpoint(4)
+    assert checkpoint.scan(run) == (new, [])
+    (new / "fsdp" / "__1_0.distcp").write_bytes(b"")
+    assert checkpoint.scan(run) == (old, [(new, "fsdp/__1_0.distcp is empty")])
+    (new / "fsdp" / "__1_0.distcp").unlink()
+    assert checkpoint.problem(new) == "fsdp/__1_0.distcp is missing"
+    logged: list[str] = []
+    assert checkpoint.check_run(run, True, "fsdp2", 2, log=logged.append) == old
+    assert logged == [f"{new}: damaged (fsdp/__1_0.distcp is missing); resuming from step-2, "
+                      "the newest complete checkpoint"]  # fmt: skip

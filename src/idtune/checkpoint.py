@@ -49,7 +49,8 @@ def scan(run: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
 
 def problem(ckpt: Path) -> str | None:
     """What keeps `checkpoints/step-N` from being resumed (None: nothing): its `state.json`
-    missing, empty or unreadable, or a file accelerate or the adapter needs missing or empty."""
+    missing, empty or unreadable, or a file accelerate, the adapter or FSDP2 (every rank's
+    shards) needs missing or empty."""
     try:
         text = (ckpt / DONE).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -69,13 +70,16 @@ def problem(ckpt: Path) -> str | None:
     if "engine" not in state:
         return None  # an older idtune's layout: check_run says so
     world = state.get("world_size", 1)
-    needed = [f"random_states_{i}.pkl" for i in range(world if type(world) is int else 1)]
+    ranks = range(world if type(world) is int else 1)
+    needed = [f"random_states_{i}.pkl" for i in ranks]
     if state.get("engine") in ("single", "ddp"):  # sharded engines keep their own layout
         needed += ["optimizer.bin", "scheduler.bin"]
         if state.get("method") == "full":
             needed.append("model.safetensors")
-    if state.get("engine") == "fsdp2":  # torch's distributed checkpoint (parallel.save_sharded)
-        needed += ["scheduler.bin", "fsdp/.metadata"]
+    if state.get("engine") == "fsdp2":  # torch's distributed checkpoint (parallel.save_sharded):
+        # its metadata and one file of shards from each rank (torch's FileSystemWriter, one
+        # file per rank as its defaults have it: `__{rank}_0.distcp`)
+        needed += ["scheduler.bin", "fsdp/.metadata", *(f"fsdp/__{r}_0.distcp" for r in ranks)]
     if state.get("method", "lora") != "full":
         needed += [ADAPTER, "adapter_config.json"]
     for name in needed:
