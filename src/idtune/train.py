@@ -100,22 +100,24 @@ def build_conversations(
     return convs, len(reg)
 
 
-def dress_for_thinking(cfg: TrainConfig, src, main: list, log=print) -> list:
+def dress_for_thinking(cfg: TrainConfig, src, parts: list[list], log=print) -> list[list]:
     """A thinking family's conversations in the modes it is asked in (`data/thinking.py`): short
-    reasoning before a share of the answers (all of them where the family always thinks)."""
+    reasoning before a share of the answers (all of them where the family always thinks). Each
+    of `parts` (the trained data, the validation slice) is dressed; the tokenizer is read once."""
     from . import models
     from .data import families, thinking
 
     tok = models.load_tokenizer(src.base, src.template, src.trust_remote_code)
     fam = families.by_template(tok.chat_template)
     if fam is None or not fam.thinks:
-        return main
+        return parts
     ident = cfg.identity if cfg.identity.name else None
-    dressed = thinking.dress(main, fam, ident, cfg.seed)
+    out = [thinking.dress(p, fam, ident, cfg.seed) for p in parts]
+    main, dressed = parts[0], out[0]
     n_on = sum(1 for a, b in zip(main, dressed) if a is not b)
     off = "" if fam.thinking.get("style") == "always" else ", the rest with thinking off"
     log(f"thinking ({fam.name}): {n_on} of {len(main)} answers trained with reasoning{off}")
-    return dressed
+    return out
 
 
 def prepare_rows(cfg: TrainConfig, tokenizer, convs: list, n_reg: int, ident, log=print) -> list:
@@ -514,8 +516,7 @@ def setup(
     src = source(cfg)  # before any data is made: a wrong target module is one line at once
     check_targets(cfg, src.base, src.trust_remote_code)
     main, val_convs = watch.split_val(identity_data(cfg, log), cfg.val_share, cfg.seed)
-    main = dress_for_thinking(cfg, src, main, log)
-    val_convs = dress_for_thinking(cfg, src, val_convs, lambda *_: None)  # scored as trained
+    main, val_convs = dress_for_thinking(cfg, src, [main, val_convs], log)  # val: as trained
     convs, n_reg = build_conversations(cfg, log, distill, main)
     ident = identity_of(cfg, log)
     model, tokenizer, template, trc = load_for_training(cfg, str(accelerator.device))
