@@ -1,7 +1,7 @@
 """Scale-out benchmark: `idtune train` itself under each engine, one GPU, all cases in one call.
 
     python bench/scale_out.py --out DIR [--name scale_out] [--cases a,b,...] [--gpus N]
-                              [--budget 520] [--case-cap 150] [--tiny]
+                              [--budget 520] [--case-cap 150] [--profile CASES] [--tiny]
 
 Every case runs the real CLI (`python -m idtune.cli train …`, so DeepSpeed and FSDP2 start through
 accelerate's launcher) as its own process group with a time cap: a case that fails or runs out of
@@ -23,7 +23,10 @@ tok/s is the median of steps 4–9 of 10 (each step's tokens over its own time i
 compilation and warm-up are steps 1–3, the step after a checkpoint carries the writing of it);
 MFU = tok/s × 6·N (full) or 4·N (LoRA, QLoRA) / the call's measured bf16 matmul peak, N = the
 non-embedding parameters plus the LM head; peak GiB is torch.cuda.max_memory_allocated (max over
-processes, model load included). `--tiny` runs the same plumbing on CPU with a tiny shape (one
+processes, model load included). `--profile CASES` trains those cases with `profile_steps=6-7`
+(torch.profiler; those steps are then left out of the median) and keeps each one's table of the
+top kernels and the GPU's idle share in NAME.json and NAME_profiles.md. `--tiny` runs the same
+plumbing on CPU with a tiny shape (one
 process for every engine; CUDA-only cases are recorded as skipped).
 """
 
@@ -53,6 +56,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import train_gpu  # noqa: E402
 
 STEPS, WINDOW = 10, (4, 9)  # steps trained; the steps whose median rate is reported
+PROFILED = "6-7"  # `--profile`: steps under torch.profiler (left out of the median rate)
 SAVE = 5  # the resume case's checkpoint
 
 
@@ -86,6 +90,11 @@ CASES = {
     ),  # fmt: skip
     "qlora-7b": Case("qwen2.5-7b", "qlora", [], COMPILED),
     "7b-plain-loop": Case("qwen2.5-7b", "lora", None),
+    # the missed targets without compile (compiled layers under ZeRO-3's hooks broke into many
+    # graphs on 2026-12-05; the uncompiled ZeRO-3 LoRA of the issue ran at 2.3x the compiled)
+    "zero3-lora-eager": Case("qwen2.5-1.5b", "lora", ["--deepspeed", "zero3"], NO_COMPILE),
+    "fsdp-lora-eager": Case("qwen2.5-1.5b", "lora", ["--fsdp"], NO_COMPILE),
+    "zero3-full-eager": Case("qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], NO_COMPILE + FULL),
     # earlier groups
     "single-full-resume": Case("qwen2.5-1.5b", "full", [], COMPILED + FULL, True),
     "zero3-full-resume": Case("qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], FULL, True),
@@ -106,6 +115,9 @@ RATIOS = [  # (case, baseline, goal) of issue 28
     ("zero3-lora", "single-lora", 0.60),
     ("fsdp-full", "single-full", 0.85),
     ("zero3-full", "single-full", 0.50),
+    ("fsdp-lora-eager", "single-lora", 0.90),
+    ("zero3-lora-eager", "single-lora", 0.60),
+    ("zero3-full-eager", "single-full", 0.50),
 ]
 
 
@@ -117,6 +129,9 @@ def main() -> None:
     ap.add_argument("--cases", default=DEFAULT, help="comma-separated case names")
     ap.add_argument("--budget", type=float, default=520, help="seconds for the whole call")
     ap.add_argument("--case-cap", type=float, default=150, help="seconds for one case at most")
+    ap.add_argument("--profile", default="", metavar="CASES",
+                    help="cases to profile (steps 6-7, `profile_steps`): tables into NAME.json "
+                    "and NAME_profiles.md; 'all' for every case")  # fmt: skip
     ap.add_argument("--tiny", "--dry-run", dest="tiny", action="store_true",
                     help="CPU, tiny shape: test the plumbing")  # fmt: skip
     ap.add_argument("--plain-child", nargs=2, metavar=("MODEL", "SHAPE"), help=argparse.SUPPRESS)
@@ -175,6 +190,9 @@ def main() -> None:
     md = markdown(report)
     _write(out, args.name, report)
     (out / f"{args.name}.md").write_text(md + "\n")
+    profiles = [f"## {n}\n\n{r['profile']}" for n, r in report["cases"].items() if r.get("profile")]
+    if profiles:
+        (out / f"{args.name}_profiles.md").write_text("\n".join(profiles))
     print("\n" + md, flush=True)
 
 
@@ -218,7 +236,9 @@ def _attempts(name, case, model, data, work, shape, cuda, env, args, deadline) -
     flags = ["--gpus", str(args.gpus)] if flags == ["--gpus"] else list(flags)
     if args.gpus > 1 and flags and "--gpus" not in flags:
         flags += ["--gpus", str(args.gpus)]
-    tries = [case.sets] + ([case.sets + case.fallback] if case.fallback else [])
+    wanted = {x.strip() for x in args.profile.split(",")}
+    extra = [f"profile_steps={PROFILED}"] if name in wanted or "all" in wanted else []
+    tries = [case.sets + extra] + ([case.sets + case.fallback + extra] if case.fallback else [])
     failed: list[dict] = []
     for sets in tries:
         cap = min(args.case_cap * (2 if case.resume else 1), deadline - time.perf_counter())
@@ -288,8 +308,13 @@ def _case(model, data, run, shape, case: Case, flags, sets, cap, cuda, peak, tin
     except (Timeout, RuntimeError) as e:
         res.update(error=str(e), timed_out=isinstance(e, Timeout))
     res["first_run_s"] = round(time.perf_counter() - t0, 1)
+    table = run / "profile" / "top_rank0.md"
+    if table.is_file():
+        res["profile"] = table.read_text()
     log = _read_log(run / "log.jsonl")
-    res.update(_speed(log, run, case.method, shape, peak, save))
+    first, last = map(int, PROFILED.split("-"))
+    skip = tuple(range(first, last + 1)) if f"profile_steps={PROFILED}" in sets else ()
+    res.update(_speed(log, run, case.method, shape, peak, save, skip))
     if case.resume and "error" not in res:
         res.update(_resume(run, args, case.method, log, cap - (time.perf_counter() - t0)))
     shutil.rmtree(run, ignore_errors=True)  # full fine-tunes leave tens of GB behind
@@ -302,14 +327,15 @@ def _read_log(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
-def _speed(log: list[dict], run: Path, method: str, shape: str, peak, save: int) -> dict:
+def _speed(log: list[dict], run: Path, method: str, shape: str, peak, save: int,
+           skip: tuple = ()) -> dict:  # fmt: skip
     """What the log and idtune.json say: steady tok/s, MFU, peak memory, losses."""
     if not log:
         return {"steps_logged": 0}
     settings = {}
     if (run / "idtune.json").is_file():
         settings = json.loads((run / "idtune.json").read_text()).get("settings", {})
-    tps, rates = steady_rate(log, save)
+    tps, rates = steady_rate(log, save, skip)
     n = train_gpu.flop_params(shape)
     peaks = [r["peak_gib"] for r in log if r.get("peak_gib") is not None]
     peak_gib = settings.get("peak_gpu_gib") or (max(peaks) if peaks else None)
@@ -345,14 +371,15 @@ def _total_params(shape: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def steady_rate(log: list[dict], save: int = 0) -> tuple[float, list[float]]:
+def steady_rate(log: list[dict], save: int = 0, skip: tuple = ()) -> tuple[float, list[float]]:
     """Median tokens/s of the steps in WINDOW (by step number), each step's tokens over its
-    own time in log.jsonl; the step after a checkpoint (which includes writing it) is left out.
-    With fewer steps logged (a case cut by its cap), the steps after the first three."""
+    own time in log.jsonl; the step after a checkpoint (which includes writing it) and the
+    steps in `skip` (profiled) are left out. With fewer steps logged (a case cut by its cap),
+    the steps after the first three."""
     rates = {}
     for prev, cur in zip(log, log[1:]):
         dt = cur["elapsed_s"] - prev["elapsed_s"]
-        if dt > 0 and not (save and cur["step"] == save + 1):
+        if dt > 0 and not (save and cur["step"] == save + 1) and cur["step"] not in skip:
             rates[cur["step"]] = cur["tokens"] / dt
     lo, hi = WINDOW
     picked = [r for s, r in rates.items() if lo <= s <= hi]

@@ -48,6 +48,7 @@ LAYERS = {
             "errors",
             "atomic",
             "progress",
+            "profiling",
             "ports",
             "outputs",
         ],

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import aliases, outputs
+from . import aliases, outputs, profiling
 from .aliases import DEFAULT_MODEL
 from .errors import UserError
 from .runinfo import Identity
@@ -88,6 +88,7 @@ class TrainConfig:
     attn_implementation: str = "auto"  # auto (varlen on CUDA, else sdpa) | varlen | sdpa | flex…
     fused_loss: str = "auto"  # auto | chunked | liger | none: never build full vocab logits
     compile: bool = False  # torch.compile the model (GPU)
+    profile_steps: str = ""  # "6-7": torch.profiler over those steps, into <run>/profile/
     dtype: str = "auto"  # auto | fp32 | bf16 | fp16
     seed: int = 0
     val_share: float = 0.05  # of the identity data, held out for the validation loss
@@ -108,6 +109,7 @@ ON_RESUME = (
     "sample_max_new_tokens",
     "report_to",
     "gradient_checkpointing",
+    "profile_steps",
 )
 
 
@@ -170,6 +172,8 @@ HELP = {
     "attn_implementation": "auto (varlen on CUDA, else sdpa), varlen, sdpa, flex_attention, …",
     "fused_loss": "auto, chunked, liger or none: how the loss avoids full-vocabulary logits",
     "compile": "torch.compile the model (GPU)",
+    "profile_steps": 'FIRST-LAST ("6-7"): torch.profiler over those steps, a trace and a table of '
+    "the top operators and the GPU's idle share into <run>/profile/; empty: off",
     "dtype": "auto, fp32, bf16 or fp16",
     "seed": "random seed (data order, LoRA init)",
     "val_share": "share of the identity data held out (per seed, never trained on); its loss is "
@@ -406,6 +410,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "fused_loss": _in("auto", "chunked", "liger", "none"),
     "dtype": _in("auto", "fp32", "bf16", "fp16"),
     "seed": ((lambda v: 0 <= v < 2**32), "between 0 and 2**32 - 1"),
+    "profile_steps": (profiling.valid, 'empty or the steps to profile, FIRST-LAST ("6-7")'),
 }
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import aliases, atomic, checkpoint, modelcard, recipes, runinfo, watch
+from . import aliases, atomic, checkpoint, modelcard, profiling, recipes, runinfo, watch
 from .data import formats, render
 from .errors import UserError
 from .ports import free_port
@@ -523,6 +523,10 @@ def setup(
     rows = prepare_rows(cfg, tokenizer, convs, n_reg, ident, log)
     per_epoch = steps_per_epoch(rows, cfg, accelerator.num_processes)
     total = cfg.max_steps or max(1, math.ceil(per_epoch * cfg.epochs))
+    profiled = profiling.parse_steps(cfg.profile_steps)
+    if profiled and profiled[1] > total:
+        raise UserError(f"key 'profile_steps': step {profiled[1]} is past the run's last step "
+                        f"({total})")  # fmt: skip
     mode = parallel.loss_mode(cfg.fused_loss, engine)
     if mode != cfg.fused_loss and cfg.fused_loss != "none":
         log(f"fused_loss {cfg.fused_loss} → none under {engine} (the LM head's weight is sharded)")
@@ -701,10 +705,13 @@ def train(
     model, pad_id, log_path = job.model, job.tokenizer.pad_token_id, run / "log.jsonl"
     model.train()
     t0, seen, paused = time.perf_counter(), 0.0, 0.0  # paused: checkpoints, val loss, probes
+    prof = profiling.StepProfiler(profiling.parse_steps(cfg.profile_steps), run / "profile", rank,
+                                  acc.device.type == "cuda")  # fmt: skip
     with TrainProgress(job.total_steps, start=step, enabled=is_main) as progress:
         for epoch, group in step_batches(job.rows, cfg, rank, world, step, job.per_epoch):
             if step >= job.total_steps:
                 break
+            prof.before(step + 1)
             tensors = [collate(b, cfg, pad_id, acc.device) for b in group]
             trained = sum(int((t["labels"] != render.IGNORE).sum()) for t in tensors)
             real = sum(len(r) for b in group for r in b)
@@ -727,6 +734,10 @@ def train(
             job.optimizer.zero_grad(set_to_none=True)
             step += 1
             seen += real
+            table, seconds = timed(prof.after, step)
+            paused += seconds
+            if table is not None:
+                log(f"profile of steps {cfg.profile_steps}: {table} (and its trace beside it)")
             elapsed = time.perf_counter() - t0
             train_s = elapsed - paused
             (loss_total,) = parallel.global_sum(acc, [loss_sum])
