@@ -234,6 +234,31 @@ def test_bearer_key(keyed_url, engine):
     assert wrong_key.status_code != 200
 
 
+def test_host_header_is_checked(url, engine):
+    """DNS rebinding: a page on evil.example that resolves to 127.0.0.1 still sends its own Host;
+    the API and the web chat answer loopback names, --host and --allow-host only, and every
+    Host on a wildcard bind with no --allow-host (a hosted app's name is unknown)."""
+    port = url.rsplit(":", 1)[1]
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example"):
+        for path in ("/v1/models", "/health", "/"):
+            r = httpx.get(f"{url}{path}", headers={"Host": host})
+            assert r.status_code == 400, (host, path, r.status_code)
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
+        assert httpx.get(f"{url}/v1/models", headers={"Host": host}).status_code == 200
+    named = server.Background(server.build_app(engine, ui=False, allow_hosts=["chat.lan"]))
+    wild = server.Background(server.build_app(engine, ui=False, host="0.0.0.0"))
+    try:
+        ok = httpx.get(f"{named.url}/v1/models", headers={"Host": "chat.lan"})
+        assert ok.status_code == 200
+        no = httpx.get(f"{named.url}/v1/models", headers={"Host": "evil.example"})
+        assert no.status_code == 400
+        anyhost = httpx.get(f"{wild.url}/v1/models", headers={"Host": "my-space.hf.space"})
+        assert anyhost.status_code == 200
+    finally:
+        named.stop()
+        wild.stop()
+
+
 def test_stopped_engine_answers_503(tiny_model):
     eng = server.load_engine(str(tiny_model))
     bg = server.Background(server.build_app(eng, ui=False))

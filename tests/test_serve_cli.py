@@ -46,6 +46,11 @@ def test_impossible_port_is_one_line(port):
     one_line_error(run_cli("serve", "/nonexistent-model", "--port", port), "between 1 and 65535")
 
 
+def test_bad_allow_host_is_one_line_before_loading():
+    proc = run_cli("serve", "/nonexistent-model", "--allow-host", "*.lan")
+    one_line_error(proc, "--allow-host *.lan", "without wildcards")
+
+
 def test_api_key_on_the_command_line_is_refused():
     one_line_error(run_cli("serve", "--api-key", "sekret"), "IDTUNE_API_KEY", "--api-key-file")
 

@@ -542,8 +542,19 @@ def serve_cmd(
     ] = 65536,
     prompt_template: TemplateOpt = None,
     trust_remote_code: TrustOpt = False,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="Another name the server is reached by (its Host header; repeatable). Loopback "
+            "names and --host are always allowed; any other Host is refused (on a wildcard "
+            "--host without --allow-host, every Host is answered).",
+        ),
+    ] = None,
 ) -> None:
-    """Web chat at / and an OpenAI-compatible API at /v1 (bearer key: IDTUNE_API_KEY)."""
+    """Web chat at / and an OpenAI-compatible API at /v1 (bearer key: IDTUNE_API_KEY).
+
+    Requests for a Host other than loopback names, --host and --allow-host are refused."""
     from .serve import server
 
     if api_key is not None:
@@ -564,6 +575,7 @@ def serve_cmd(
         trust_remote_code=trust_remote_code,
         max_batch=max_batch,
         max_tokens_in_flight=max_tokens_in_flight,
+        allow_hosts=allow_host or [],
     )
 
 

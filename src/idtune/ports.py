@@ -1,4 +1,5 @@
-"""Local TCP ports: a free one, or the one a server was asked for, claimed before the work."""
+"""Local TCP ports: a free one, or the one a server was asked for, claimed before the work; the
+Host header names a server on it answers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import errno
 import socket
 
 from .errors import UserError
+
+LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
+WILDCARD = ("0.0.0.0", "::", "")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -31,3 +35,20 @@ def bind(host: str, port: int) -> socket.socket:
         raise UserError(f"--host {host} --port {port}: cannot listen there ({why})") from None
     sock.set_inheritable(True)
     return sock
+
+
+def allowed_hosts(host: str, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Host header names a server answers (the studio, `idtune serve`): loopback names, the
+    address it is bound to (not a wildcard), and `extra` (`--allow-host`)."""
+    names = list(LOOPBACK)
+    for name in [host, *extra]:
+        name = (name or "").strip().lower()
+        if name in WILDCARD:
+            continue
+        if ":" in name and not name.startswith("["):
+            name = f"[{name}]"  # an IPv6 address, as a Host header writes it
+        if "*" in name or "/" in name:
+            raise UserError(f"--allow-host {name}: a host name or address, without wildcards")
+        if name not in names:
+            names.append(name)
+    return names

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..ports import bind, free_port
+from ..ports import WILDCARD, allowed_hosts, bind, free_port
 from .engine import ChatEngine, Engine
 
 BACKENDS = ("transformers", "llamacpp", "vllm", "lmdeploy")
@@ -238,11 +238,22 @@ def build_app(
     ui: bool = True,
     host: str = "127.0.0.1",
     port: int = 7860,
+    allow_hosts: list[str] | tuple[str, ...] = (),
 ):
-    """The API app with the web chat mounted at `/` (login with the API key when one is set)."""
+    """The API app with the web chat mounted at `/` (login with the API key when one is set).
+
+    Requests whose Host header is not a loopback name, `host` or one of `allow_hosts` get a 400
+    (DNS rebinding: a page on evil.example resolved to 127.0.0.1 still sends that Host); bound
+    to a wildcard address with no `allow_hosts`, every Host is answered (the names other
+    machines use are unknown: a hosted app's, a container's)."""
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
     from .api import build_api
 
     app = build_api(engine, api_key=api_key)
+    if host not in WILDCARD or allow_hosts:
+        hosts = allowed_hosts(host, allow_hosts)
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
     if ui:
         import gradio as gr
 
@@ -303,6 +314,7 @@ def serve(
     trust_remote_code: bool = False,
     max_batch: int = 64,
     max_tokens_in_flight: int = 65536,
+    allow_hosts: list[str] | tuple[str, ...] = (),
 ) -> None:
     """Serve MODEL_OR_RUN until interrupted: web chat at `/`, OpenAI API at `/v1`.
 
@@ -314,6 +326,7 @@ def serve(
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}: {', '.join(BACKENDS)}")
     api_key = api_key or read_api_key(api_key_file)
+    allowed_hosts(host, allow_hosts)  # a bad --allow-host: one line before the port and the load
     default, named = parse_adapters([*([str(adapter)] if adapter else []), *(adapters or [])])
     sock = bind(host, port)  # before minutes of loading, not after
     opts = dict(
@@ -331,7 +344,7 @@ def serve(
     except BaseException:
         sock.close()
         raise
-    app = build_app(engine, api_key=api_key, host=host, port=port)
+    app = build_app(engine, api_key=api_key, host=host, port=port, allow_hosts=allow_hosts)
     shown = shown_host(host)
     names = ", ".join(repr(n) for n in getattr(engine, "served_models", lambda: [])()) or repr(
         engine.model_id

@@ -22,11 +22,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import UserError
+from ..ports import LOOPBACK, WILDCARD, allowed_hosts  # noqa: F401 (the studio's names)
 
 PASSWORD_ENV = "IDTUNE_STUDIO_PASSWORD"
 MIN_PASSWORD = 8  # characters a chosen password needs
-LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
-WILDCARD = ("0.0.0.0", "::", "")
 LOGIN_PATH = "/login"
 FAILED_LOGIN_PAUSE_S = 1.0  # a wrong password waits this long (guessing gets slow)
 MAX_FORM = 4096  # bytes of a login form
@@ -49,23 +48,6 @@ def read_password(password_file: Path | None) -> tuple[str, str | None]:
     if len(password) < MIN_PASSWORD:
         raise UserError(f"{where}: a password needs at least {MIN_PASSWORD} characters")
     return password, where
-
-
-def allowed_hosts(host: str, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """Host header names the studio answers: loopback names, the address it is bound to (not a
-    wildcard), and `extra` (`--allow-host`)."""
-    names = list(LOOPBACK)
-    for name in [host, *extra]:
-        name = (name or "").strip().lower()
-        if name in WILDCARD:
-            continue
-        if ":" in name and not name.startswith("["):
-            name = f"[{name}]"  # an IPv6 address, as a Host header writes it
-        if "*" in name or "/" in name:
-            raise UserError(f"--allow-host {name}: a host name or address, without wildcards")
-        if name not in names:
-            names.append(name)
-    return names
 
 
 def protect(app, password: str, hosts: list[str], extra_origins: list[str] = ()) -> None:
