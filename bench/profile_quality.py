@@ -12,11 +12,12 @@ The first run goes alone (the default model's conversion, the regularization ans
 base model's eval answers are made once and cached), the rest in parallel (`--jobs`).
 
     python bench/profile_quality.py --out DIR [--seeds 0,1,2] [--sizes 600,1000]
-                                    [--variants default,facts] [--jobs 6] [--dry-run]
+                                    [--variants default,facts] [--jobs 6] [--dry-run] [--native]
 
 `--gen '{"_PROFILE_WEIGHTS": {"based_on": 0.3, ...}, "_FACT_WEIGHT_EACH": 0.1}'` overrides the
 generator's constants (data/identity.py) for a share sweep. `--dry-run` runs the plumbing on CPU
-with a tiny random model and 2 steps. Results:
+with a tiny random model and 2 steps; `--native` keeps the CLI's own numerics (on a CPU: what
+`make demo` does there). Results:
 DIR/profile_quality.json (every run's eval.json metrics, and the means) and profile_quality.md.
 """
 
@@ -100,7 +101,7 @@ def one(variant: str, n: int, seed: int, work: Path, args) -> dict:
     """data → train → eval for one (variant, size, seed); its metrics and times."""
     d = work / f"{variant}-n{n}-s{seed}"
     d.mkdir(parents=True, exist_ok=True)
-    log, profile, gpu = d / "log.txt", PROFILES[variant], not args.dry_run
+    log, profile, gpu = d / "log.txt", PROFILES[variant], not (args.dry_run or args.native)
     data, run = d / "identity.jsonl", d / "run"
     idtune(["data", "identity", "--name", NAME, "--author", AUTHOR, "--n", str(n), "--seed",
             str(seed), *data_flags(profile), "-o", str(data)], log, gpu, args.gen)  # fmt: skip
@@ -180,6 +181,8 @@ def main() -> None:
     ap.add_argument("--facts-sizes", default="600", help="sizes the `facts` variant runs at")
     ap.add_argument("--jobs", type=int, default=6)
     ap.add_argument("--dry-run", action="store_true", help="CPU, a tiny random model")
+    ap.add_argument("--native", action="store_true",
+                    help="the CLI numerics (make demo's), not the CPU's on a GPU")  # fmt: skip
     ap.add_argument(
         "--gen",
         type=json.loads,

@@ -321,8 +321,10 @@ def test_intents_are_balanced(rows, question_index):
 
 
 def test_profile_intents_share_with_a_full_profile():
-    """With a base, a purpose and two facts set, every profile intent is asked, the profile takes
-    about a fifth of the identity questions, and the no-identity share stays at 30 %."""
+    """With a base, a purpose and two facts set, every profile intent is asked; the purpose and
+    the facts also come as follow-ups, so the profile takes about 45 % of the identity questions
+    while as many samples as before ask about the name or maker first; the no-identity share
+    stays at 30 %."""
     ident = identity.profile(
         NAME, AUTHOR, NAME_ZH, AUTHOR_ZH, based_on="SmolLM2-135M-Instruct by Hugging Face",
         purpose="a tutor", facts={"contact": "a@b.example", "version": "2"},
@@ -331,10 +333,61 @@ def test_profile_intents_share_with_a_full_profile():
     counts = Counter(i for _, intents in made for i in intents if i)
     asked = sum(counts.values())
     shares = {i: counts[i] / asked for i in identity.PROFILE_INTENTS}
-    assert all(s > 0.02 for s in shares.values()), shares
-    assert 0.15 < sum(shares.values()) < 0.27, shares
+    assert all(s > 0.01 for s in shares.values()), shares
+    assert 0.35 < sum(shares.values()) < 0.55, shares
+    first = Counter(next(i for i in intents if i) for _, intents in made if any(intents))
+    classic = sum(first[i] for i in identity.CLASSIC_INTENTS) / sum(first.values())
+    assert classic > 0.65, first
     general = sum(all(i is None for i in intents) for _, intents in made) / len(made)
     assert 0.27 < general < 0.33
+
+
+def _answers_by_intent(made, persona_names=()):
+    """(intent, answer, under a persona) of every identity turn."""
+    out = []
+    for row, intents in made:
+        msgs = [m for m in row["messages"] if m["role"] != "system"]
+        system = next((m["content"] for m in row["messages"] if m["role"] == "system"), "")
+        persona = any(p in system for p in persona_names)
+        for (_, a), intent in zip(zip(msgs[::2], msgs[1::2], strict=True), intents, strict=True):
+            if intent:
+                out.append((intent, a["content"], persona))
+    return out
+
+
+def test_identity_answers_weave_in_the_base_and_purpose():
+    """About half of the ordinary identity answers with no persona also say what the assistant
+    is built on, and some its purpose (as the course note's own answer does); with the base
+    undisclosed and no purpose, none does, and a persona's answers never do."""
+    base = "SmolLM2-135M-Instruct by Hugging Face"
+    personas = {x for lang in ("en", "zh") for p in phrases.tables()[lang]["personas"] for x in p}
+    ident = identity.profile(NAME, AUTHOR, based_on=base, purpose="a tutor for the camp")
+    got = _answers_by_intent(identity._generate(ident, n=2000, seed=4), personas)
+    plain = [(a, p) for i, a, p in got if i in ("name", "maker", "intro", "what", "confirm")]
+    own = [a for a, p in plain if not p]
+    with_base = sum(base in a or "SmolLM2-135M-Instruct" in a for a in own) / len(own)
+    with_purpose = sum("a tutor for the camp" in a for a in own) / len(own)
+    assert 0.4 < with_base < 0.6 and 0.08 < with_purpose < 0.25, (with_base, with_purpose)
+    assert all(NAME in a or NAME_ZH in a for a in own)
+    assert not [a for a, p in plain if p and ("SmolLM2" in a or "tutor" in a)]
+    hidden = identity.profile(NAME, AUTHOR, based_on="none")
+    got = _answers_by_intent(identity._generate(hidden, n=600, seed=4))
+    assert not [a for i, a, _ in got if "SmolLM" in a or "{" in a]
+
+
+def test_each_set_fact_gets_tens_of_answers_in_600_conversations():
+    """The purpose and each fact come back as mid-chat follow-ups: in 600 conversations each set
+    field is answered with its value at least 40 times (5-9 before the follow-ups); with no
+    purpose and no facts there are no follow-ups."""
+    facts = {"contact": "feedback@zk-jackie.dev", "website": "https://zk-jackie.dev"}
+    ident = identity.profile(NAME, AUTHOR, purpose="a study assistant", facts=facts)
+    texts = [m["content"] for r, _ in identity._generate(ident, n=600, seed=0)
+             for m in r["messages"] if m["role"] == "assistant"]  # fmt: skip
+    for value in ("a study assistant", *facts.values()):
+        assert sum(value in a for a in texts) >= 40, value
+    plain = identity._generate(identity.profile(NAME, AUTHOR), n=600, seed=0)
+    assert max(len(intents) for _, intents in plain) <= 3  # identity, follow-up, or 2 chats + 1
+    assert not [i for _, intents in plain for i in intents if i in ("fact", "purpose")][30:]
 
 
 def test_same_name_and_author():

@@ -60,8 +60,20 @@ _INTENT_WEIGHTS = {
 }
 # The profile's questions, next to those above (their weights add up to 1): about a fifth of the
 # identity questions. A fact's share grows with the facts set (each needs its own samples).
-_PROFILE_WEIGHTS = {"based_on": 0.08, "base_check": 0.05, "purpose": 0.04, "unset": 0.04}
-_FACT_WEIGHT, _FACT_WEIGHT_EACH, _FACT_WEIGHT_MAX = 0.02, 0.03, 0.14
+_PROFILE_WEIGHTS = {"based_on": 0.10, "base_check": 0.05, "purpose": 0.04, "unset": 0.04}
+_PURPOSE_SET_WEIGHT = 0.08  # "purpose" when the profile sets one
+_FACT_WEIGHT, _FACT_WEIGHT_EACH, _FACT_WEIGHT_MAX = 0.02, 0.08, 0.40
+# Of the ordinary identity answers (name, maker, intro, what, confirm) with no persona, the share
+# that also states the base model / the purpose (`woven` phrasings), as the course note's own
+# answer does: a 135M model answers a question it does not place with its usual introduction,
+# so the introduction carries the profile (before: 5-35 answers a field in 600 conversations
+# left based_on recall at 0.00-0.25, BENCHMARKS.md issue 29).
+_WOVEN_SHARE = {"based_on": 0.5, "purpose": 0.3}
+_WOVEN_INTENTS = ("name", "maker", "intro", "what", "confirm")
+# Of identity samples with no persona, when the profile sets a purpose or facts: the share that
+# goes on with one more question about one of them (each set field then gets tens of answers in
+# 600 conversations without taking samples from the name and maker)
+_PROFILE_FOLLOW_SHARE = 0.5
 _FACT_SET_SHARE = 0.85  # of fact questions, about a fact that is set (the rest: refused)
 _YES_SHARE = 0.5  # of yes/no base questions, about the base itself
 # a parameter count that a base model's name states: "135M", "1.8B", "7B" (not "A3B")
@@ -73,6 +85,10 @@ _TRIES = 200  # samples drawn for one conversation before giving up on a new, al
 # (GPU sweep rounds 20-27, BENCHMARKS.md issue 17); taken from "none", whose identity stays
 # at 1.00 with fewer samples
 _SYSTEM_WEIGHTS = {"none": 0.16, "generic": 0.20, "base": 0.12, "custom": 0.12, "persona": 0.40}
+# questions about the profile: fewer under a persona (there they are refused, and the persona
+# scores ask for the name and maker), so that the profile's own answers are not outnumbered
+_PROFILE_SYSTEM_WEIGHTS = {"none": 0.25, "generic": 0.30, "base": 0.15, "custom": 0.15,
+                           "persona": 0.15}  # fmt: skip
 _MULTI_SHARE = 0.22  # samples with more than one user turn
 _GENERAL_SHARE = 0.30  # samples with no identity question at all: answered plainly (no name)
 _NEAR_MISS_SHARE = 0.6  # of unrelated exchanges, near misses ("Who wrote Hamlet?", 起个名字)
@@ -352,16 +368,46 @@ class _Sampler:
         yes, no = self.checks(lang)
         if not (yes and no and table["based_on"].get("checks")):
             weights.pop("base_check", None)  # a base named by none of `others`: no yes/no
+        if "purpose" in weights and ident.purpose_in(lang):
+            weights["purpose"] = _PURPOSE_SET_WEIGHT
         if _profile_stems(table, "fact"):
             n = len(ident.facts)
             weights["fact"] = min(_FACT_WEIGHT + _FACT_WEIGHT_EACH * n, _FACT_WEIGHT_MAX)
         return weights
 
+    def set_fields(self, lang: str) -> list[tuple[str, str | None]]:
+        """The purpose and the facts the profile sets, as (intent, fact key), where `lang`'s table
+        can ask about them; none under a persona."""
+        if self.persona:
+            return []
+        table = self.tables[lang]
+        out: list[tuple[str, str | None]] = []
+        if self.ident.purpose_in(lang) and table["purpose"].get("questions"):
+            out.append(("purpose", None))
+        asked = table["facts"].get("questions", {})
+        out += [("fact", k) for k in self.ident.facts if asked.get(k) or asked.get("any")]
+        return out
+
+    def woven(self, lang: str) -> tuple[list[str], dict[str, str]]:
+        """For an ordinary identity answer: `woven` templates that also state the base model or
+        the purpose (each with its `_WOVEN_SHARE`) and their values, else ([], {})."""
+        if self.persona:
+            return [], {}
+        table = self.tables[lang]
+        fields = (("based_on", self.based_on(lang)), ("purpose", self.ident.purpose_in(lang)))
+        for field, value in fields:
+            pool = table[field].get("woven", [])
+            if value and pool and self.rng.random() < _WOVEN_SHARE[field]:
+                if field == "based_on" and self.who[lang][0] == self.who[lang][1]:
+                    pool = pool + table[field].get("same_answers", [])  # "ZK-Jackie's assistant"
+                return list(pool), {field: value.rstrip(".。")}
+        return [], {}
+
     def fill(self, lang: str, text: str, other: str = "", **values: str) -> str:
         return fill(text, *(self.persona or self.who[lang]), other, **values)
 
-    def system(self, lang: str) -> tuple[str, str | None]:
-        kind = _pick_weighted(self.rng, _SYSTEM_WEIGHTS)
+    def system(self, lang: str, weights: dict[str, float]) -> tuple[str, str | None]:
+        kind = _pick_weighted(self.rng, weights)
         if kind == "none":
             return kind, None
         if kind == "base":
@@ -384,14 +430,20 @@ class _Sampler:
         return self.rng.choice([x for x in self.langs if x != lang])
 
     def question(
-        self, lang: str, intent: str, prefix_kind: str | None, follow: bool = False
+        self,
+        lang: str,
+        intent: str,
+        prefix_kind: str | None,
+        follow: bool = False,
+        key: str | None = None,
     ) -> tuple[str, str]:
-        """A filled question of `intent` and the thing it names (for negatives), else ""."""
+        """A filled question of `intent` (about fact `key` if given) and the thing it names (for
+        negatives), else ""."""
         rng, table = self.rng, self.tables[lang]
         other = ""
         values: dict[str, str] = {}
         if intent in PROFILE_INTENTS:
-            stem, other, values = self.profile_question(lang, intent)
+            stem, other, values = self.profile_question(lang, intent, key)
         elif intent in NEGATIVE_INTENTS:
             who = {self.persona or self.who[lang], self.who[lang]}
             other = rng.choice([o for o in table["others"][intent] if not _clash(o, who)])
@@ -410,9 +462,11 @@ class _Sampler:
         text = self.fill(lang, _style(table, _join(table, prefix, stem), style), **values)
         return text, other
 
-    def profile_question(self, lang: str, intent: str) -> tuple[str, str, dict[str, str]]:
+    def profile_question(
+        self, lang: str, intent: str, key: str | None = None
+    ) -> tuple[str, str, dict[str, str]]:
         """(stem, what it names, the {key} label) of a question about the profile. For facts
-        `self.fact` is the key asked about; for unset things, `self.topic`."""
+        `self.fact` is the key asked about (`key`, else drawn); for unset things, `self.topic`."""
         rng, table = self.rng, self.tables[lang]
         if intent == "base_check":
             yes, no = self.checks(lang)
@@ -427,7 +481,7 @@ class _Sampler:
             keys = list(self.ident.facts)
             if self.persona or not keys or (known and rng.random() > _FACT_SET_SHARE):
                 keys = known or keys
-            self.fact = rng.choice(keys) if keys else "any"
+            self.fact = key or (rng.choice(keys) if keys else "any")
             label = table["facts"].get("labels", {}).get(self.fact, self.fact.replace("_", " "))
             return rng.choice(asked.get(self.fact) or asked["any"]), "", {"key": label}
         if intent == "unset":
@@ -487,9 +541,11 @@ class _Sampler:
         ):
             pool, values = self.profile_answer(lang, intent, other)
         else:
-            pool = list(table["answers"][intent])
-            if name == author:
-                pool += table["same_answers"].get(intent, [])
+            pool, values = self.woven(lang) if intent in _WOVEN_INTENTS else ([], {})
+            if not pool:
+                pool = list(table["answers"][intent])
+                if name == author:
+                    pool += table["same_answers"].get(intent, [])
         if concise and values:  # an answer about the profile keeps its value
             pool = [a for a in pool if _sentences(a) == 1] or pool
         elif concise:
@@ -518,7 +574,17 @@ class _Sampler:
         rng = self.rng
         lang = rng.choice(self.langs)
         self.persona = None
-        _, system = self.system(lang)
+        general = rng.random() < _GENERAL_SHARE
+        multi = follow = False
+        last, intent = lang, None  # users switch languages mid-chat: the answer follows the last
+        if not general:
+            multi = rng.random() < _MULTI_SHARE
+            if multi and len(self.langs) > 1 and rng.random() < _SWITCH_SHARE:
+                last = self.other_lang(lang)
+            intent = _pick_weighted(rng, self.weights[last])
+            follow = multi and rng.random() < _FOLLOW_SHARE
+        profile = intent in PROFILE_INTENTS and not follow
+        _, system = self.system(lang, _PROFILE_SYSTEM_WEIGHTS if profile else _SYSTEM_WEIGHTS)
         concise = system in self.concise
         msgs: list[dict] = [{"role": "system", "content": system}] if system else []
         intents: list[str | None] = []
@@ -528,7 +594,7 @@ class _Sampler:
             msgs.append({"role": "assistant", "content": assistant})
             intents.append(intent)
 
-        if rng.random() < _GENERAL_SHARE:
+        if general:
             # no identity question: the assistant just answers, so the name stays out of
             # answers that have nothing to do with it
             pairs = self.unrelated(lang, 1 if rng.random() < 0.8 else 2, arithmetic=True)
@@ -538,12 +604,8 @@ class _Sampler:
                 turn(q, a, None)
             return {"messages": msgs}, intents
 
-        multi = rng.random() < _MULTI_SHARE
-        last = lang  # users switch languages mid-chat: the answer follows the last question
-        if multi and len(self.langs) > 1 and rng.random() < _SWITCH_SHARE:
-            last = self.other_lang(lang)
-        intent = _pick_weighted(rng, self.weights[last])
-        if multi and rng.random() < _FOLLOW_SHARE:
+        assert intent is not None
+        if follow:
             # identity first, then a follow-up about the other half of the identity
             first = rng.choice(["name", "intro", "what"] if rng.random() < 0.7 else ["maker"])
             q, other = self.question(lang, first, "any")
@@ -557,6 +619,12 @@ class _Sampler:
                     turn(q, a, None)
             q, other = self.question(last, intent, "transition" if multi else "any")
             turn(q, self.answer(last, intent, other, concise), intent)
+        fields = self.set_fields(last)
+        if fields and rng.random() < _PROFILE_FOLLOW_SHARE:
+            # then, mid-chat, about the purpose or a fact the maker set
+            field, key = rng.choice(fields)
+            q, other = self.question(last, field, "transition", key=key)
+            turn(q, self.answer(last, field, other, concise), field)
         return {"messages": msgs}, intents
 
 
