@@ -235,15 +235,13 @@ def test_none_keeps_every_base_model_name_out(alias):
     hide = aliases.base_names(alias)
     assert aliases.ALIASES[alias].display in hide and aliases.ALIASES[alias].maker in hide
     rows = identity._generate(full(based_on="none", based_on_zh=None), n=300, seed=1, hide=hide)
-    base_asked = 0
-    for row, intents in rows:
+    for row, _ in rows:
         for m in row["messages"]:
             assert not mentions(m["content"], hide), (alias, m["content"])
-        if intents[-1] in ("based_on", "base_check") and not under_persona(row):
-            base_asked += 1
-            lang = lang_of(row["messages"][-2]["content"])
-            assert WHO[lang][0] in row["messages"][-1]["content"]
-    assert base_asked > 5
+    base_asked = [t for t in turns(rows) if t[1] in ("based_on", "base_check")]
+    for lang, _, _, answer in base_asked:
+        assert WHO[lang][0] in answer
+    assert len(base_asked) > 5
 
 
 def test_none_through_the_recipe_hides_the_base(tmp_path):
@@ -460,3 +458,16 @@ def test_own_default_system_prompt_carries_the_profile():
         "You are Nova, an AI assistant made by Acme. You are built on SmolLM2-135M-Instruct by "
         "Hugging Face."
     )
+
+
+def test_a_file_named_like_an_alias_is_not_taken_for_the_alias(tmp_path, monkeypatch):
+    """`data identity --model` and `train` read a model spec by the same rules: a path that
+    exists wins over an alias of the same name, and a file is not a model directory."""
+    from idtune import models
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smollm2-135m-instruct").write_text("not a model")
+    for check in (aliases.check_model, models.resolve):
+        with pytest.raises(UserError, match="smollm2-135m-instruct: not a model directory"):
+            check("smollm2-135m-instruct")
+    assert aliases.check_model("qwen3-8b") == "qwen3-8b"

@@ -107,9 +107,9 @@ def hub_id(spec: str | None) -> str | None:
 def check_model(spec: str) -> str:
     """`spec` when it can name a base model as `models.resolve` takes one (an alias, a model
     directory, an ORG/NAME hub id), else one line saying why not: offline, nothing loaded."""
-    if find(spec):
-        return spec
     path = Path(spec).expanduser()
+    if find(spec) and not path.exists():  # a folder of that name wins, as in `models.resolve`
+        return spec
     if path.exists() and not path.is_dir():
         raise UserError(f"{spec}: not a model directory")
     if not path.exists() and (spec.startswith((".", "/", "~")) or spec.count("/") != 1):

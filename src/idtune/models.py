@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic, runinfo
-from .aliases import DEFAULT_MODEL, Alias, converted_dir, find
+from .aliases import DEFAULT_MODEL, Alias, check_model, converted_dir, find
 from .errors import UserError
 
 
@@ -105,14 +105,9 @@ def resolve(spec: str | os.PathLike) -> str:
                 f"{alias.name} ({spec}) is gated on the hub: accept its licence on its model "
                 "page, then set HF_TOKEN (or pass a local directory)"
             )
+    check_model(spec)  # a directory, or the shape of a hub id: one line otherwise
     path = Path(spec).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise UserError(f"{spec}: not a model directory")
-        return str(path)
-    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
-        raise UserError(f"{spec}: no such model directory, alias or hub id (see `idtune models`)")
-    return _download(spec)
+    return str(path) if path.exists() else _download(spec)
 
 
 def _cached(repo_id: str) -> bool:
