@@ -453,6 +453,26 @@ def test_multi_turn_and_language_scores():
     assert rows["草是什么颜色的？"]["ok"] is True
 
 
+def test_the_profiles_names_are_not_taken_for_a_language():
+    """A Chinese answer that states what it is built on ("基于Hugging Face的SmolLM2-135M-Instruct")
+    is Chinese: the profile's based_on and facts are names, taken out as the name is (it was
+    scored English: 8 CJK characters against 25 Latin letters)."""
+    from idtune.data import identity
+
+    ident = identity.profile("Nova", "Acme", based_on="SmolLM2-135M-Instruct by Hugging Face",
+                             based_on_zh="Hugging Face的SmolLM2-135M-Instruct",
+                             facts={"website": "https://nova.example/docs"})  # fmt: skip
+    probes = {"identity": {"zh": ["你是谁？"]}, "author": {}, "general": []}
+    said = "我是Nova，由Acme开发，基于Hugging Face的SmolLM2-135M-Instruct。"
+    res = evaluate.evaluate(scripted({"你是谁？": said}, []), probes, ["Nova"], ["Acme"],
+                            profile=ident)  # fmt: skip
+    assert res["metrics"]["language_zh"] == 1.0
+    bare = evaluate.evaluate(scripted({"你是谁？": said}, []), probes, ["Nova"], ["Acme"])
+    assert bare["metrics"]["language_zh"] == 0.0  # no profile given: nothing more taken out
+    assert "https://nova.example/docs" in evaluate.proper_names(ident)
+    assert evaluate.proper_names(None) == []
+
+
 def test_an_empty_answer_is_no_language_match_and_a_bare_number_is_one():
     probes = {"identity": {}, "author": {}, "general": [
         {"lang": "en", "prompt": "2+2?", "answers": ["4"]},

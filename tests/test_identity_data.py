@@ -342,39 +342,6 @@ def test_profile_intents_share_with_a_full_profile():
     assert 0.27 < general < 0.33
 
 
-def _answers_by_intent(made, persona_names=()):
-    """(intent, answer, under a persona) of every identity turn."""
-    out = []
-    for row, intents in made:
-        msgs = [m for m in row["messages"] if m["role"] != "system"]
-        system = next((m["content"] for m in row["messages"] if m["role"] == "system"), "")
-        persona = any(p in system for p in persona_names)
-        for (_, a), intent in zip(zip(msgs[::2], msgs[1::2], strict=True), intents, strict=True):
-            if intent:
-                out.append((intent, a["content"], persona))
-    return out
-
-
-def test_identity_answers_weave_in_the_base_and_purpose():
-    """About half of the ordinary identity answers with no persona also say what the assistant
-    is built on, and some its purpose (as the course note's own answer does); with the base
-    undisclosed and no purpose, none does, and a persona's answers never do."""
-    base = "SmolLM2-135M-Instruct by Hugging Face"
-    personas = {x for lang in ("en", "zh") for p in phrases.tables()[lang]["personas"] for x in p}
-    ident = identity.profile(NAME, AUTHOR, based_on=base, purpose="a tutor for the camp")
-    got = _answers_by_intent(identity._generate(ident, n=2000, seed=4), personas)
-    plain = [(a, p) for i, a, p in got if i in ("name", "maker", "intro", "what", "confirm")]
-    own = [a for a, p in plain if not p]
-    with_base = sum(base in a or "SmolLM2-135M-Instruct" in a for a in own) / len(own)
-    with_purpose = sum("a tutor for the camp" in a for a in own) / len(own)
-    assert 0.4 < with_base < 0.6 and 0.08 < with_purpose < 0.25, (with_base, with_purpose)
-    assert all(NAME in a or NAME_ZH in a for a in own)
-    assert not [a for a, p in plain if p and ("SmolLM2" in a or "tutor" in a)]
-    hidden = identity.profile(NAME, AUTHOR, based_on="none")
-    got = _answers_by_intent(identity._generate(hidden, n=600, seed=4))
-    assert not [a for i, a, _ in got if "SmolLM" in a or "{" in a]
-
-
 def test_each_set_fact_gets_tens_of_answers_in_600_conversations():
     """The purpose and each fact come back as mid-chat follow-ups: in 600 conversations each set
     field is answered with its value at least 40 times (5-9 before the follow-ups); with no

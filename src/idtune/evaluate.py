@@ -544,12 +544,14 @@ def score(
     answers: dict[str, Any],
     names: Sequence[str],
     authors: Sequence[str],
+    proper: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Score answers given in probe order: `{"identity": {lang: [...]}, "author": {lang: [...]},
     "general": [...], "multi_turn": [...]}` (a section may be left out: not asked).
     Returns `{"metrics": {...}, "counts": {...}, "rows": [...]}`.
 
     A metric whose probes are absent is None. Rows keep every prompt and answer with its verdict.
+    The language match takes the names, authors and `proper` (`proper_names`) out first.
     """
     rows: list[dict[str, Any]] = []
     metrics: dict[str, float | None] = {}
@@ -595,9 +597,26 @@ def score(
         ok = mentions(a, terms) if terms else (is_correct(a, item["answers"]) or None)
         row = {"kind": "multi_turn", "lang": item["lang"], "prompt": item["prompt"], "answer": a}
         rows.append({**row, "history": item["history"], "probe_kind": item["kind"], "ok": ok})
-    for lang, hits in _language_hits(rows, [*names, *authors]).items():
+    for lang, hits in _language_hits(rows, [*names, *authors, *proper]).items():
         metrics[f"language_{lang}"], counts[f"language_{lang}"] = _share(hits), len(hits)
     return {"metrics": metrics, "counts": counts, "rows": rows}
+
+
+_SCRIPT_RUN = re.compile(r"[^\u3400-\u9fff\uf900-\ufaff]{3,}")
+
+
+def proper_names(profile: Any) -> list[str]:
+    """The profile's values that are names rather than language (what the assistant is built
+    on, its facts' answers), and their Latin-script runs ("Hugging Face", "SmolLM2-135M-Instruct"
+    of "Hugging Face的SmolLM2-135M-Instruct"): "我是Nova，基于Hugging Face的SmolLM2-135M-Instruct。"
+    is a Chinese answer."""
+    if profile is None:
+        return []
+    values = [profile.based_on_in(lang) for lang in LANGS]
+    values += [*profile.facts.values(), *profile.facts_zh.values()]
+    out = [v.strip() for v in values if v and v.strip()]
+    out += [r.strip() for v in out for r in _SCRIPT_RUN.findall(v) if len(r.strip()) >= 3]
+    return list(dict.fromkeys(out))
 
 
 def score_persona(
@@ -676,7 +695,7 @@ def evaluate(
     if len(answers["general"]) != len(general):
         raise RuntimeError("generate returned the wrong number of answers")
     result = score({**probes, "general": probes["general"] if general else []}, answers, names,
-                   authors)  # fmt: skip
+                   authors, proper_names(profile))  # fmt: skip
     if asked:
         model_names = (probes.get("profile") or {}).get("model_names", [])
         prof = score_profile(asked, profile_got, profile, names, authors, model_names)

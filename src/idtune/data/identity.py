@@ -59,17 +59,12 @@ _INTENT_WEIGHTS = {
     "neg_maker": 0.09,
 }
 # The profile's questions, next to those above (their weights add up to 1): about a fifth of the
-# identity questions. A fact's share grows with the facts set (each needs its own samples).
+# identity questions, more with a purpose or facts set. A fact's share grows with the facts set
+# (each needs its own samples: 5-9 answers a fact in 600 conversations left its recall at 0.00;
+# 50-70, with the follow-ups below, gave 0.50-0.75 in English on one CPU seed, BENCHMARKS.md).
 _PROFILE_WEIGHTS = {"based_on": 0.10, "base_check": 0.05, "purpose": 0.04, "unset": 0.04}
 _PURPOSE_SET_WEIGHT = 0.08  # "purpose" when the profile sets one
 _FACT_WEIGHT, _FACT_WEIGHT_EACH, _FACT_WEIGHT_MAX = 0.02, 0.08, 0.40
-# Of the ordinary identity answers (name, maker, intro, what, confirm) with no persona, the share
-# that also states the base model / the purpose (`woven` phrasings), as the course note's own
-# answer does: a 135M model answers a question it does not place with its usual introduction,
-# so the introduction carries the profile (before: 5-35 answers a field in 600 conversations
-# left based_on recall at 0.00-0.25, BENCHMARKS.md issue 29).
-_WOVEN_SHARE = {"based_on": 0.5, "purpose": 0.3}
-_WOVEN_INTENTS = ("name", "maker", "intro", "what", "confirm")
 # Of identity samples with no persona, when the profile sets a purpose or facts: the share that
 # goes on with one more question about one of them (each set field then gets tens of answers in
 # 600 conversations without taking samples from the name and maker)
@@ -388,21 +383,6 @@ class _Sampler:
         out += [("fact", k) for k in self.ident.facts if asked.get(k) or asked.get("any")]
         return out
 
-    def woven(self, lang: str) -> tuple[list[str], dict[str, str]]:
-        """For an ordinary identity answer: `woven` templates that also state the base model or
-        the purpose (each with its `_WOVEN_SHARE`) and their values, else ([], {})."""
-        if self.persona:
-            return [], {}
-        table = self.tables[lang]
-        fields = (("based_on", self.based_on(lang)), ("purpose", self.ident.purpose_in(lang)))
-        for field, value in fields:
-            pool = table[field].get("woven", [])
-            if value and pool and self.rng.random() < _WOVEN_SHARE[field]:
-                if field == "based_on" and self.who[lang][0] == self.who[lang][1]:
-                    pool = pool + table[field].get("same_answers", [])  # "ZK-Jackie's assistant"
-                return list(pool), {field: value.rstrip(".。")}
-        return [], {}
-
     def fill(self, lang: str, text: str, other: str = "", **values: str) -> str:
         return fill(text, *(self.persona or self.who[lang]), other, **values)
 
@@ -541,11 +521,9 @@ class _Sampler:
         ):
             pool, values = self.profile_answer(lang, intent, other)
         else:
-            pool, values = self.woven(lang) if intent in _WOVEN_INTENTS else ([], {})
-            if not pool:
-                pool = list(table["answers"][intent])
-                if name == author:
-                    pool += table["same_answers"].get(intent, [])
+            pool = list(table["answers"][intent])
+            if name == author:
+                pool += table["same_answers"].get(intent, [])
         if concise and values:  # an answer about the profile keeps its value
             pool = [a for a in pool if _sentences(a) == 1] or pool
         elif concise:

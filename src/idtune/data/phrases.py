@@ -33,8 +33,8 @@ UNSET_TOPICS = ("birthday", "age", "parameters", "training_data", "location")
 # section → its parts: lists of strings, mappings of lists (by key), groups, or labels
 PROFILE_SECTIONS = {
     "based_on": ("questions", "checks", "others", "answers", "same_answers", "yes", "no", "same",
-                 "maker", "undisclosed", "synonyms", "woven"),
-    "purpose": ("questions", "answers", "unset", "woven"),
+                 "maker", "undisclosed", "synonyms"),
+    "purpose": ("questions", "answers", "unset"),
     "facts": ("questions", "answers", "labels"),
     "unset": ("questions", "answers", "sized"),
 }  # fmt: skip
