@@ -182,7 +182,8 @@ def main() -> None:
                 res = {"error": f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"}
             res["wall_s"] = round(time.perf_counter() - t, 1)
             report["cases"][name] = res
-            print(f"== {name}: {json.dumps(res)}", flush=True)
+            shown = {k: v for k, v in res.items() if k != "profile"}  # the tables: NAME_profiles.md
+            print(f"== {name}: {json.dumps(shown)}", flush=True)
             _write(out, args.name, report)
     finally:
         shutil.rmtree(work, ignore_errors=True)
