@@ -69,6 +69,7 @@ _FACT_WEIGHT, _FACT_WEIGHT_EACH, _FACT_WEIGHT_MAX = 0.02, 0.08, 0.40
 # goes on with one more question about one of them (each set field then gets tens of answers in
 # 600 conversations without taking samples from the name and maker)
 _PROFILE_FOLLOW_SHARE = 0.5
+_FOLLOW_BASED_ON = False  # the follow-ups also ask what it is built on (a sweep's switch)
 _FACT_SET_SHARE = 0.85  # of fact questions, about a fact that is set (the rest: refused)
 _YES_SHARE = 0.5  # of yes/no base questions, about the base itself
 # a parameter count that a base model's name states: "135M", "1.8B", "7B" (not "A3B")
@@ -372,11 +373,13 @@ class _Sampler:
 
     def set_fields(self, lang: str) -> list[tuple[str, str | None]]:
         """The purpose and the facts the profile sets, as (intent, fact key), where `lang`'s table
-        can ask about them; none under a persona."""
+        can ask about them (and the base model, with `_FOLLOW_BASED_ON`); none under a persona."""
         if self.persona:
             return []
         table = self.tables[lang]
         out: list[tuple[str, str | None]] = []
+        if _FOLLOW_BASED_ON and self.based_on(lang) and _profile_stems(table, "based_on"):
+            out.append(("based_on", None))
         if self.ident.purpose_in(lang) and table["purpose"].get("questions"):
             out.append(("purpose", None))
         asked = table["facts"].get("questions", {})
