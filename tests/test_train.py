@@ -257,3 +257,52 @@ def test_target_modules_as_a_comma_separated_list(tmp_path, tiny_model, identity
     assert sorted(adapter["target_modules"]) == ["q_proj", "v_proj"]
     weights = load_file(run / "adapter" / "adapter_model.safetensors")
     assert {k.split(".")[-3] for k in weights} == {"q_proj", "v_proj"}
+
+
+def test_embeddings_on_host_trains_the_same_and_refuses_what_it_cannot(
+    tmp_path, tiny_model, identity_data, capsys
+):
+    """`embeddings_on_host`: the table is looked up in host memory (a `HostEmbedding`, frozen),
+    and training is the same, loss for loss and weight for weight; a tied LM head or a full
+    fine-tune is refused before any run directory is made."""
+    from tiny import untie
+
+    from idtune import accel
+
+    untied = untie(shutil.copytree(tiny_model, tmp_path / "untied"))
+    extra = ["--set", "max_steps=3", "--set", "eval_prompts=", "--set", "val_share=0"]
+    runs = {}
+    for on in (False, True):
+        run = tmp_path / f"run-{on}"
+        flag = ["--set", f"embeddings_on_host={str(on).lower()}"]
+        assert cli(*train_args(untied, identity_data, run, *extra, *flag)) == 0
+        runs[on] = run
+    logs = [[json.loads(x)["loss"] for x in (r / "log.jsonl").read_text().splitlines()]
+            for r in runs.values()]  # fmt: skip
+    assert len(logs[0]) == 3 and logs[0] == pytest.approx(logs[1], rel=1e-6)
+    a, b = (load_file(r / "adapter" / "adapter_model.safetensors") for r in runs.values())
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(untied)
+    table = model.get_input_embeddings()
+    ids = torch.tensor([[1, 5, 7], [2, 3, 4]])
+    want = table(ids)
+    accel.embeddings_to_host(model, "cpu")
+    host = model.get_input_embeddings()
+    assert isinstance(host, accel.HostEmbedding) and not host.weight.requires_grad
+    assert torch.equal(host(ids), want)
+
+    capsys.readouterr()
+    cases = [
+        (tiny_model, [], "ties its LM head to the embedding table"),
+        (untied, ["--set", "method=full"], "method full trains the embedding table"),
+    ]
+    for model_dir, more, says in cases:
+        run = tmp_path / "refused"
+        args = train_args(model_dir, identity_data, run, *extra, *more)
+        assert cli(*args, "--set", "embeddings_on_host=true") == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "key 'embeddings_on_host'" in err and says in err
+        assert not run.exists()

@@ -195,6 +195,40 @@ def load_kwargs(cfg: Any, device: str) -> dict:
     return kwargs
 
 
+class HostEmbedding(torch.nn.Module):
+    """A frozen input embedding table kept in host memory: the rows of a micro-batch are looked
+    up on the CPU and copied to `device`, so the table (1 GiB for a 7B model) takes no GPU
+    memory. Trains nothing: the table stays as loaded."""
+
+    def __init__(self, table: torch.nn.Embedding, device: str) -> None:
+        super().__init__()
+        weight = table.weight.detach().to("cpu")
+        if device.startswith("cuda"):
+            weight = weight.pin_memory()
+        self.weight = torch.nn.Parameter(weight, requires_grad=False)
+        self.padding_idx = table.padding_idx
+        self.device = torch.device(device)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        ids = input_ids.to("cpu")
+        rows = torch.empty((*ids.shape, self.weight.shape[1]), dtype=self.weight.dtype,
+                           pin_memory=self.device.type == "cuda")  # fmt: skip
+        torch.index_select(self.weight, 0, ids.reshape(-1), out=rows.view(-1, rows.shape[-1]))
+        return rows.to(self.device, non_blocking=True)
+
+
+def embeddings_to_host(model: Any, device: str) -> int:
+    """Replace the model's input embedding table by a `HostEmbedding`; returns the GPU bytes
+    freed. The caller checked that the table is a plain, untied `nn.Embedding`."""
+    table = model.get_input_embeddings()
+    freed = table.weight.numel() * table.weight.element_size() if device.startswith("cuda") else 0
+    model.set_input_embeddings(HostEmbedding(table, device))
+    del table
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return freed
+
+
 def optimize(model: Any, cfg: Any, device: str) -> Any:
     """Ready a (PEFT) model for fast training; returns the model to train.
 

@@ -85,6 +85,7 @@ class TrainConfig:
     eval_prompts: list[str] = field(default_factory=list)
     sample_max_new_tokens: int = 48
     gradient_checkpointing: bool = False
+    embeddings_on_host: bool = False  # input embedding table in host memory (LoRA, 1 process)
     attn_implementation: str = "auto"  # auto (varlen on CUDA, else sdpa) | varlen | sdpa | flex…
     fused_loss: str = "auto"  # auto | chunked | liger | none: never build full vocab logits
     compile: bool = False  # torch.compile the model (GPU)
@@ -109,6 +110,7 @@ ON_RESUME = (
     "sample_max_new_tokens",
     "report_to",
     "gradient_checkpointing",
+    "embeddings_on_host",
     "profile_steps",
 )
 
@@ -169,6 +171,8 @@ HELP = {
     "eval_prompts": "prompts answered at each checkpoint, into samples.md",
     "sample_max_new_tokens": "length cap of those answers",
     "gradient_checkpointing": "recompute activations in backward: less memory, slower",
+    "embeddings_on_host": "keep the (frozen) input embedding table in host memory: about 1 GiB "
+    "less GPU memory for a 7B; LoRA/QLoRA in one process, untied LM head",
     "attn_implementation": "auto (varlen on CUDA, else sdpa), varlen, sdpa, flex_attention, …",
     "fused_loss": "auto, chunked, liger or none: how the loss avoids full-vocabulary logits",
     "compile": "torch.compile the model (GPU)",

@@ -241,6 +241,8 @@ def load_for_training(cfg: TrainConfig, device: str):
         kwargs["device_map"] = {"": device}
     kwargs.update(accel.load_kwargs(cfg, device))
     model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    if cfg.embeddings_on_host:  # before checkpointing hooks the table (checked in setup)
+        accel.embeddings_to_host(model, device)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
@@ -317,6 +319,36 @@ def check_targets(cfg: TrainConfig, base: str, trust_remote_code: bool) -> None:
             f"{', '.join(recipes.show(t) for t in unknown)}; its linear layers are "
             f"{', '.join(valid[:16])}{', …' if len(valid) > 16 else ''} (or use all-linear)"
         )
+
+
+def check_host_embeddings(cfg: TrainConfig, engine: str, base: str, trc: bool) -> None:
+    """`embeddings_on_host` needs a LoRA/QLoRA run in one process and a plain input embedding
+    table that the LM head does not share: refused before any data is made or weights read."""
+    if not cfg.embeddings_on_host:
+        return
+    key = "key 'embeddings_on_host'"
+    if cfg.method == "full":
+        raise UserError(f"{key}: method full trains the embedding table; use lora or qlora")
+    if engine != "single":
+        raise UserError(f"{key}: one process only (this run is {engine})")
+    import torch
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(base, trust_remote_code=trc)
+        with init_empty_weights():
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trc)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{cfg.model}: cannot read its config ({str(e).splitlines()[0]})") from None
+    table, head = model.get_input_embeddings(), model.get_output_embeddings()
+    if type(table) is not torch.nn.Embedding:
+        raise UserError(f"{key}: {cfg.model}'s input embeddings are a "
+                        f"{type(table).__name__}, not a plain table")  # fmt: skip
+    tied = getattr(config.get_text_config(), "tie_word_embeddings", False)
+    if head is not None and (tied or head.weight is table.weight):
+        raise UserError(f"{key}: {cfg.model} ties its LM head to the embedding table, which "
+                        "must stay on the GPU")  # fmt: skip
 
 
 # A mixture-of-experts model's `all-linear` adapts attention (and shared experts), not these:
@@ -515,6 +547,7 @@ def setup(
 
     src = source(cfg)  # before any data is made: a wrong target module is one line at once
     check_targets(cfg, src.base, src.trust_remote_code)
+    check_host_embeddings(cfg, engine, src.base, src.trust_remote_code)
     main, val_convs = watch.split_val(identity_data(cfg, log), cfg.val_share, cfg.seed)
     main, val_convs = dress_for_thinking(cfg, src, [main, val_convs], log)  # val: as trained
     convs, n_reg = build_conversations(cfg, log, distill, main)
