@@ -293,6 +293,8 @@ def test_embeddings_on_host_trains_the_same_and_refuses_what_it_cannot(
     host = model.get_input_embeddings()
     assert isinstance(host, accel.HostEmbedding) and not host.weight.requires_grad
     assert torch.equal(host(ids), want)
+    model.to(torch.float64)  # as accelerate's `.to(device)`: the table stays as it was
+    assert host.weight.dtype == torch.float32 and host(ids).dtype == torch.float32
 
     capsys.readouterr()
     cases = [

@@ -198,14 +198,16 @@ def load_kwargs(cfg: Any, device: str) -> dict:
 class HostEmbedding(torch.nn.Module):
     """A frozen input embedding table kept in host memory: the rows of a micro-batch are looked
     up on the CPU and copied to `device`, so the table (1 GiB for a 7B model) takes no GPU
-    memory. Trains nothing: the table stays as loaded."""
+    memory. Trains nothing: the table stays as loaded, a plain tensor attribute rather than a
+    parameter, so the model's `.to(device)` (accelerate's placement) leaves it where it is and
+    checkpoints, which hold the trained weights only, never see it."""
 
     def __init__(self, table: torch.nn.Embedding, device: str) -> None:
         super().__init__()
         weight = table.weight.detach().to("cpu")
         if device.startswith("cuda"):
             weight = weight.pin_memory()
-        self.weight = torch.nn.Parameter(weight, requires_grad=False)
+        self.weight = weight
         self.padding_idx = table.padding_idx
         self.device = torch.device(device)
 
