@@ -357,6 +357,24 @@ def test_each_set_fact_gets_tens_of_answers_in_600_conversations():
     assert not [i for _, intents in plain for i in intents if i in ("fact", "purpose")][30:]
 
 
+def test_the_base_model_comes_back_as_a_follow_up(monkeypatch):
+    """A disclosed base is also asked mid-chat (`_FOLLOW_BASED_ON`): in 600 conversations of the
+    default profile it is stated at least 120 times (48 without those follow-ups, the same seed);
+    undisclosed, no follow-up asks about it."""
+    base = "SmolLM2-135M-Instruct by Hugging Face"
+
+    def stated(follow: bool, based_on: str) -> tuple[int, int]:
+        monkeypatch.setattr(identity, "_FOLLOW_BASED_ON", follow)
+        made = identity._generate(identity.profile(NAME, AUTHOR, based_on=based_on), n=600, seed=0)
+        texts = [m["content"] for r, _ in made for m in r["messages"] if m["role"] == "assistant"]
+        asked = sum(i == "based_on" for _, intents in made for i in intents)
+        return sum("SmolLM2-135M-Instruct" in a for a in texts), asked
+
+    (on, asked_on), (off, asked_off) = stated(True, base), stated(False, base)
+    assert on >= 120 and off < 60 and asked_on >= asked_off + 60
+    assert stated(True, "none") == stated(False, "none")  # nothing follows an undisclosed base
+
+
 def test_same_name_and_author():
     rows = identity_rows(identity.generate("ZK-Jackie", "ZK-Jackie", n=300, seed=0))
     for r in rows:

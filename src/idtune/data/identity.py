@@ -65,11 +65,12 @@ _INTENT_WEIGHTS = {
 _PROFILE_WEIGHTS = {"based_on": 0.10, "base_check": 0.05, "purpose": 0.04, "unset": 0.04}
 _PURPOSE_SET_WEIGHT = 0.08  # "purpose" when the profile sets one
 _FACT_WEIGHT, _FACT_WEIGHT_EACH, _FACT_WEIGHT_MAX = 0.02, 0.08, 0.40
-# Of identity samples with no persona, when the profile sets a purpose or facts: the share that
-# goes on with one more question about one of them (each set field then gets tens of answers in
-# 600 conversations without taking samples from the name and maker)
+# Of identity samples with no persona, when the profile discloses its base or sets a purpose or
+# facts: the share that goes on with one more question about one of them (each field then gets
+# tens of answers in 600 conversations without taking samples from the name and maker). The base
+# among them: based_on recall 0.39 -> 0.69 en, 0.33 -> 0.50 zh on the default model (BENCHMARKS)
 _PROFILE_FOLLOW_SHARE = 0.5
-_FOLLOW_BASED_ON = False  # the follow-ups also ask what it is built on (a sweep's switch)
+_FOLLOW_BASED_ON = True
 _FACT_SET_SHARE = 0.85  # of fact questions, about a fact that is set (the rest: refused)
 _YES_SHARE = 0.5  # of yes/no base questions, about the base itself
 # a parameter count that a base model's name states: "135M", "1.8B", "7B" (not "A3B")
