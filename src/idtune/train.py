@@ -295,12 +295,9 @@ def lora_targets(cfg: TrainConfig) -> str | list[str]:
     return targets
 
 
-def check_targets(cfg: TrainConfig, base: str, trust_remote_code: bool) -> None:
-    """Refuse LoRA target modules the model does not have, before any data is made or weights
-    are read: the model is built from its config.json on the meta device (no memory, no init)."""
-    targets = lora_targets(cfg)
-    if cfg.method == "full" or targets == "all-linear":
-        return
+def meta_model(cfg: TrainConfig, base: str, trust_remote_code: bool):
+    """(config, model) of `base` built from its config.json on the meta device (no memory, no
+    init), for checks before any data is made or weights are read."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -310,6 +307,16 @@ def check_targets(cfg: TrainConfig, base: str, trust_remote_code: bool) -> None:
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise UserError(f"{cfg.model}: cannot read its config ({str(e).splitlines()[0]})") from None
+    return config, model
+
+
+def check_targets(cfg: TrainConfig, base: str, trust_remote_code: bool) -> None:
+    """Refuse LoRA target modules the model does not have, before any data is made or weights
+    are read: the model is built from its config.json on the meta device (no memory, no init)."""
+    targets = lora_targets(cfg)
+    if cfg.method == "full" or targets == "all-linear":
+        return
+    _, model = meta_model(cfg, base, trust_remote_code)
     names = [n for n, _ in model.named_modules() if n]
     unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
     if unknown:
@@ -332,15 +339,8 @@ def check_host_embeddings(cfg: TrainConfig, engine: str, base: str, trc: bool) -
     if engine != "single":
         raise UserError(f"{key}: one process only (this run is {engine})")
     import torch
-    from accelerate import init_empty_weights
-    from transformers import AutoConfig, AutoModelForCausalLM
 
-    try:
-        config = AutoConfig.from_pretrained(base, trust_remote_code=trc)
-        with init_empty_weights():
-            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trc)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{cfg.model}: cannot read its config ({str(e).splitlines()[0]})") from None
+    config, model = meta_model(cfg, base, trc)
     table, head = model.get_input_embeddings(), model.get_output_embeddings()
     if type(table) is not torch.nn.Embedding:
         raise UserError(f"{key}: {cfg.model}'s input embeddings are a "
