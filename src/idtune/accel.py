@@ -219,16 +219,12 @@ class HostEmbedding(torch.nn.Module):
         return rows.to(self.device, non_blocking=True)
 
 
-def embeddings_to_host(model: Any, device: str) -> int:
-    """Replace the model's input embedding table by a `HostEmbedding`; returns the GPU bytes
-    freed. The caller checked that the table is a plain, untied `nn.Embedding`."""
-    table = model.get_input_embeddings()
-    freed = table.weight.numel() * table.weight.element_size() if device.startswith("cuda") else 0
-    model.set_input_embeddings(HostEmbedding(table, device))
-    del table
+def embeddings_to_host(model: Any, device: str) -> None:
+    """Replace the model's input embedding table by a `HostEmbedding` (the caller checked that
+    the table is a plain, untied `nn.Embedding`) and give its GPU memory back."""
+    model.set_input_embeddings(HostEmbedding(model.get_input_embeddings(), device))
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
-    return freed
 
 
 def optimize(model: Any, cfg: Any, device: str) -> Any:
