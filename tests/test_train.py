@@ -285,6 +285,12 @@ def test_embeddings_on_host_trains_the_same_and_refuses_what_it_cannot(
 
     from transformers import AutoModelForCausalLM
 
+    from idtune import train
+
+    sets = [f"model={untied}", "embeddings_on_host=true"]
+    loaded, *_ = train.load_for_training(recipes.read_config("identity-lora", sets), "cpu")
+    assert isinstance(loaded.get_input_embeddings(), accel.HostEmbedding)  # the runs above used it
+
     model = AutoModelForCausalLM.from_pretrained(untied)
     table = model.get_input_embeddings()
     ids = torch.tensor([[1, 5, 7], [2, 3, 4]])

@@ -61,7 +61,7 @@ _INTENT_WEIGHTS = {
 # The profile's questions, next to those above (their weights add up to 1): about a fifth of the
 # identity questions, more with a purpose or facts set. A fact's share grows with the facts set
 # (each needs its own samples: 5-9 answers a fact in 600 conversations left its recall at 0.00;
-# 60-70, with the follow-ups below, gave 0.25-0.50 on one CPU seed, BENCHMARKS.md).
+# 60-70, with the follow-ups below, gave 0.75 en / 0.33 zh over 3 GPU seeds, BENCHMARKS.md).
 _PROFILE_WEIGHTS = {"based_on": 0.10, "base_check": 0.05, "purpose": 0.04, "unset": 0.04}
 _PURPOSE_SET_WEIGHT = 0.08  # "purpose" when the profile sets one
 _FACT_WEIGHT, _FACT_WEIGHT_EACH, _FACT_WEIGHT_MAX = 0.02, 0.08, 0.40
