@@ -281,15 +281,7 @@ def test_fsdp_full_fine_tune_resumes_exactly(tiny_model, data, tmp_path):
                     "--fsdp", "--gpus", "2")  # fmt: skip
     assert cli(*args) == 0
     assert (run / "checkpoints" / "step-2" / "fsdp" / ".metadata").is_file()
-    first = [json.loads(x)["loss"] for x in (run / "log.jsonl").read_text().splitlines()]
-    (run / "model").rename(run / "uninterrupted")
-    import shutil
-
-    shutil.rmtree(run / "checkpoints" / "step-4")  # resume from step 2: 4 steps to redo
-    assert cli(*args, "--resume") == 0
-    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
-    assert [r["loss"] for r in log] == first
+    resume_from_step_2(args, run, "model")
     final = load_file(run / "model" / "model.safetensors")
     assert max_diff(final, load_file(run / "uninterrupted" / "model.safetensors")) <= 1e-6
     import torch
@@ -297,6 +289,55 @@ def test_fsdp_full_fine_tune_resumes_exactly(tiny_model, data, tmp_path):
 
     model = AutoModelForCausalLM.from_pretrained(run / "model")  # usable as it is (merge, chat)
     assert torch.equal(model.model.embed_tokens.weight.detach(), final["model.embed_tokens.weight"])
+
+
+def test_fsdp_lora_keeps_the_adapter_whole_and_resumes_exactly(tiny_model, data, tmp_path):
+    """--fsdp with LoRA: the frozen base is sharded, the adapter is whole on each rank (plain
+    tensors, its gradients averaged by idtune), and its checkpoint (torch distributed
+    checkpoint) resumes to the uninterrupted run's losses and adapter."""
+    import torch
+    from torch.distributed.tensor import DTensor
+
+    from idtune import parallel
+
+    model = parallel.LossModule(_peft_tiny(tiny_model), "none", 0.0)
+    parallel.shard(model, torch.device("cpu"), bf16=False)
+    kinds = {(p.requires_grad, isinstance(p, DTensor)) for p in model.parameters()}
+    assert kinds == {(True, False), (False, True)}  # adapter whole, base sharded
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+
+    run = tmp_path / "run"
+    args = run_args(tiny_model, data, run, "--set", "batch_tokens=512", "--fsdp", "--gpus", "2")
+    assert cli(*args) == 0
+    resume_from_step_2(args, run, "adapter")
+    final = load_file(run / "adapter" / "adapter_model.safetensors")
+    assert max_diff(final, load_file(run / "uninterrupted" / "adapter_model.safetensors")) <= 1e-6
+
+
+def resume_from_step_2(args, run, result: str) -> None:
+    """Move the finished run's RESULT folder to uninterrupted/, drop the step-4 checkpoint and
+    `--resume`: the 4 steps redone log the uninterrupted run's losses."""
+    import shutil
+
+    first = [json.loads(x)["loss"] for x in (run / "log.jsonl").read_text().splitlines()]
+    (run / result).rename(run / "uninterrupted")
+    shutil.rmtree(run / "checkpoints" / "step-4")
+    assert cli(*args, "--resume") == 0
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in log] == first
+
+
+def _peft_tiny(path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(path)
+    for p in base.parameters():
+        p.requires_grad_(False)
+    return get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
 
 
 def test_zero3_sizes_keep_adapters_whole_and_prefetch_a_layer(tiny_model):

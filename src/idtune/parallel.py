@@ -8,7 +8,8 @@ launcher (see `launcher.py`), which tells each of them the engine through its en
   and keeps the scheduler and RNG states; `fully_shard` goes on each decoder layer (compiled
   first, when `compile` is on) and on the root (embeddings, final norm, LM head), full
   fine-tunes compute in bf16 through FSDP2's `MixedPrecisionPolicy` (fp32 sharded weights and
-  optimizer state, fp32 gradient reduction), and checkpoints are torch's distributed checkpoint
+  optimizer state, fp32 gradient reduction), an adapter (LoRA, QLoRA) stays whole on every rank
+  while its frozen base is sharded, and checkpoints are torch's distributed checkpoint
   (`save_sharded` / `load_sharded`). It runs the same on GPUs (NCCL) and on CPU (gloo).
 
 - `LossModule`: the model and its loss in one module, so the loss (chunked cross-entropy
@@ -130,16 +131,42 @@ def shard(wrapped: LossModule, device: Any, bf16: bool) -> None:
         if bf16
         else MixedPrecisionPolicy()
     )
+    # an adapter (some weights frozen: LoRA, QLoRA) stays whole on every rank, as DDP and
+    # ZeRO-3's persistence threshold (`zero3_sizes`) keep it: FSDP2 gathers the frozen base
+    # only, the optimizer and clipping see plain tensors, `reduce_replicated` averages its grads
+    params = list(wrapped.parameters())
+    trainable = {p for p in params if p.requires_grad}
+    whole = trainable if len(trainable) < len(params) else None
     layers = decoder_layers(wrapped.model)
     for i, layer in enumerate(layers):
         # the last layer's weights are needed again right away by backward: kept gathered
-        fully_shard(layer, mesh=mesh, mp_policy=mp, reshard_after_forward=i < len(layers) - 1)
-    fully_shard(wrapped, mesh=mesh, mp_policy=mp)
+        fully_shard(layer, mesh=mesh, mp_policy=mp, reshard_after_forward=i < len(layers) - 1,
+                    ignored_params=whole)  # fmt: skip
+    fully_shard(wrapped, mesh=mesh, mp_policy=mp, ignored_params=whole)
+
+
+def reduce_replicated(parameters: Any) -> None:
+    """Average over the ranks the gradients of the weights FSDP2 leaves whole on each of them
+    (an adapter's, see `shard`), one all-reduce per dtype; nothing in one process."""
+    import torch.distributed as dist
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+    from torch.distributed.tensor import DTensor
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return
+    grads = [p.grad for p in parameters if p.grad is not None and not isinstance(p, DTensor)]
+    for dtype in {g.dtype for g in grads}:
+        same = [g for g in grads if g.dtype == dtype]
+        flat = _flatten_dense_tensors(same)
+        dist.all_reduce(flat)
+        flat /= dist.get_world_size()
+        for g, reduced in zip(same, _unflatten_dense_tensors(flat, same), strict=True):
+            g.copy_(reduced)
 
 
 def clip_grad_norm(parameters: Any, max_norm: float) -> None:
-    """Clip gradients (DTensor shards) by their global norm, as torch's clip_grad_norm_ does
-    for plain tensors: the norm is summed over all ranks first."""
+    """Clip gradients by their global norm, as torch's clip_grad_norm_ does: a full fine-tune's
+    are DTensor shards, whose norm is summed over all ranks first; an adapter's are whole."""
     from torch.distributed.tensor import DTensor
 
     params = [p for p in parameters if p.grad is not None]
@@ -172,7 +199,9 @@ def load_sharded(model: Any, optimizer: Any, directory: Any, trainable_only: boo
     opts = StateDictOptions(ignore_frozen_params=trainable_only)
     msd, osd = get_state_dict(model, optimizer, options=opts)
     state = {"model": msd, "optimizer": osd}
-    dcp.load(state, checkpoint_id=str(directory))
+    dcp.load(state, checkpoint_id=str(directory))  # every key asked for, or it raises
+    # not strict: the frozen weights (LoRA's base) are neither saved nor asked for
+    opts = StateDictOptions(ignore_frozen_params=trainable_only, strict=not trainable_only)
     set_state_dict(model, optimizer, model_state_dict=state["model"],
                    optim_state_dict=state["optimizer"], options=opts)  # fmt: skip
 

@@ -759,6 +759,7 @@ def train(
                     acc.backward(loss * scale)
                 loss_sum += float(loss.detach())
             if engine == "fsdp2":
+                parallel.reduce_replicated(model.parameters())
                 parallel.clip_grad_norm(model.parameters(), 1.0)
             else:
                 acc.clip_grad_norm_(model.parameters(), 1.0)
