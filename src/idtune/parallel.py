@@ -8,7 +8,7 @@ launcher (see `launcher.py`), which tells each of them the engine through its en
   and keeps the scheduler and RNG states; `fully_shard` goes on each decoder layer (compiled
   first, when `compile` is on) and on the root (embeddings, final norm, LM head), full
   fine-tunes compute in bf16 through FSDP2's `MixedPrecisionPolicy` (fp32 sharded weights and
-  optimizer state, fp32 gradient reduction), an adapter (LoRA, QLoRA) stays whole on every rank
+  optimizer state, fp32 gradient reduction), a LoRA adapter stays whole on every rank
   while its frozen base is sharded, and checkpoints are torch's distributed checkpoint
   (`save_sharded` / `load_sharded`). It runs the same on GPUs (NCCL) and on CPU (gloo).
 
@@ -131,7 +131,7 @@ def shard(wrapped: LossModule, device: Any, bf16: bool) -> None:
         if bf16
         else MixedPrecisionPolicy()
     )
-    # an adapter (some weights frozen: LoRA, QLoRA) stays whole on every rank, as DDP and
+    # an adapter (LoRA: the other weights frozen) stays whole on every rank, as DDP and
     # ZeRO-3's persistence threshold (`zero3_sizes`) keep it: FSDP2 gathers the frozen base
     # only, the optimizer and clipping see plain tensors, `reduce_replicated` averages its grads
     params = list(wrapped.parameters())
