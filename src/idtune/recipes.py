@@ -172,7 +172,7 @@ HELP = {
     "sample_max_new_tokens": "length cap of those answers",
     "gradient_checkpointing": "recompute activations in backward: less memory, slower",
     "embeddings_on_host": "keep the (frozen) input embedding table in host memory: about 1 GiB "
-    "less GPU memory for a 7B; LoRA/QLoRA in one process, untied LM head (untested on GPU)",
+    "less GPU memory for a 7B; LoRA/QLoRA in one process, untied LM head",
     "attn_implementation": "auto (varlen on CUDA, else sdpa), varlen, sdpa, flex_attention, …",
     "fused_loss": "auto, chunked, liger or none: how the loss avoids full-vocabulary logits",
     "compile": "torch.compile the model (GPU)",
