@@ -316,6 +316,43 @@ def test_fsdp_lora_keeps_the_adapter_whole_and_resumes_exactly(tiny_model, data,
     assert max_diff(final, load_file(run / "uninterrupted" / "adapter_model.safetensors")) <= 1e-6
 
 
+REDUCE_SCRIPT = """
+import json, os, sys
+import torch, torch.distributed as dist
+from idtune import parallel
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+frozen = torch.nn.Parameter(torch.zeros(4), requires_grad=False)
+b.grad = torch.full((2,), 2.0 + rank, dtype=torch.float64)
+if rank == 0:  # an expert only rank 0's tokens reached
+    a.grad = torch.tensor([4.0, 6.0, 8.0])
+parallel.reduce_replicated([a, b, frozen])
+json.dump({"a": a.grad.tolist(), "b": b.grad.tolist(), "frozen": frozen.grad},
+          open(sys.argv[1], "w"))
+dist.destroy_process_group()
+"""
+
+
+def test_reduce_replicated_averages_and_counts_a_missing_gradient_as_zeros(tmp_path):
+    """The whole adapter's gradients under FSDP2 on 2 gloo processes: averaged per dtype, and a
+    weight with no gradient on one rank (an unrouted expert) is zeros there, not left out (the
+    ranks would then reduce buffers of different sizes)."""
+    script = tmp_path / "reduce.py"
+    script.write_text(REDUCE_SCRIPT)
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+           "WORLD_SIZE": "2"}  # fmt: skip
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / f"{r}.json")],
+                              env={**env, "RANK": str(r)}, stderr=subprocess.PIPE, text=True)
+             for r in range(2)]  # fmt: skip
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)  # a bound for a hang, not a wait
+        assert proc.returncode == 0, err[-2000:]
+    for r in range(2):
+        got = json.loads((tmp_path / f"{r}.json").read_text())
+        assert got == {"a": [2.0, 3.0, 4.0], "b": [2.5, 2.5], "frozen": None}
+
+
 def resume_from_step_2(args, run, result: str) -> None:
     """Move the finished run's RESULT folder to uninterrupted/, drop the step-4 checkpoint and
     `--resume`: the 4 steps redone log the uninterrupted run's losses."""

@@ -147,15 +147,21 @@ def shard(wrapped: LossModule, device: Any, bf16: bool) -> None:
 
 def reduce_replicated(parameters: Any) -> None:
     """Average over the ranks the gradients of the weights FSDP2 leaves whole on each of them
-    (an adapter's, see `shard`), one all-reduce per dtype; nothing in one process."""
+    (an adapter's, see `shard`), one all-reduce per dtype; nothing in one process. A weight
+    that got no gradient on this rank (a mixture-of-experts expert no token of it reached)
+    counts as zeros, so every rank reduces the same tensors in the same order."""
     import torch.distributed as dist
     from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
     from torch.distributed.tensor import DTensor
 
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return
-    grads = [p.grad for p in parameters if p.grad is not None and not isinstance(p, DTensor)]
-    for dtype in {g.dtype for g in grads}:
+    whole = [p for p in parameters if p.requires_grad and not isinstance(p, DTensor)]
+    for p in whole:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in whole]
+    for dtype in sorted({g.dtype for g in grads}, key=str):
         same = [g for g in grads if g.dtype == dtype]
         flat = _flatten_dense_tensors(same)
         dist.all_reduce(flat)
