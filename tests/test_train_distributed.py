@@ -301,7 +301,7 @@ def test_fsdp_lora_keeps_the_adapter_whole_and_resumes_exactly(tiny_model, data,
     from idtune import parallel
 
     model = parallel.LossModule(_peft_tiny(tiny_model), "none", 0.0)
-    parallel.shard(model, torch.device("cpu"), bf16=False)
+    parallel.shard(model, torch.device("cpu"), bf16=False, adapter=True)
     kinds = {(p.requires_grad, isinstance(p, DTensor)) for p in model.parameters()}
     assert kinds == {(True, False), (False, True)}  # adapter whole, base sharded
     import torch.distributed as dist
@@ -323,21 +323,24 @@ from idtune import parallel
 dist.init_process_group("gloo")
 rank = dist.get_rank()
 a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+unused = torch.nn.Parameter(torch.zeros(2))  # no gradient on any rank
 frozen = torch.nn.Parameter(torch.zeros(4), requires_grad=False)
 b.grad = torch.full((2,), 2.0 + rank, dtype=torch.float64)
 if rank == 0:  # an expert only rank 0's tokens reached
     a.grad = torch.tensor([4.0, 6.0, 8.0])
-parallel.reduce_replicated([a, b, frozen])
-json.dump({"a": a.grad.tolist(), "b": b.grad.tolist(), "frozen": frozen.grad},
-          open(sys.argv[1], "w"))
+parallel.reduce_replicated([a, unused, b, frozen])
+out = {k: None if p.grad is None else p.grad.tolist()
+       for k, p in {"a": a, "b": b, "unused": unused, "frozen": frozen}.items()}
+json.dump(out, open(sys.argv[1], "w"))
 dist.destroy_process_group()
 """
 
 
 def test_reduce_replicated_averages_and_counts_a_missing_gradient_as_zeros(tmp_path):
-    """The whole adapter's gradients under FSDP2 on 2 gloo processes: averaged per dtype, and a
+    """The whole adapter's gradients under FSDP2 on 2 gloo processes: averaged per dtype; a
     weight with no gradient on one rank (an unrouted expert) is zeros there, not left out (the
-    ranks would then reduce buffers of different sizes)."""
+    ranks would then reduce buffers of different sizes); one with none anywhere keeps none (so
+    AdamW leaves it alone, as in one process)."""
     script = tmp_path / "reduce.py"
     script.write_text(REDUCE_SCRIPT)
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
@@ -350,7 +353,7 @@ def test_reduce_replicated_averages_and_counts_a_missing_gradient_as_zeros(tmp_p
         assert proc.returncode == 0, err[-2000:]
     for r in range(2):
         got = json.loads((tmp_path / f"{r}.json").read_text())
-        assert got == {"a": [2.0, 3.0, 4.0], "b": [2.5, 2.5], "frozen": None}
+        assert got == {"a": [2.0, 3.0, 4.0], "b": [2.5, 2.5], "unused": None, "frozen": None}
 
 
 def resume_from_step_2(args, run, result: str) -> None:

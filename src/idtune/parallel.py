@@ -106,10 +106,12 @@ def bf16_compute(cfg: Any, device: Any, engine: str) -> bool:
     )
 
 
-def shard(wrapped: LossModule, device: Any, bf16: bool) -> None:
+def shard(wrapped: LossModule, device: Any, bf16: bool, adapter: bool) -> None:
     """Apply FSDP2 in place, in torchtitan's order: each decoder layer (already compiled by
     `accel.optimize` when `compile` is on) is its own unit, the rest (embeddings, final norm,
     LM head) the root's. `bf16`: compute in bf16 from fp32 weights, reduce gradients in fp32.
+    `adapter` (LoRA): the trainable weights stay whole on every rank, only the frozen ones are
+    sharded.
 
     Call before the optimizer is built: the parameters become DTensor shards.
     """
@@ -134,9 +136,7 @@ def shard(wrapped: LossModule, device: Any, bf16: bool) -> None:
     # an adapter (LoRA: the other weights frozen) stays whole on every rank, as DDP and
     # ZeRO-3's persistence threshold (`zero3_sizes`) keep it: FSDP2 gathers the frozen base
     # only, the optimizer and clipping see plain tensors, `reduce_replicated` averages its grads
-    params = list(wrapped.parameters())
-    trainable = {p for p in params if p.requires_grad}
-    whole = trainable if len(trainable) < len(params) else None
+    whole = {p for p in wrapped.parameters() if p.requires_grad} if adapter else None
     layers = decoder_layers(wrapped.model)
     for i, layer in enumerate(layers):
         # the last layer's weights are needed again right away by backward: kept gathered
@@ -148,8 +148,9 @@ def shard(wrapped: LossModule, device: Any, bf16: bool) -> None:
 def reduce_replicated(parameters: Any) -> None:
     """Average over the ranks the gradients of the weights FSDP2 leaves whole on each of them
     (an adapter's, see `shard`), one all-reduce per dtype; nothing in one process. A weight
-    that got no gradient on this rank (a mixture-of-experts expert no token of it reached)
-    counts as zeros, so every rank reduces the same tensors in the same order."""
+    that got a gradient on some ranks only (an expert that the tokens of the others did not
+    reach) counts as zeros on the others, so every rank reduces the same tensors in the same
+    order; one that got none anywhere keeps no gradient, as in one process."""
     import torch.distributed as dist
     from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
     from torch.distributed.tensor import DTensor
@@ -157,6 +158,12 @@ def reduce_replicated(parameters: Any) -> None:
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return
     whole = [p for p in parameters if p.requires_grad and not isinstance(p, DTensor)]
+    if not whole:
+        return
+    seen = torch.tensor([p.grad is not None for p in whole], dtype=torch.float32,
+                        device=whole[0].device)  # fmt: skip
+    dist.all_reduce(seen)
+    whole = [p for p, n in zip(whole, seen.tolist(), strict=True) if n > 0]
     for p in whole:
         if p.grad is None:
             p.grad = torch.zeros_like(p)

@@ -567,7 +567,7 @@ def setup(
     device = accelerator.device
     bf16_compute = parallel.bf16_compute(cfg, device, engine)
     if engine == "fsdp2":  # idtune's own FSDP2: sharded before the optimizer sees the weights
-        parallel.shard(wrapped, device, bf16_compute)
+        parallel.shard(wrapped, device, bf16_compute, adapter=cfg.method != "full")
     params = [p for p in wrapped.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
