@@ -296,17 +296,19 @@ def test_fsdp_lora_keeps_the_adapter_whole_and_resumes_exactly(tiny_model, data,
     tensors, its gradients averaged by idtune), and its checkpoint (torch distributed
     checkpoint) resumes to the uninterrupted run's losses and adapter."""
     import torch
+    import torch.distributed as dist
     from torch.distributed.tensor import DTensor
 
     from idtune import parallel
 
     model = parallel.LossModule(_peft_tiny(tiny_model), "none", 0.0)
-    parallel.shard(model, torch.device("cpu"), bf16=False, adapter=True)
-    kinds = {(p.requires_grad, isinstance(p, DTensor)) for p in model.parameters()}
+    try:
+        parallel.shard(model, torch.device("cpu"), bf16=False, adapter=True)
+        kinds = {(p.requires_grad, isinstance(p, DTensor)) for p in model.parameters()}
+    finally:  # shard started a one-process group in this test process
+        if dist.is_initialized():
+            dist.destroy_process_group()
     assert kinds == {(True, False), (False, True)}  # adapter whole, base sharded
-    import torch.distributed as dist
-
-    dist.destroy_process_group()
 
     run = tmp_path / "run"
     args = run_args(tiny_model, data, run, "--set", "batch_tokens=512", "--fsdp", "--gpus", "2")
@@ -348,9 +350,15 @@ def test_reduce_replicated_averages_and_counts_a_missing_gradient_as_zeros(tmp_p
     procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / f"{r}.json")],
                               env={**env, "RANK": str(r)}, stderr=subprocess.PIPE, text=True)
              for r in range(2)]  # fmt: skip
-    for proc in procs:
-        _, err = proc.communicate(timeout=600)  # a bound for a hang, not a wait
-        assert proc.returncode == 0, err[-2000:]
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=600)  # a bound for a hang, not a wait
+            assert proc.returncode == 0, err[-2000:]
+    finally:  # a rank left waiting on the other is not left behind
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     for r in range(2):
         got = json.loads((tmp_path / f"{r}.json").read_text())
         assert got == {"a": [2.0, 3.0, 4.0], "b": [2.5, 2.5], "unused": None, "frozen": None}

@@ -295,7 +295,7 @@ def lora_targets(cfg: TrainConfig) -> str | list[str]:
     return targets
 
 
-def meta_model(cfg: TrainConfig, base: str, trust_remote_code: bool):
+def meta_model(cfg: TrainConfig, base: str, trust_remote_code: bool) -> tuple[Any, Any]:
     """(config, model) of `base` built from its config.json on the meta device (no memory, no
     init), for checks before any data is made or weights are read."""
     from accelerate import init_empty_weights
