@@ -12,11 +12,11 @@ are written after every case to DIR/NAME.json (and DIR/NAME.md at the end).
 The default group is issue 28's, on the Qwen2.5-1.5B shape (random weights, built as
 bench/train_gpu.py builds them; rows of 2,048 tokens, 8,192 tokens a step, compiled, LoRA r 64 /
 alpha 128 all-linear): `single-lora`, `single-full`, `fsdp-lora`, `zero3-lora`, `fsdp-full` (also
-trained to a checkpoint at step 5 and resumed from it: the resumed losses and final weights
-against the uninterrupted ones), `zero3-full`, then `qlora-7b` (Qwen2.5-7B shape, QLoRA at the
-issue's 8 GiB: 4,096-token micro-batches × 3, checkpointing, embeddings in host memory,
-single process; skipped without bitsandbytes) and `7b-plain-loop` (bench/train_gpu.py's plain
-transformers + peft loop). A compiled engine case that fails quickly is tried again without
+trained to a checkpoint at step 5 and resumed from it: the resumed losses and final weights against
+the uninterrupted ones), `zero3-full` (the same resume check), then `qlora-7b` (Qwen2.5-7B shape,
+QLoRA at the issue's 8 GiB: 4,096-token micro-batches × 3, checkpointing, embeddings in host
+memory, single process; skipped without bitsandbytes) and `7b-plain-loop` (bench/train_gpu.py's
+plain transformers + peft loop). A compiled engine case that fails quickly is tried again without
 `compile` (both attempts recorded). Earlier groups are still here by name (`zero2-*`, `7b-*`,
 `*-32k`, `ddp-lora` with --gpus N > 1).
 
@@ -78,6 +78,7 @@ NO_COMPILE = ["compile=false"]
 FULL = ["lr=1e-5"]
 BIG = ["batch_tokens=32768"]
 QLORA = ["gradient_checkpointing=true", "batch_tokens=4096", "grad_accum=3", "lora.dropout=0"]
+BEFORE = ["--deepspeed", str(Path(__file__).with_name("deepspeed_zero3_before.json"))]
 CASES = {
     # issue 28's group
     "single-lora": Case("qwen2.5-1.5b", "lora", [], COMPILED),
@@ -88,7 +89,7 @@ CASES = {
         "qwen2.5-1.5b", "lora", ["--deepspeed", "zero3"], COMPILED, fallback=NO_COMPILE
     ),  # fmt: skip
     "zero3-full": Case(
-        "qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], COMPILED + FULL, fallback=NO_COMPILE
+        "qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], COMPILED + FULL, True, NO_COMPILE
     ),  # fmt: skip
     # the issue's memory target (<= 8 GiB): 4,096-token micro-batches x 3, checkpointing, the
     # embedding table in host memory; `-gpu-emb` keeps it on the GPU (the trade)
@@ -102,6 +103,10 @@ CASES = {
     "zero3-full-eager": Case("qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], NO_COMPILE + FULL),
     # `fsdp-full` without its checkpoint and resume (half the time, for a profile)
     "fsdp-full-once": Case("qwen2.5-1.5b", "full", ["--fsdp"], COMPILED + FULL, False, NO_COMPILE),
+    # ZeRO-3 as shipped before 2026-12-06 (F.linear replaced by DeepSpeed's memory-efficient
+    # linear; accelerate's reduce bucket, hidden² of the 1.5B shape), beside the new defaults
+    "zero3-full-before": Case("qwen2.5-1.5b", "full", BEFORE, COMPILED + FULL, fallback=NO_COMPILE),
+    "zero3-lora-eager-before": Case("qwen2.5-1.5b", "lora", BEFORE, NO_COMPILE),
     # earlier groups
     "single-full-resume": Case("qwen2.5-1.5b", "full", [], COMPILED + FULL, True),
     "zero3-full-resume": Case("qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], FULL, True),
@@ -126,6 +131,8 @@ RATIOS = [  # (case, baseline, goal) of issue 28
     ("zero3-lora-eager", "single-lora", 0.60),
     ("zero3-full-eager", "single-full", 0.50),
     ("fsdp-full-once", "single-full", 0.85),
+    ("zero3-full-before", "single-full", 0.50),
+    ("zero3-lora-eager-before", "single-lora", 0.60),
 ]
 
 

@@ -227,7 +227,7 @@ def embeddings_to_host(model: Any, device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def optimize(model: Any, cfg: Any, device: str) -> Any:
+def optimize(model: Any, cfg: Any, device: str, compile: bool | None = None) -> Any:
     """Ready a (PEFT) model for fast training; returns the model to train.
 
     - LoRA weights take the dtype of bf16 base weights (GPU): peft keeps them in fp32, which
@@ -237,14 +237,17 @@ def optimize(model: Any, cfg: Any, device: str) -> Any:
       class, its state-dict keys and its methods (save_pretrained, generate), and the chunked
       loss, which calls the decoder directly, runs compiled code too. The compiled forward runs
       only while gradients are on (training); generation and evaluation stay eager, where the
-      growing KV cache would otherwise recompile at every step.
+      growing KV cache would otherwise recompile at every step. The `compile` argument, when
+      given, replaces the recipe's (`parallel.compiles`).
     """
     emb = model.get_input_embeddings()
     if emb is not None and emb.weight.dtype == torch.bfloat16:
         for name, p in model.named_parameters():
             if p.requires_grad and "lora_" in name:
                 p.data = p.data.to(torch.bfloat16)
-    if getattr(cfg, "compile", False):
+    if compile is None:
+        compile = getattr(cfg, "compile", False)
+    if compile:
         for layer in decoder_layers(model):
             compile_for_training(layer)
     return model

@@ -94,6 +94,13 @@ def loss_mode(fused_loss: str, engine: str) -> str:
     return "none" if engine == "deepspeed_zero3" else fused_loss
 
 
+def compiles(method: str, engine: str) -> bool:
+    """Whether `compile` applies under this engine: not to LoRA under ZeRO-3, whose hooks on
+    every module inside a decoder layer (the frozen weights gathered one by one) split each
+    compiled layer into many graphs, half the speed of the uncompiled layers on one GPU."""
+    return not (engine == "deepspeed_zero3" and method != "full")
+
+
 def bf16_compute(cfg: Any, device: Any, engine: str) -> bool:
     """True when FSDP2 should cast the fp32 weights of a full fine-tune to bf16 for compute
     (`MixedPrecisionPolicy`) instead of running autocast over them."""
@@ -271,6 +278,9 @@ def zero3_leaf_layers(model: Any) -> int:
     return len(layers)
 
 
+REDUCE_BUCKET_MAX = 500_000_000  # DeepSpeed's default reduce_bucket_size (elements)
+
+
 def zero3_sizes(model: Any) -> dict:
     """ZeRO-3's size settings for this model, in parameters (elements).
 
@@ -280,13 +290,21 @@ def zero3_sizes(model: Any) -> dict:
       is under it and so never partitioned: the adapters (a few MB) stay whole on each rank and
       are not gathered before each use nor released after; the large frozen matrices stay above
       it and partitioned. Without frozen weights, accelerate's 10·hidden (norms, biases).
+    - `reduce_bucket_size`: the gradients of one decoder layer, so they are reduced once a layer
+      (at most DeepSpeed's own default, 5e8). accelerate's "auto", hidden², holds a few
+      matrices and is smaller than one MLP weight, which ZeRO-3 then reduces on its own through
+      a slower path: per-bucket Python work (a third of a full fine-tune's calls a step).
     """
     from .accel import decoder_layers
 
     hidden = getattr(getattr(model, "config", None), "hidden_size", None) or 1024
     layers = decoder_layers(model)
     per_layer = sum(_numel(p) for p in layers[0].parameters()) if layers else 0
-    out = {"stage3_prefetch_bucket_size": max(int(0.9 * hidden * hidden), per_layer)}
+    grads = sum(_numel(p) for p in layers[0].parameters() if p.requires_grad) if layers else 0
+    out = {
+        "stage3_prefetch_bucket_size": max(int(0.9 * hidden * hidden), per_layer),
+        "reduce_bucket_size": min(max(hidden * hidden, grads), REDUCE_BUCKET_MAX),
+    }
     params = list(model.parameters())
     trainable = [_numel(p) for p in params if p.requires_grad]
     threshold = 10 * hidden

@@ -215,8 +215,9 @@ def collate(batch: list, cfg: TrainConfig, pad_id: int, device) -> dict:
 
 
 # ---------------------------------------------------------------- model
-def load_for_training(cfg: TrainConfig, device: str):
-    """Base model (fp32 on CPU, bf16 on GPU, 4-bit NF4 for qlora) with LoRA attached."""
+def load_for_training(cfg: TrainConfig, device: str, compile: bool | None = None):
+    """Base model (fp32 on CPU, bf16 on GPU, 4-bit NF4 for qlora) with LoRA attached;
+    `compile` overrides the recipe's (None: as the recipe says)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -270,7 +271,7 @@ def load_for_training(cfg: TrainConfig, device: str):
         except ValueError as e:  # peft's NoMatchingPeftModuleError and unsupported layer types
             reason = " ".join(str(e).split())[:300]
             raise UserError(f"key 'lora.target_modules': {reason}") from None
-    model = accel.optimize(model, cfg, device)
+    model = accel.optimize(model, cfg, device, compile)
     return model, tokenizer, template, trc
 
 
@@ -552,7 +553,11 @@ def setup(
     main, val_convs = dress_for_thinking(cfg, src, [main, val_convs], log)  # val: as trained
     convs, n_reg = build_conversations(cfg, log, distill, main)
     ident = identity_of(cfg, log)
-    model, tokenizer, template, trc = load_for_training(cfg, str(accelerator.device))
+    compiled = cfg.compile and parallel.compiles(cfg.method, engine)
+    if cfg.compile and not compiled:
+        log(f"compile: off for {cfg.method} under ZeRO-3 (DeepSpeed's hooks inside each layer "
+            "split the compiled graphs: half the uncompiled speed, BENCHMARKS.md)")  # fmt: skip
+    model, tokenizer, template, trc = load_for_training(cfg, str(accelerator.device), compiled)
     rows = prepare_rows(cfg, tokenizer, convs, n_reg, ident, log)
     per_epoch = steps_per_epoch(rows, cfg, accelerator.num_processes)
     total = cfg.max_steps or max(1, math.ceil(per_epoch * cfg.epochs))
