@@ -115,10 +115,18 @@ def one(variant: str, n: int, seed: int, work: Path, args) -> dict:
     t = time.perf_counter()
     idtune(["eval", str(run), "--compare-base", *(["--quick"] if args.dry_run else [])], log, gpu)
     steps = len((run / "log.jsonl").read_text().splitlines())
-    metrics = json.loads((run / "eval.json").read_text())["metrics"]
+    report = json.loads((run / "eval.json").read_text())
     return {"variant": variant, "n": n, "seed": seed, "steps": steps,
             "train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t, 1),
-            "metrics": metrics}  # fmt: skip
+            "metrics": report["metrics"], "based_on_answers": based_on_answers(report)}  # fmt: skip
+
+
+def based_on_answers(report: dict) -> list[dict]:
+    """The tuned model's answers to the based_on questions with no system prompt (eval.json),
+    each with its language and whether it was scored as stating the base."""
+    rows = report.get("answers", {}).get("tuned", {}).get("no_system", [])
+    keep = [r for r in rows if r.get("kind") == "profile" and r.get("field") == "based_on"]
+    return [{k: r.get(k) for k in ("lang", "prompt", "answer", "ok")} for r in keep]
 
 
 def _flat(metrics: dict, side: str) -> dict[str, float]:
@@ -133,9 +141,10 @@ def _flat(metrics: dict, side: str) -> dict[str, float]:
 
 
 def summary(runs: list[dict]) -> dict:
-    """Per (variant, size): the mean of each tuned metric over the seeds, and the base's."""
+    """Per (variant, size): the mean of each tuned metric over the seeds, and the base's; the
+    per-seed values in the order of the seeds (runs finish in any order)."""
     groups: dict = {}
-    for r in runs:
+    for r in sorted(runs, key=lambda r: r["seed"]):
         if "metrics" not in r:
             continue
         g = groups.setdefault(f"{r['variant']} n{r['n']}", {"runs": [], "base": None})
@@ -159,8 +168,8 @@ def summary(runs: list[dict]) -> dict:
 def markdown(report: dict) -> str:
     lines = [f"{report['environment']}", ""]
     for key, g in report["summary"].items():
-        lines += [f"### {key} ({g['seeds']} seeds)", "", "| score | base | tuned mean | per seed |",
-                  "|---|---:|---:|---|"]  # fmt: skip
+        head = "| score | base | tuned mean | per seed, in seed order |"
+        lines += [f"### {key} ({g['seeds']} seeds)", "", head, "|---|---:|---:|---|"]
         for k, v in g["mean"].items():
             b = (g["base"] or {}).get(k)
             per = " / ".join(f"{x:.2f}" for x in g["per_seed"][k])
