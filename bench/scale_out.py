@@ -79,6 +79,7 @@ FULL = ["lr=1e-5"]
 BIG = ["batch_tokens=32768"]
 QLORA = ["gradient_checkpointing=true", "batch_tokens=4096", "grad_accum=3", "lora.dropout=0"]
 BEFORE = ["--deepspeed", str(Path(__file__).with_name("deepspeed_zero3_before.json"))]
+LINEAR_OFF = ["--deepspeed", str(Path(__file__).with_name("deepspeed_zero3_linear_off.json"))]
 CASES = {
     # issue 28's group
     "single-lora": Case("qwen2.5-1.5b", "lora", [], COMPILED),
@@ -103,10 +104,14 @@ CASES = {
     "zero3-full-eager": Case("qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], NO_COMPILE + FULL),
     # `fsdp-full` without its checkpoint and resume (half the time, for a profile)
     "fsdp-full-once": Case("qwen2.5-1.5b", "full", ["--fsdp"], COMPILED + FULL, False, NO_COMPILE),
-    # ZeRO-3 as shipped before 2026-12-06 (F.linear replaced by DeepSpeed's memory-efficient
-    # linear; accelerate's reduce bucket, hidden² of the 1.5B shape), beside the new defaults
+    # ZeRO-3 as shipped before 2026-12-06 (accelerate's reduce bucket, hidden² of the 1.5B
+    # shape), and with DeepSpeed's memory-efficient linear off (torch's F.linear: faster on one
+    # GPU; on several it would hold each gathered weight until backward, so not shipped)
     "zero3-full-before": Case("qwen2.5-1.5b", "full", BEFORE, COMPILED + FULL, fallback=NO_COMPILE),
     "zero3-lora-eager-before": Case("qwen2.5-1.5b", "lora", BEFORE, NO_COMPILE),
+    "zero3-full-linear-off": Case(
+        "qwen2.5-1.5b", "full", LINEAR_OFF, COMPILED + FULL, fallback=NO_COMPILE
+    ),  # fmt: skip
     # earlier groups
     "single-full-resume": Case("qwen2.5-1.5b", "full", [], COMPILED + FULL, True),
     "zero3-full-resume": Case("qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], FULL, True),
@@ -133,6 +138,7 @@ RATIOS = [  # (case, baseline, goal) of issue 28
     ("fsdp-full-once", "single-full", 0.85),
     ("zero3-full-before", "single-full", 0.50),
     ("zero3-lora-eager-before", "single-lora", 0.60),
+    ("zero3-full-linear-off", "single-full", 0.50),
 ]
 
 

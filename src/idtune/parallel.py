@@ -291,16 +291,19 @@ def zero3_sizes(model: Any) -> dict:
       are not gathered before each use nor released after; the large frozen matrices stay above
       it and partitioned. Without frozen weights, accelerate's 10·hidden (norms, biases).
     - `reduce_bucket_size`: the gradients of one decoder layer, so they are reduced once a layer
-      (at most DeepSpeed's own default, 5e8). accelerate's "auto", hidden², holds a few
-      matrices and is smaller than one MLP weight, which ZeRO-3 then reduces on its own through
-      a slower path: per-bucket Python work (a third of a full fine-tune's calls a step).
+      (at most DeepSpeed's own default, 5e8; a buffer of that size on each process). accelerate's
+      "auto", hidden², holds a few matrices and is smaller than one MLP weight, which ZeRO-3
+      then reduces on its own through a slower path: per-bucket Python work (a quarter of a
+      full fine-tune's Python calls a step, BENCHMARKS.md).
     """
     from .accel import decoder_layers
 
     hidden = getattr(getattr(model, "config", None), "hidden_size", None) or 1024
     layers = decoder_layers(model)
-    per_layer = sum(_numel(p) for p in layers[0].parameters()) if layers else 0
-    grads = sum(_numel(p) for p in layers[0].parameters() if p.requires_grad) if layers else 0
+    # the largest layer: MoE models may open with dense layers (DeepSeek) or alternate them
+    per_layer = max((sum(_numel(p) for p in x.parameters()) for x in layers), default=0)
+    grads = max((sum(_numel(p) for p in x.parameters() if p.requires_grad) for x in layers),
+                default=0)  # fmt: skip
     out = {
         "stage3_prefetch_bucket_size": max(int(0.9 * hidden * hidden), per_layer),
         "reduce_bucket_size": min(max(hidden * hidden, grads), REDUCE_BUCKET_MAX),
