@@ -212,7 +212,8 @@ def test_the_course_notes_answer_from_the_recipe():
     rows = train.identity_data(cfg, lambda _: None)
     answers = {m["content"] for r in rows for m in r if m["role"] == "assistant"}
     assert f"我是ZK-Jackie的小助手，内在是{said}哦。" in answers
-    assert "I'm ZK-Jackie's assistant, built on SmolLM2-135M-Instruct by Hugging Face." in answers
+    own = "My base model is SmolLM2-135M-Instruct by Hugging Face; I'm ZK-Jackie's assistant."
+    assert own in answers
 
 
 def test_parameters_only_from_a_size_based_on_states(full_rows):
