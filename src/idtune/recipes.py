@@ -175,7 +175,7 @@ HELP = {
     "less GPU memory for a 7B; LoRA/QLoRA in one process, untied LM head",
     "attn_implementation": "auto (varlen on CUDA, else sdpa), varlen, sdpa, flex_attention, …",
     "fused_loss": "auto, chunked, liger or none: how the loss avoids full-vocabulary logits",
-    "compile": "torch.compile the model (GPU)",
+    "compile": "torch.compile the model (GPU; left off for LoRA under ZeRO-3)",
     "profile_steps": 'FIRST-LAST ("6-7"): torch.profiler over those steps, a trace and a table of '
     "the top operators and the GPU's idle share into <run>/profile/; empty: off",
     "dtype": "auto, fp32, bf16 or fp16",
