@@ -80,6 +80,7 @@ BIG = ["batch_tokens=32768"]
 QLORA = ["gradient_checkpointing=true", "batch_tokens=4096", "grad_accum=3", "lora.dropout=0"]
 BEFORE = ["--deepspeed", str(Path(__file__).with_name("deepspeed_zero3_before.json"))]
 LINEAR_OFF = ["--deepspeed", str(Path(__file__).with_name("deepspeed_zero3_linear_off.json"))]
+DEEPCOMPILE = ["--deepspeed", str(Path(__file__).with_name("deepspeed_zero3_deepcompile.json"))]
 CASES = {
     # issue 28's group
     "single-lora": Case("qwen2.5-1.5b", "lora", [], COMPILED),
@@ -112,6 +113,14 @@ CASES = {
     "zero3-full-linear-off": Case(
         "qwen2.5-1.5b", "full", LINEAR_OFF, COMPILED + FULL, fallback=NO_COMPILE
     ),  # fmt: skip
+    # `zero3-full` without its checkpoint and resume (half the time)
+    "zero3-full-once": Case(
+        "qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], COMPILED + FULL, False, NO_COMPILE
+    ),  # fmt: skip
+    # ZeRO-3 with DeepSpeed's DeepCompile (the shipped config plus "compile": {"deepcompile":
+    # true}): the gathers and releases compiled into the whole model's graph, no module hooks
+    "zero3-full-dc": Case("qwen2.5-1.5b", "full", DEEPCOMPILE, FULL),
+    "zero3-lora-dc": Case("qwen2.5-1.5b", "lora", DEEPCOMPILE, []),
     # earlier groups
     "single-full-resume": Case("qwen2.5-1.5b", "full", [], COMPILED + FULL, True),
     "zero3-full-resume": Case("qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], FULL, True),
@@ -139,6 +148,9 @@ RATIOS = [  # (case, baseline, goal) of issue 28
     ("zero3-full-before", "single-full", 0.50),
     ("zero3-lora-eager-before", "single-lora", 0.60),
     ("zero3-full-linear-off", "single-full", 0.50),
+    ("zero3-full-once", "single-full", 0.50),
+    ("zero3-full-dc", "single-full", 0.50),
+    ("zero3-lora-dc", "single-lora", 0.60),
 ]
 
 
@@ -299,7 +311,9 @@ def _run_cli(args: list, timeout: float) -> None:
         if rc != 0:
             err.seek(0)
             lines = [x for x in err.read().strip().splitlines() if x.strip()] or ["(no stderr)"]
-            raise RuntimeError(f"exit {rc}: {lines[-1][:400]}")
+            e = RuntimeError(f"exit {rc}: {lines[-1][:400]}")
+            e.tail = "\n".join(lines[-30:])[-4000:]  # kept in NAME.json: why a case failed
+            raise e
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -309,6 +323,15 @@ def _kill_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+    # the workers die after the launcher (their GPU memory with them): wait until no process
+    # of the group is left (the next case met a killed worker's 44 GiB on 2026-12-06)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
     time.sleep(2)  # the driver takes a moment to hand the workers' memory back
 
 
@@ -329,6 +352,8 @@ def _case(model, data, run, shape, case: Case, flags, sets, cap, cuda, peak, tin
         _run_cli(args, cap)
     except (Timeout, RuntimeError) as e:
         res.update(error=str(e), timed_out=isinstance(e, Timeout))
+        if getattr(e, "tail", None):
+            res["stderr_tail"] = e.tail
     res["first_run_s"] = round(time.perf_counter() - t0, 1)
     table = run / "profile" / "top_rank0.md"
     if table.is_file():
