@@ -80,7 +80,6 @@ BIG = ["batch_tokens=32768"]
 QLORA = ["gradient_checkpointing=true", "batch_tokens=4096", "grad_accum=3", "lora.dropout=0"]
 BEFORE = ["--deepspeed", str(Path(__file__).with_name("deepspeed_zero3_before.json"))]
 LINEAR_OFF = ["--deepspeed", str(Path(__file__).with_name("deepspeed_zero3_linear_off.json"))]
-DEEPCOMPILE = ["--deepspeed", str(Path(__file__).with_name("deepspeed_zero3_deepcompile.json"))]
 CASES = {
     # issue 28's group
     "single-lora": Case("qwen2.5-1.5b", "lora", [], COMPILED),
@@ -117,10 +116,6 @@ CASES = {
     "zero3-full-once": Case(
         "qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], COMPILED + FULL, False, NO_COMPILE
     ),  # fmt: skip
-    # ZeRO-3 with DeepSpeed's DeepCompile (the shipped config plus "compile": {"deepcompile":
-    # true}): the gathers and releases compiled into the whole model's graph, no module hooks
-    "zero3-full-dc": Case("qwen2.5-1.5b", "full", DEEPCOMPILE, FULL),
-    "zero3-lora-dc": Case("qwen2.5-1.5b", "lora", DEEPCOMPILE, []),
     # earlier groups
     "single-full-resume": Case("qwen2.5-1.5b", "full", [], COMPILED + FULL, True),
     "zero3-full-resume": Case("qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], FULL, True),
@@ -149,8 +144,6 @@ RATIOS = [  # (case, baseline, goal) of issue 28
     ("zero3-lora-eager-before", "single-lora", 0.60),
     ("zero3-full-linear-off", "single-full", 0.50),
     ("zero3-full-once", "single-full", 0.50),
-    ("zero3-full-dc", "single-full", 0.50),
-    ("zero3-lora-dc", "single-lora", 0.60),
 ]
 
 

@@ -154,12 +154,9 @@ def _deepspeed(cfg: TrainConfig, name: str, world: int, cuda: bool) -> Launch:
             f'{cfg.grad_accum}; set it to "auto" or --set grad_accum={ga}'
         )
     if isinstance(conf.get("compile"), dict) and conf["compile"].get("deepcompile"):
-        if stage != 3:
-            raise UserError(f"{path}: key 'compile.deepcompile' is supported with stage 3 only "
-                            "(the one idtune has measured)")  # fmt: skip
-        if not cuda:
-            raise UserError(f"{path}: key 'compile.deepcompile' needs CUDA GPUs (DeepSpeed's "
-                            "DeepCompile); remove it to train on the CPU")  # fmt: skip
+        raise UserError(f"{path}: remove key 'compile.deepcompile': DeepCompile does not train "
+                        "idtune's models yet (DeepSpeed 0.19.8 compiled packed rows anew at every "
+                        "step on an H100; BENCHMARKS.md)")  # fmt: skip
     if stage == 3 and cfg.method == "qlora":
         raise UserError(_QUANT_STORAGE.format(engine="ZeRO-3"))
     if not cuda and world > 1:

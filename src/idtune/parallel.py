@@ -101,29 +101,6 @@ def compiles(method: str, engine: str) -> bool:
     return not (engine == "deepspeed_zero3" and method != "full")
 
 
-def deepcompile(accelerator: Any) -> bool:
-    """Whether the DeepSpeed config turns on DeepCompile (`"compile": {"deepcompile": true}`):
-    DeepSpeed then compiles the whole model itself, its gathers and releases inside the graph
-    instead of hooks on every module (`engine.compile()` after `prepare`), and idtune's
-    per-layer compile is left off."""
-    plugin = accelerator.state.deepspeed_plugin
-    conf = plugin.deepspeed_config if plugin is not None else {}
-    return bool((conf.get("compile") or {}).get("deepcompile"))
-
-
-def cuda_arch_for_deepspeed() -> None:
-    """TORCH_CUDA_ARCH_LIST as DeepSpeed's op builder reads it (DeepCompile's `dc` op is built
-    at `deepspeed.initialize`): this GPU's architecture when unset, and without the suffixes of
-    torch's own names ("9.0a" for Hopper), which DeepSpeed 0.19.8 cannot parse."""
-    import re
-
-    arch = os.environ.get("TORCH_CUDA_ARCH_LIST", "")
-    if not arch and torch.cuda.is_available():
-        arch = "{}.{}".format(*torch.cuda.get_device_capability())
-    if arch:
-        os.environ["TORCH_CUDA_ARCH_LIST"] = re.sub(r"(\d+\.\d+)[a-z]+", r"\1", arch)
-
-
 def bf16_compute(cfg: Any, device: Any, engine: str) -> bool:
     """True when FSDP2 should cast the fp32 weights of a full fine-tune to bf16 for compute
     (`MixedPrecisionPolicy`) instead of running autocast over them."""
@@ -277,11 +254,7 @@ def fill_deepspeed_config(
             for key, value in zero3_sizes(model).items():
                 if zero.get(key, "auto") == "auto":
                     zero[key] = value
-            if not (conf.get("compile") or {}).get("deepcompile"):
-                # a leaf's gradients are reduced by a backward hook on the layer, which
-                # DeepCompile leaves in place and dynamo cannot trace: the whole model then
-                # falls back to eager, with its weights still partitioned
-                zero3_leaf_layers(model)
+            zero3_leaf_layers(model)
 
 
 def zero3_leaf_layers(model: Any) -> int:

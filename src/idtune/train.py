@@ -553,13 +553,8 @@ def setup(
     main, val_convs = dress_for_thinking(cfg, src, [main, val_convs], log)  # val: as trained
     convs, n_reg = build_conversations(cfg, log, distill, main)
     ident = identity_of(cfg, log)
-    dc = parallel.deepcompile(accelerator)
-    compiled = cfg.compile and parallel.compiles(cfg.method, engine) and not dc
-    if dc:
-        parallel.cuda_arch_for_deepspeed()  # its `dc` op is built (about a minute, then cached)
-        log("compile: DeepCompile (the DeepSpeed config's compile.deepcompile): DeepSpeed "
-            "compiles the whole model; idtune's per-layer compile is off")  # fmt: skip
-    elif cfg.compile and not compiled:
+    compiled = cfg.compile and parallel.compiles(cfg.method, engine)
+    if cfg.compile and not compiled:
         log(f"compile: off for {cfg.method} under ZeRO-3 (DeepSpeed's hooks inside each layer "
             "split the compiled graphs: half the uncompiled speed, BENCHMARKS.md)")  # fmt: skip
     model, tokenizer, template, trc = load_for_training(cfg, str(accelerator.device), compiled)
@@ -588,8 +583,6 @@ def setup(
         scheduler = accelerator.prepare(scheduler)
     else:
         wrapped, optimizer, scheduler = accelerator.prepare(wrapped, optimizer, scheduler)
-        if dc:
-            wrapped.compile()  # DeepCompile: DeepSpeed's engine compiles its model
     inner = accelerator.unwrap_model(wrapped).model
     checkpoint.register_hooks(accelerator, inner, cfg.method)
     info = runinfo.RunInfo(
