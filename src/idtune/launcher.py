@@ -155,8 +155,8 @@ def _deepspeed(cfg: TrainConfig, name: str, world: int, cuda: bool) -> Launch:
         )
     if isinstance(conf.get("compile"), dict) and conf["compile"].get("deepcompile"):
         raise UserError(f"{path}: remove key 'compile.deepcompile': DeepCompile does not train "
-                        "idtune's models yet (DeepSpeed 0.19.8 compiled packed rows anew at every "
-                        "step on an H100; BENCHMARKS.md)")  # fmt: skip
+                        "idtune's models yet (DeepSpeed 0.19.8 on an H100 compiled again for the "
+                        "next batch of packed rows: 1 step in 200 s; BENCHMARKS.md)")  # fmt: skip
     if stage == 3 and cfg.method == "qlora":
         raise UserError(_QUANT_STORAGE.format(engine="ZeRO-3"))
     if not cuda and world > 1:
