@@ -286,6 +286,14 @@ class Timeout(Exception):
     """A command ran past its cap (its whole process group was killed)."""
 
 
+class Failed(RuntimeError):
+    """A command exited non-zero: its last stderr line, and `tail`, its last 30 lines."""
+
+    def __init__(self, message: str, tail: str):
+        super().__init__(message)
+        self.tail = tail
+
+
 def _run_cli(args: list, timeout: float) -> None:
     """`python -m idtune.cli ARGS` as its own process group; killed whole on timeout."""
     env = {
@@ -304,9 +312,7 @@ def _run_cli(args: list, timeout: float) -> None:
         if rc != 0:
             err.seek(0)
             lines = [x for x in err.read().strip().splitlines() if x.strip()] or ["(no stderr)"]
-            e = RuntimeError(f"exit {rc}: {lines[-1][:400]}")
-            e.tail = "\n".join(lines[-30:])[-4000:]  # kept in NAME.json: why a case failed
-            raise e
+            raise Failed(f"exit {rc}: {lines[-1][:400]}", "\n".join(lines[-30:])[-4000:])
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -345,7 +351,7 @@ def _case(model, data, run, shape, case: Case, flags, sets, cap, cuda, peak, tin
         _run_cli(args, cap)
     except (Timeout, RuntimeError) as e:
         res.update(error=str(e), timed_out=isinstance(e, Timeout))
-        if getattr(e, "tail", None):
+        if isinstance(e, Failed):  # kept in NAME.json: why a case failed
             res["stderr_tail"] = e.tail
     res["first_run_s"] = round(time.perf_counter() - t0, 1)
     table = run / "profile" / "top_rank0.md"
