@@ -16,11 +16,14 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 from helpers import cli
 from safetensors.torch import load_file
+
+import idtune as idtune_pkg
 
 STEPS = ["--set", "max_steps=6", "--set", "save_steps=2", "--set", "keep_last=2"]
 # Adam's first step is lr × g / (|g| + 1e-8): gradients near 1e-8, where summing the same tokens
@@ -28,6 +31,7 @@ STEPS = ["--set", "max_steps=6", "--set", "save_steps=2", "--set", "keep_last=2"
 # processes. lr 5e-5 keeps that rounding under 1e-5 while a wrong normalisation or schedule
 # (an lr decaying twice as fast on 2 processes) still moves weights by several 1e-5.
 LR = ["--set", "lr=5e-5"]
+ZERO3_JSON = Path(idtune_pkg.__file__).parent / "launch" / "deepspeed_zero3.json"  # as shipped
 
 
 def run_args(model, data, out, *extra):
@@ -227,6 +231,7 @@ def test_deepspeed_zero3_full_fine_tune_equals_one_process_and_resumes_exactly(
     assert cli(*args) == 0
     info = json.loads((run / "idtune.json").read_text())["settings"]
     assert (info["engine"], info["world_size"]) == ("deepspeed_zero3", 1)
+    assert info["zero3_memory_efficient_linear"] is True  # eager layers: DeepSpeed's linear
     losses = [[json.loads(x)["loss"] for x in (r / "log.jsonl").read_text().splitlines()]
               for r in (plain, run)]  # fmt: skip
     assert max(abs(a - b) for a, b in zip(*losses, strict=True)) <= 1e-5
@@ -238,12 +243,36 @@ def test_deepspeed_zero3_full_fine_tune_equals_one_process_and_resumes_exactly(
 
 
 @pytest.mark.slow
+def test_compiled_zero3_full_fine_tune_runs_torchs_linear_and_equals_one_process(
+    tiny_model, data, tmp_path
+):
+    """A compiled full fine-tune under the shipped ZeRO-3 config runs torch's linear
+    (`memory_efficient_linear` "auto" → false, parallel.zero3_linear; tests/test_zero3_linear.py
+    shows why that keeps no gathered weight) and logs the compiled plain loop's losses."""
+    full = ["--set", "batch_tokens=512", "--set", "method=full", "--set", "fused_loss=none",
+            "--set", "compile=true", "--set", "max_steps=3", "--set", "save_steps=0"]  # fmt: skip
+    plain, run = tmp_path / "plain", tmp_path / "run"
+    assert cli(*run_args(tiny_model, data, plain, *full)) == 0
+    assert cli(*run_args(tiny_model, data, run, *full, "--deepspeed", "zero3")) == 0
+    info = json.loads((run / "idtune.json").read_text())["settings"]
+    assert info["zero3_memory_efficient_linear"] is False
+    losses = [[json.loads(x)["loss"] for x in (r / "log.jsonl").read_text().splitlines()]
+              for r in (plain, run)]  # fmt: skip
+    assert max(abs(a - b) for a, b in zip(*losses, strict=True)) <= 1e-4
+
+
+@pytest.mark.slow
 def test_zero3_lora_is_trained_uncompiled_and_says_so(tiny_model, data, tmp_path):
     """`compile` with LoRA under ZeRO-3: DeepSpeed's hooks inside each layer split the compiled
-    graphs (half the uncompiled speed on one GPU), so it is left off, in one line."""
+    graphs (half the uncompiled speed on one GPU), so it is left off, in one line. A user's own
+    `memory_efficient_linear` is kept as set (idtune would choose DeepSpeed's linear here)."""
+    own = tmp_path / "own_zero3.json"
+    conf = json.loads(ZERO3_JSON.read_text())
+    conf["zero_optimization"]["memory_efficient_linear"] = False
+    own.write_text(json.dumps(conf))
     run = tmp_path / "run"
     short = ["--set", "max_steps=2", "--set", "save_steps=0", "--set", "batch_tokens=512"]
-    args = run_args(tiny_model, data, run, *short, "--set", "compile=true", "--deepspeed", "zero3")
+    args = run_args(tiny_model, data, run, *short, "--set", "compile=true", "--deepspeed", own)
     proc = idtune(*args)
     try:
         out, err = proc.communicate(timeout=900)  # a bound for a hang, not a wait
@@ -254,6 +283,8 @@ def test_zero3_lora_is_trained_uncompiled_and_says_so(tiny_model, data, tmp_path
     assert proc.returncode == 0, err[-3000:]
     assert "compile: off for lora under ZeRO-3" in out
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    info = json.loads((run / "idtune.json").read_text())["settings"]
+    assert info["zero3_memory_efficient_linear"] is False
 
 
 @pytest.mark.slow

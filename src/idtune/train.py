@@ -557,6 +557,7 @@ def setup(
     if cfg.compile and not compiled:
         log(f"compile: off for {cfg.method} under ZeRO-3 (DeepSpeed's hooks inside each layer "
             "split the compiled graphs: half the uncompiled speed, BENCHMARKS.md)")  # fmt: skip
+    zero3_linear = parallel.zero3_linear(accelerator, cfg.method, compiled)  # before the load
     model, tokenizer, template, trc = load_for_training(cfg, str(accelerator.device), compiled)
     rows = prepare_rows(cfg, tokenizer, convs, n_reg, ident, log)
     per_epoch = steps_per_epoch(rows, cfg, accelerator.num_processes)
@@ -596,6 +597,8 @@ def setup(
             k: v for k, v in recipes.to_dict(cfg).items() if k not in ("eval_prompts", "data")
         },
     )
+    if zero3_linear is not None:  # which linear ZeRO-3 ran (parallel.zero3_linear)
+        info.settings["zero3_memory_efficient_linear"] = zero3_linear
     # fp32 weights with bf16 matmuls: on CPUs that have them (~2x faster), and for full
     # fine-tuning on GPUs (fp32 master weights and optimizer state, as accelerate's bf16 mode
     # does it); LoRA on GPU is bf16 already, and FSDP2 casts a full fine-tune's weights itself
