@@ -80,6 +80,7 @@ BIG = ["batch_tokens=32768"]
 QLORA = ["gradient_checkpointing=true", "batch_tokens=4096", "grad_accum=3", "lora.dropout=0"]
 BEFORE = ["--deepspeed", str(Path(__file__).with_name("deepspeed_zero3_before.json"))]
 LINEAR_OFF = ["--deepspeed", str(Path(__file__).with_name("deepspeed_zero3_linear_off.json"))]
+LINEAR_ON = ["--deepspeed", str(Path(__file__).with_name("deepspeed_zero3_linear_on.json"))]
 CASES = {
     # issue 28's group
     "single-lora": Case("qwen2.5-1.5b", "lora", [], COMPILED),
@@ -105,12 +106,17 @@ CASES = {
     # `fsdp-full` without its checkpoint and resume (half the time, for a profile)
     "fsdp-full-once": Case("qwen2.5-1.5b", "full", ["--fsdp"], COMPILED + FULL, False, NO_COMPILE),
     # ZeRO-3 as shipped before 2026-12-06 (accelerate's reduce bucket, hidden² of the 1.5B
-    # shape), and with DeepSpeed's memory-efficient linear off (torch's F.linear: faster on one
-    # GPU; on several it would hold each gathered weight until backward, so not shipped)
+    # shape), and with DeepSpeed's memory-efficient linear off (torch's F.linear; what idtune's
+    # "auto" chooses for compiled full fine-tunes since 2026-12-06, second session)
     "zero3-full-before": Case("qwen2.5-1.5b", "full", BEFORE, COMPILED + FULL, fallback=NO_COMPILE),
     "zero3-lora-eager-before": Case("qwen2.5-1.5b", "lora", BEFORE, NO_COMPILE),
     "zero3-full-linear-off": Case(
         "qwen2.5-1.5b", "full", LINEAR_OFF, COMPILED + FULL, fallback=NO_COMPILE
+    ),  # fmt: skip
+    # the shipped ZeRO-3 config with DeepSpeed's memory-efficient linear on, as shipped until
+    # idtune chose torch's linear for compiled full fine-tunes ("auto", parallel.zero3_linear)
+    "zero3-full-linear-on": Case(
+        "qwen2.5-1.5b", "full", LINEAR_ON, COMPILED + FULL, fallback=NO_COMPILE
     ),  # fmt: skip
     # `zero3-full` without its checkpoint and resume (half the time)
     "zero3-full-once": Case(
@@ -144,6 +150,7 @@ RATIOS = [  # (case, baseline, goal) of issue 28
     ("zero3-lora-eager-before", "single-lora", 0.60),
     ("zero3-full-linear-off", "single-full", 0.50),
     ("zero3-full-once", "single-full", 0.50),
+    ("zero3-full-linear-on", "single-full", 0.50),
 ]
 
 
@@ -397,6 +404,11 @@ def _speed(log: list[dict], run: Path, method: str, shape: str, peak, save: int,
         "engine": settings.get("engine"),
         "world_size": settings.get("world_size"),
         "method": method,
+        **(
+            {"zero3_memory_efficient_linear": settings["zero3_memory_efficient_linear"]}
+            if "zero3_memory_efficient_linear" in settings
+            else {}
+        ),  # fmt: skip
         "steps_logged": len(log),
         "tokens_per_s": round(tps, 1) if tps == tps else None,
         "mfu": round(tps * (6 if method == "full" else 4) * n / (peak * 1e12), 4)
