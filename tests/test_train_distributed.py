@@ -22,6 +22,7 @@ import psutil
 import pytest
 from helpers import cli
 from safetensors.torch import load_file
+from tiny import build_model_dir, untie
 
 import idtune as idtune_pkg
 
@@ -222,9 +223,10 @@ def test_deepspeed_zero3_full_fine_tune_equals_one_process_and_resumes_exactly(
     tiny_model, data, tmp_path
 ):
     """--deepspeed zero3 --set method=full as one CPU process (decoder layers as ZeRO-3 leaves,
-    a layer's gradients a reduce bucket): the same losses and weights as the plain loop, and
-    resumed from step 2 it ends where the uninterrupted run ended."""
-    full = ["--set", "batch_tokens=512", "--set", "method=full", "--set", "fused_loss=none"]
+    a layer's gradients a reduce bucket, the chunked loss with the tied head's weight gathered
+    for it): the same losses and weights as the plain loop, and resumed from step 2 it ends
+    where the uninterrupted run ended."""
+    full = ["--set", "batch_tokens=512", "--set", "method=full"]
     plain, run = tmp_path / "plain", tmp_path / "run"
     assert cli(*run_args(tiny_model, data, plain, *full)) == 0
     args = run_args(tiny_model, data, run, *full, "--deepspeed", "zero3")
@@ -248,17 +250,37 @@ def test_compiled_zero3_full_fine_tune_runs_torchs_linear_and_equals_one_process
 ):
     """A compiled full fine-tune under the shipped ZeRO-3 config runs torch's linear
     (`memory_efficient_linear` "auto" → false, parallel.zero3_linear; tests/test_zero3_linear.py
-    shows why that keeps no gathered weight) and logs the compiled plain loop's losses."""
-    full = ["--set", "batch_tokens=512", "--set", "method=full", "--set", "fused_loss=none",
-            "--set", "compile=true", "--set", "max_steps=3", "--set", "save_steps=0"]  # fmt: skip
+    shows why that keeps no gathered weight); a model with its own (untied) LM head trains
+    with the chunked loss under ZeRO-3: the compiled plain loop's losses and weights."""
+    model = untie(build_model_dir(tmp_path / "untied"))
+    full = ["--set", "batch_tokens=512", "--set", "method=full", "--set", "compile=true",
+            "--set", "max_steps=3", "--set", "save_steps=0"]  # fmt: skip
     plain, run = tmp_path / "plain", tmp_path / "run"
-    assert cli(*run_args(tiny_model, data, plain, *full)) == 0
-    assert cli(*run_args(tiny_model, data, run, *full, "--deepspeed", "zero3")) == 0
+    assert cli(*run_args(model, data, plain, *full)) == 0
+    assert cli(*run_args(model, data, run, *full, "--deepspeed", "zero3")) == 0
     info = json.loads((run / "idtune.json").read_text())["settings"]
     assert info["zero3_memory_efficient_linear"] is False
     losses = [[json.loads(x)["loss"] for x in (r / "log.jsonl").read_text().splitlines()]
               for r in (plain, run)]  # fmt: skip
-    assert max(abs(a - b) for a, b in zip(*losses, strict=True)) <= 1e-4
+    assert max(abs(a - b) for a, b in zip(*losses, strict=True)) <= 1e-5
+    final = load_file(run / "model" / "model.safetensors")
+    assert "lm_head.weight" in final  # the untied head was trained and written
+    assert max_diff(final, load_file(plain / "model" / "model.safetensors")) <= 1e-5
+
+
+def test_zero3_loss_mode_gathers_only_a_plain_linear_head():
+    """Under ZeRO-3 the chunked loss applies a plain linear head's gathered weight itself; a
+    head wrapped by LoRA needs its module's hooks, so the model's forward builds the logits."""
+    import torch
+
+    from idtune import parallel
+
+    plain = torch.nn.Linear(8, 16, bias=False)
+    assert parallel.loss_mode("auto", "deepspeed_zero3", plain) == "auto"
+    assert parallel.loss_mode("liger", "deepspeed_zero3", plain) == "chunked"
+    assert parallel.loss_mode("none", "deepspeed_zero3", plain) == "none"
+    assert parallel.loss_mode("auto", "deepspeed_zero3", torch.nn.Sequential(plain)) == "none"
+    assert parallel.loss_mode("liger", "fsdp2", torch.nn.Sequential(plain)) == "liger"
 
 
 @pytest.mark.slow
@@ -282,6 +304,7 @@ def test_zero3_lora_is_trained_uncompiled_and_says_so(tiny_model, data, tmp_path
             proc.wait()
     assert proc.returncode == 0, err[-3000:]
     assert "compile: off for lora under ZeRO-3" in out
+    assert "fused_loss" not in out  # the chunked loss, the frozen head's weight gathered for it
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
     info = json.loads((run / "idtune.json").read_text())["settings"]
     assert info["zero3_memory_efficient_linear"] is False

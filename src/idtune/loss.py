@@ -79,12 +79,29 @@ def _head_loss(model: Any, hidden: Any, labels: Any, mode: str) -> tuple[Any, in
     h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, keep)
     target = labels.reshape(-1).index_select(0, keep)
     head = _unwrap(model).get_output_embeddings()
+    if hasattr(head.weight, "ds_id"):  # ZeRO-3 (parallel.loss_mode: a plain linear head)
+        return _zero3_head_loss(head, h, target), int(keep.numel())
     if mode == "liger" and _plain_linear(head) and keep.numel():
         from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
 
         loss_fn = LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE, reduction="sum")
         return loss_fn(head.weight, h, target, head.bias), int(keep.numel())
     return chunked_head_loss(head, h, target), int(keep.numel())
+
+
+def _zero3_head_loss(head: torch.nn.Linear, h: torch.Tensor, target: torch.Tensor) -> Any:
+    """The chunked loss of a ZeRO-3 partitioned linear head: its weights are gathered for the
+    loss (those ZeRO-3 has not kept gathered) and applied as a function, not through the
+    module, whose ZeRO-3 hooks would gather and free them around each chunk, inside a forward.
+    The weights' gradients reach them in backward at their whole size, as from DeepSpeed's own
+    linear, and ZeRO-3 reduces and partitions them."""
+    import deepspeed
+    from deepspeed.runtime.zero.partition_parameters import ZeroParamStatus
+
+    missing = [p for p in head.parameters() if p.ds_status == ZeroParamStatus.NOT_AVAILABLE]
+    with deepspeed.zero.GatheredParameters(missing):  # no-op when none is missing
+        fn = functools.partial(F.linear, weight=head.weight, bias=head.bias)
+        return chunked_head_loss(head, h, target, apply=fn)
 
 
 def pick_mode(fused: str, device_type: str) -> str:
@@ -150,23 +167,29 @@ def _has_liger() -> bool:
 
 # ---------------------------------------------------------------- chunked cross-entropy
 def chunked_head_loss(
-    head: torch.nn.Module, hidden: torch.Tensor, target: torch.Tensor, chunk: int | None = None
+    head: torch.nn.Module,
+    hidden: torch.Tensor,
+    target: torch.Tensor,
+    chunk: int | None = None,
+    apply: Any = None,
 ) -> torch.Tensor:
     """Σ cross-entropy(head(hidden), target), one chunk of rows of logits at a time.
 
     hidden is (tokens, hidden_size), target (tokens,) without ignored positions. Gradients
     reach `hidden` and every trainable parameter of `head` (a LoRA-wrapped head included).
+    `apply`, when given, computes the logits in place of calling `head` (with its weights).
     """
     if chunk is None:
         vocab = getattr(head, "out_features", None) or head.weight.shape[0]
         chunk = max(64, CHUNK_ELEMENTS // vocab)
+    apply = apply or head
     params = [p for p in head.parameters() if p.requires_grad]
     if torch.is_grad_enabled() and (hidden.requires_grad or params):
-        return ChunkedHeadCE.apply(hidden, target, head, chunk, *params)
+        return ChunkedHeadCE.apply(hidden, target, apply, chunk, *params)
     total = torch.zeros((), device=hidden.device)
     with torch.no_grad():
         for i in range(0, hidden.shape[0], chunk):
-            logits = head(hidden[i : i + chunk]).float()
+            logits = apply(hidden[i : i + chunk]).float()
             total += F.cross_entropy(logits, target[i : i + chunk], reduction="sum")
     return total
 
@@ -179,7 +202,7 @@ class ChunkedHeadCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, target, head, chunk, *params):
+    def forward(ctx, hidden, target, head, chunk, *params):  # head: a module or a function
         grad_hidden = torch.empty_like(hidden) if hidden.requires_grad else None
         grad_params = [torch.zeros_like(p, dtype=torch.float32) for p in params]
         total = torch.zeros((), device=hidden.device, dtype=torch.float32)

@@ -85,13 +85,21 @@ def engine_name(accelerator: Any) -> str:
     return "ddp" if accelerator.num_processes > 1 else "single"
 
 
-def loss_mode(fused_loss: str, engine: str) -> str:
-    """The loss mode to train with: ZeRO-3 needs the LM head called as a module."""
-    # the chunked and liger losses call the decoder and the head directly, inside one custom
-    # autograd function; with ZeRO-3 the head's weight exists only while its own module runs,
-    # so there the model's forward builds the logits. FSDP2 (`shard`) keeps the head in the
-    # root unit, whose weights are gathered for the whole of LossModule.forward.
-    return "none" if engine == "deepspeed_zero3" else fused_loss
+def loss_mode(fused_loss: str, engine: str, head: Any = None) -> str:
+    """The loss mode to train with under this engine, given the model's LM head.
+
+    The chunked and liger losses call the decoder and the head's weight directly, inside one
+    custom autograd function. FSDP2 (`shard`) keeps the head in the root unit, whose weights
+    are gathered for the whole of LossModule.forward. Under ZeRO-3 the chunked loss gathers a
+    plain linear head's weight itself (`loss._zero3_head_loss`); any other head (LoRA on
+    lm_head) needs its module's own hooks, so the model's forward builds the logits there, and
+    liger's loss (not run under ZeRO-3) gives way to the chunked one.
+    """
+    if engine != "deepspeed_zero3" or fused_loss == "none":
+        return fused_loss
+    if type(head) is not torch.nn.Linear:
+        return "none"
+    return "chunked" if fused_loss == "liger" else fused_loss
 
 
 def compiles(method: str, engine: str) -> bool:

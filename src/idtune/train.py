@@ -566,9 +566,10 @@ def setup(
     if profiled and profiled[1] > total:
         raise UserError(f"key 'profile_steps': step {profiled[1]} is past the run's last step "
                         f"({total})")  # fmt: skip
-    mode = parallel.loss_mode(cfg.fused_loss, engine)
-    if mode != cfg.fused_loss and cfg.fused_loss != "none":
-        log(f"fused_loss {cfg.fused_loss} → none under {engine} (the LM head's weight is sharded)")
+    mode = parallel.loss_mode(cfg.fused_loss, engine, model.get_output_embeddings())
+    if mode != cfg.fused_loss and not (cfg.fused_loss == "auto" and mode == "chunked"):
+        why = "not a plain linear LM head" if mode == "none" else "liger's loss is not run there"
+        log(f"fused_loss {cfg.fused_loss} → {mode} under {engine} ({why})")
     wrapped = parallel.LossModule(model, mode, cfg.rejected.weight)
     device = accelerator.device
     bf16_compute = parallel.bf16_compute(cfg, device, engine)
