@@ -122,6 +122,11 @@ CASES = {
     "zero3-full-once": Case(
         "qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], COMPILED + FULL, False, NO_COMPILE
     ),  # fmt: skip
+    # does a full fine-tune of a 3B model fit one 80 GB card? (the estimate from the 1.5B
+    # shape's peak per billion parameters says single 2.8B, FSDP2 3.2B, ZeRO-3 2.2B)
+    "single-full-3b": Case("qwen2.5-3b", "full", [], COMPILED + FULL),
+    "fsdp-full-3b": Case("qwen2.5-3b", "full", ["--fsdp"], COMPILED + FULL),
+    "zero3-full-3b": Case("qwen2.5-3b", "full", ["--deepspeed", "zero3"], COMPILED + FULL),
     # earlier groups
     "single-full-resume": Case("qwen2.5-1.5b", "full", [], COMPILED + FULL, True),
     "zero3-full-resume": Case("qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], FULL, True),

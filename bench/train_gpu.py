@@ -70,6 +70,12 @@ SHAPES = {
         tie_word_embeddings=True, rope_theta=1000000.0, max_position_embeddings=32768,
         rms_norm_eps=1e-6,
     ),
+    "qwen2.5-3b": dict(  # the largest-full-fine-tune-on-one-card check (bench/scale_out.py)
+        model_type="qwen2", vocab_size=151936, hidden_size=2048, intermediate_size=11008,
+        num_hidden_layers=36, num_attention_heads=16, num_key_value_heads=2,
+        tie_word_embeddings=True, rope_theta=1000000.0, max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+    ),
     "qwen2.5-7b": dict(
         model_type="qwen2", vocab_size=152064, hidden_size=3584, intermediate_size=18944,
         num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
