@@ -249,8 +249,8 @@ def test_compiled_zero3_full_fine_tune_runs_torchs_linear_and_equals_one_process
     tiny_model, data, tmp_path
 ):
     """A compiled full fine-tune under the shipped ZeRO-3 config runs torch's linear
-    (`memory_efficient_linear` "auto" → false, parallel.zero3_linear; tests/test_zero3_linear.py
-    shows why that keeps no gathered weight); a model with its own (untied) LM head trains
+    (`memory_efficient_linear` "auto" → false, parallel.zero3_linear; why that keeps no gathered
+    weight: tests/test_zero3_two_processes.py); a model with its own (untied) LM head trains
     with the chunked loss under ZeRO-3: the compiled plain loop's losses and weights."""
     model = untie(build_model_dir(tmp_path / "untied"))
     full = ["--set", "batch_tokens=512", "--set", "method=full", "--set", "compile=true",

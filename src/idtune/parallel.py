@@ -273,7 +273,7 @@ def zero3_linear(accelerator: Any, method: str, compiled: bool) -> Any:
     Off (torch's linear) for a compiled full fine-tune: its decoder layers are ZeRO-3 leaves
     compiled whole, and a compiled layer saves the weight parameters themselves for backward,
     which ZeRO-3 frees after forward as it would with DeepSpeed's linear (measured on 2 CPU
-    processes: tests/test_zero3_linear.py), while DeepSpeed's linear, a Python autograd
+    processes: tests/test_zero3_two_processes.py), while DeepSpeed's linear, a Python autograd
     function, cost 25 % of the speed and 6.5 GiB of peak memory on one H100 (BENCHMARKS.md). On
     otherwise: an eager torch linear saves a view of the gathered weight, which would keep every
     layer's whole weights alive from forward to backward on each GPU.

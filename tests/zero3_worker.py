@@ -1,4 +1,6 @@
-"""Run by test_zero3_linear.py under `torch.distributed.run` (2 gloo processes, CPU).
+"""Run by test_zero3_two_processes.py under `torch.distributed.run` (2 gloo processes, CPU).
+
+`loss-chunked` / `loss-none`: see `losses`. The other modes:
 
 A tiny Qwen2 full fine-tune under ZeRO-3, its decoder layers ZeRO-3 leaves as idtune makes them,
 in one of three modes: `eager` and `compiled` (the layers compiled as idtune compiles them) with
@@ -98,5 +100,43 @@ def main(mode: str) -> None:
         engine.step()
 
 
+def losses(fused: str) -> None:
+    """Three steps of idtune's LossModule with loss mode `fused` (chunked: the head's weight
+    gathered by loss._zero3_head_loss; none: the model's full logits) on a tiny Qwen2 with its
+    own (untied) LM head, each rank its own tokens; rank 0 prints the losses summed over ranks
+    and a checksum of the head's gathered weight, as one JSON line."""
+    CONFIG["zero_optimization"]["memory_efficient_linear"] = True
+    deepspeed.init_distributed(dist_backend="gloo")
+    torch.manual_seed(0)
+    conf = Qwen2Config(vocab_size=512, hidden_size=64, intermediate_size=128,
+                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                       tie_word_embeddings=False)  # fmt: skip
+    with deepspeed.zero.Init(config_dict_or_path=CONFIG):
+        model = Qwen2ForCausalLM(conf)
+    wrapped = parallel.LossModule(model, fused, 1.0)
+    optimizer = torch.optim.AdamW(wrapped.parameters(), lr=1e-3)
+    engine, *_ = deepspeed.initialize(model=wrapped, optimizer=optimizer, config=CONFIG)
+    rank = torch.distributed.get_rank()
+    gen = torch.Generator().manual_seed(rank)
+    out = []
+    for _ in range(3):
+        ids = torch.randint(0, 512, (1, 32), generator=gen)
+        labels = torch.cat([ids[:, 1:], torch.full((1, 1), -100)], dim=1)
+        loss = engine(input_ids=ids, labels=labels, attention_mask=torch.ones_like(ids))
+        total = loss.detach().clone()
+        torch.distributed.all_reduce(total)
+        out.append(round(float(total), 5))
+        engine.backward(loss)
+        engine.step()
+    head = model.get_output_embeddings().weight
+    with deepspeed.zero.GatheredParameters([head]):
+        check = float(head.double().abs().sum())
+    if rank == 0:
+        print(json.dumps({"mode": fused, "losses": out, "head": check}), flush=True)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1].startswith("loss-"):
+        losses(sys.argv[1].removeprefix("loss-"))
+    else:
+        main(sys.argv[1])
