@@ -127,6 +127,10 @@ CASES = {
     "single-full-3b": Case("qwen2.5-3b", "full", [], COMPILED + FULL),
     "fsdp-full-3b": Case("qwen2.5-3b", "full", ["--fsdp"], COMPILED + FULL),
     "zero3-full-3b": Case("qwen2.5-3b", "full", ["--deepspeed", "zero3"], COMPILED + FULL),
+    # the shipped ZeRO-3 full fine-tune with full logits (the loss before the chunked one)
+    "zero3-full-logits": Case(
+        "qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], COMPILED + FULL + ["fused_loss=none"]
+    ),  # fmt: skip
     # earlier groups
     "single-full-resume": Case("qwen2.5-1.5b", "full", [], COMPILED + FULL, True),
     "zero3-full-resume": Case("qwen2.5-1.5b", "full", ["--deepspeed", "zero3"], FULL, True),
@@ -156,6 +160,7 @@ RATIOS = [  # (case, baseline, goal) of issue 28
     ("zero3-full-linear-off", "single-full", 0.50),
     ("zero3-full-once", "single-full", 0.50),
     ("zero3-full-linear-on", "single-full", 0.50),
+    ("zero3-full-logits", "single-full", 0.50),
 ]
 
 
