@@ -6,6 +6,7 @@ import json
 import unicodedata
 
 import pytest
+from tiny import build_model_dir, untie
 
 from idtune import evaluate, regularize
 from idtune.cli import main
@@ -86,7 +87,8 @@ def _read(path):
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
-def test_cli_regularize_writes_rows_then_hits_cache(tiny_model, tmp_path, cache, monkeypatch):
+def test_cli_regularize_writes_rows_then_hits_cache(tmp_path, cache, monkeypatch):
+    tiny_model = untie(build_model_dir(tmp_path / "model"))  # answers with something in them
     out = tmp_path / "reg.jsonl"
     args = ["data", "regularize", "--model", str(tiny_model), "--n", "6", "-o", str(out)]
     assert _cli([*args, "--max-new-tokens", "8"]) == 0
@@ -111,11 +113,20 @@ def test_cli_regularize_writes_rows_then_hits_cache(tiny_model, tmp_path, cache,
     out2 = tmp_path / "again.jsonl"
     assert _cli([*args[:-1], str(out2), "--max-new-tokens", "8"]) == 0
     assert _read(out2) == rows
+
     # A different n or length cap is a different key, so it does generate.
     with pytest.raises(AssertionError, match="despite the cache"):
         regularize.generate(str(tiny_model), n=5, max_new_tokens=8)
     with pytest.raises(AssertionError, match="despite the cache"):
         regularize.generate(str(tiny_model), n=6, max_new_tokens=9)
+
+
+def test_an_empty_answer_is_left_out(tiny_model, cache):
+    """The tied tiny model answers a generation prompt ending in a newline with newlines only:
+    such rows have nothing to imitate (and fail a record check), so they are not kept."""
+    rows = regularize.generate(str(tiny_model), n=4, max_new_tokens=4)
+    assert all(r["messages"][1]["content"].strip() for r in rows)
+    assert len(rows) < 4
 
 
 def test_generate_is_deterministic_and_batched(tiny_model, cache, monkeypatch):

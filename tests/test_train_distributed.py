@@ -268,6 +268,29 @@ def test_compiled_zero3_full_fine_tune_runs_torchs_linear_and_equals_one_process
     assert max_diff(final, load_file(plain / "model" / "model.safetensors")) <= 1e-5
 
 
+@pytest.mark.slow
+def test_zero3_run_makes_its_regularization_data_with_the_whole_base_model(
+    tiny_model, data, tmp_path
+):
+    """`regularization.auto` under ZeRO-3: the base model answers the general prompts loaded
+    whole (not partitioned by transformers' zero.Init, where generation fails), then trains."""
+    run = tmp_path / "run"
+    args = run_args(tiny_model, data, run, "--set", "max_steps=1", "--set", "save_steps=0",
+                    "--set", "batch_tokens=512", "--set", "regularization.auto=true",
+                    "--set", "regularization.n=4", "--set", "regularization.max_new_tokens=4",
+                    "--deepspeed", "zero3")  # fmt: skip
+    proc = idtune(*args, env={"IDTUNE_CACHE": str(tmp_path / "cache")})  # nothing cached
+    try:
+        out, err = proc.communicate(timeout=900)  # a bound for a hang, not a wait
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
+    assert "regularization: base model answers 4 general prompts" in out
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+
+
 def test_zero3_loss_mode_gathers_only_a_plain_linear_head():
     """Under ZeRO-3 the chunked loss applies a plain linear head's gathered weight itself; a
     head wrapped by LoRA needs its module's hooks, so the model's forward builds the logits."""

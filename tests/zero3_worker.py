@@ -102,9 +102,10 @@ def main(mode: str) -> None:
 
 def losses(fused: str) -> None:
     """Three steps of idtune's LossModule with loss mode `fused` (chunked: the head's weight
-    gathered by loss._zero3_head_loss; none: the model's full logits) on a tiny Qwen2 with its
-    own (untied) LM head, each rank its own tokens; rank 0 prints the losses summed over ranks
-    and a checksum of the head's gathered weight, as one JSON line."""
+    gathered by loss.zero3_gathered; none: the model's full logits) on a tiny Qwen2 with its
+    own (untied) LM head, each rank its own tokens; rank 0 alone has tokens to unlearn (the
+    unlikelihood term), rank 1's last micro-batch no trained token. Rank 0 prints the losses
+    summed over ranks and a checksum of the head's gathered weight, as one JSON line."""
     CONFIG["zero_optimization"]["memory_efficient_linear"] = True
     deepspeed.init_distributed(dist_backend="gloo")
     torch.manual_seed(0)
@@ -119,10 +120,16 @@ def losses(fused: str) -> None:
     rank = torch.distributed.get_rank()
     gen = torch.Generator().manual_seed(rank)
     out = []
-    for _ in range(3):
+    for step in range(3):
         ids = torch.randint(0, 512, (1, 32), generator=gen)
         labels = torch.cat([ids[:, 1:], torch.full((1, 1), -100)], dim=1)
-        loss = engine(input_ids=ids, labels=labels, attention_mask=torch.ones_like(ids))
+        unlike = torch.full_like(labels, -100)
+        if rank == 0:
+            unlike[0, 4:8] = torch.randint(0, 512, (4,), generator=gen)
+        if rank == 1 and step == 2:
+            labels[:] = -100
+        loss = engine(input_ids=ids, labels=labels, unlike=unlike,
+                      attention_mask=torch.ones_like(ids))  # fmt: skip
         total = loss.detach().clone()
         torch.distributed.all_reduce(total)
         out.append(round(float(total), 5))

@@ -17,7 +17,9 @@ its positions carry no label and need no logits.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -54,14 +56,15 @@ def causal_lm_loss(
             loss = loss + unlike_weight * unlikelihood(picked, unlike.reshape(-1)[neg])
         return loss, n
     hidden = decoder_output(model, inputs)
-    extra = 0.0
-    if unlike is not None:
-        neg = (unlike.reshape(-1) != IGNORE).nonzero().squeeze(1)
-        if neg.numel():
-            h_neg = hidden.reshape(-1, hidden.shape[-1]).index_select(0, neg)
-            head = _unwrap(model).get_output_embeddings()
-            extra = unlike_weight * unlikelihood(head(h_neg), unlike.reshape(-1)[neg])
-    loss, n = _head_loss(model, hidden, labels, mode)
+    head = _unwrap(model).get_output_embeddings()
+    with zero3_gathered(head) as apply:  # ZeRO-3: the head's weights, gathered on every rank
+        extra = 0.0
+        if unlike is not None:
+            neg = (unlike.reshape(-1) != IGNORE).nonzero().squeeze(1)
+            if neg.numel():
+                h_neg = hidden.reshape(-1, hidden.shape[-1]).index_select(0, neg)
+                extra = unlike_weight * unlikelihood(apply(h_neg), unlike.reshape(-1)[neg])
+        loss, n = _head_loss(head, apply, hidden, labels, mode)
     return loss + extra, n
 
 
@@ -74,13 +77,12 @@ def unlikelihood(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -torch.log1p(-logp.exp().clamp(max=1 - 1e-4)).sum()
 
 
-def _head_loss(model: Any, hidden: Any, labels: Any, mode: str) -> tuple[Any, int]:
+def _head_loss(head: Any, apply: Any, hidden: Any, labels: Any, mode: str) -> tuple[Any, int]:
     keep = (labels.reshape(-1) != IGNORE).nonzero().squeeze(1)
     h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, keep)
     target = labels.reshape(-1).index_select(0, keep)
-    head = _unwrap(model).get_output_embeddings()
-    if hasattr(head.weight, "ds_id"):  # ZeRO-3 (parallel.loss_mode: a plain linear head)
-        return _zero3_head_loss(head, h, target), int(keep.numel())
+    if apply is not head:  # ZeRO-3's gathered weights (parallel.loss_mode: a plain linear head)
+        return chunked_head_loss(head, h, target, apply=apply), int(keep.numel())
     if mode == "liger" and _plain_linear(head) and keep.numel():
         from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
 
@@ -89,19 +91,38 @@ def _head_loss(model: Any, hidden: Any, labels: Any, mode: str) -> tuple[Any, in
     return chunked_head_loss(head, h, target), int(keep.numel())
 
 
-def _zero3_head_loss(head: torch.nn.Linear, h: torch.Tensor, target: torch.Tensor) -> Any:
-    """The chunked loss of a ZeRO-3 partitioned linear head: its weights are gathered for the
-    loss (those ZeRO-3 has not kept gathered) and applied as a function, not through the
-    module, whose ZeRO-3 hooks would gather and free them around each chunk, inside a forward.
-    The weights' gradients reach them in backward at their whole size, as from DeepSpeed's own
-    linear, and ZeRO-3 reduces and partitions them."""
+@contextlib.contextmanager
+def zero3_gathered(head: torch.nn.Module) -> Iterator[Any]:
+    """Yield what computes the logits: `head` itself, or under ZeRO-3 (a partitioned plain
+    linear head) a function of its weights, gathered for the whole loss on every rank (those
+    ZeRO-3 has not kept gathered) and partitioned again after it.
+
+    Not through the module: its ZeRO-3 hooks would gather and free the weights around each
+    call (inside the chunked loss's forward), and only on the ranks that make the call (the
+    unlikelihood term's rows differ between ranks): mismatched collectives. Plain matmuls,
+    not `F.linear`, which DeepSpeed may have replaced with a linear that gathers its weight
+    again in backward. The weights' gradients reach them in backward at their whole size, as
+    from DeepSpeed's own linear, and ZeRO-3 reduces and partitions them.
+    """
+    if not hasattr(head.weight, "ds_id"):
+        yield head
+        return
+    if not _plain_linear(head):  # parallel.loss_mode builds full logits for any other head
+        raise RuntimeError(f"the chunked loss under ZeRO-3 needs a plain linear head, not {head}")
     import deepspeed
     from deepspeed.runtime.zero.partition_parameters import ZeroParamStatus
 
+    status = [p.ds_status for p in head.parameters()]
+    if ZeroParamStatus.INFLIGHT in status:  # ZeRO-3 prefetches only what its trace calls
+        raise RuntimeError("ZeRO-3 is still gathering the LM head's weights at the loss")
     missing = [p for p in head.parameters() if p.ds_status == ZeroParamStatus.NOT_AVAILABLE]
     with deepspeed.zero.GatheredParameters(missing):  # no-op when none is missing
-        fn = functools.partial(F.linear, weight=head.weight, bias=head.bias)
-        return chunked_head_loss(head, h, target, apply=fn)
+        yield functools.partial(_linear, weight=head.weight, bias=head.bias)
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    out = x @ weight.t()
+    return out if bias is None else out + bias
 
 
 def pick_mode(fused: str, device_type: str) -> str:

@@ -23,7 +23,9 @@ launcher (see `launcher.py`), which tells each of them the engine through its en
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -91,7 +93,7 @@ def loss_mode(fused_loss: str, engine: str, head: Any = None) -> str:
     The chunked and liger losses call the decoder and the head's weight directly, inside one
     custom autograd function. FSDP2 (`shard`) keeps the head in the root unit, whose weights
     are gathered for the whole of LossModule.forward. Under ZeRO-3 the chunked loss gathers a
-    plain linear head's weight itself (`loss._zero3_head_loss`); any other head (LoRA on
+    plain linear head's weight itself (`loss.zero3_gathered`); any other head (LoRA on
     lm_head) needs its module's own hooks, so the model's forward builds the logits there, and
     liger's loss (not run under ZeRO-3) gives way to the chunked one.
     """
@@ -267,8 +269,8 @@ def fill_deepspeed_config(
 
 def zero3_linear(accelerator: Any, method: str, compiled: bool) -> Any:
     """Choose ZeRO-3's `memory_efficient_linear` where the JSON leaves it "auto" (or unset),
-    before the model loads: DeepSpeed's `zero.Init` then replaces torch's linear for the whole
-    process. Returns the value in force (None: not ZeRO-3).
+    before any model is built: DeepSpeed's first `zero.Init` replaces torch's linear for the
+    whole process, for good. Returns the value set (None: not ZeRO-3).
 
     Off (torch's linear) for a compiled full fine-tune: its decoder layers are ZeRO-3 leaves
     compiled whole, and a compiled layer saves the weight parameters themselves for backward,
@@ -293,6 +295,34 @@ def zero3_linear(accelerator: Any, method: str, compiled: bool) -> Any:
             zero["memory_efficient_linear"] = not (method == "full" and compiled)
         value = zero["memory_efficient_linear"]  # as DeepSpeed will read it
     return value
+
+
+def deepspeed_linear() -> bool:
+    """Whether DeepSpeed's memory-efficient linear has replaced torch's in this process."""
+    return getattr(torch.nn.functional.linear, "__module__", "").startswith("deepspeed")
+
+
+@contextlib.contextmanager
+def whole_weights(accelerator: Any) -> Iterator[None]:
+    """A context where models load whole even under ZeRO-3: the base model that answers the
+    regularization prompts generates text, which partitioned weights cannot do. transformers
+    builds a model under DeepSpeed's `zero.Init` while accelerate's DeepSpeed config is
+    registered with it (accelerate's own `zero3_init_context_manager(enable=False)` registers
+    it again), so it is unregistered meanwhile."""
+    from transformers.integrations.deepspeed import (
+        set_hf_deepspeed_config,
+        unset_hf_deepspeed_config,
+    )
+
+    registered = getattr(accelerator.state.deepspeed_plugin, "dschf", None)
+    if registered is None:
+        yield
+        return
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        set_hf_deepspeed_config(registered)
 
 
 def zero3_leaf_layers(model: Any) -> int:

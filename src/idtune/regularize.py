@@ -107,8 +107,8 @@ def generate(
     rows = []
     for c, a in zip(conversations, answers, strict=True):
         reasoning, answer = gen.split_reasoning(tok, c, a, **kwargs)
-        if fam is not None and fam.thinks and not answer:
-            continue  # cut inside its reasoning: nothing to imitate
+        if not answer.strip():
+            continue  # cut inside its reasoning, or no answer at all: nothing to imitate
         if reasoning:
             answer = f"{fam.thinking['open']}\n{reasoning}\n{fam.thinking['close']}\n\n{answer}"
         rows.append({"messages": [c[0], {"role": "assistant", "content": answer}]})

@@ -546,18 +546,20 @@ def setup(
 
     from . import models, parallel
 
+    compiled = cfg.compile and parallel.compiles(cfg.method, engine)
+    # before any model is built: ZeRO-3's first zero.Init chooses the process's linear for good
+    parallel.zero3_linear(accelerator, cfg.method, compiled)
     src = source(cfg)  # before any data is made: a wrong target module is one line at once
     check_targets(cfg, src.base, src.trust_remote_code)
     check_host_embeddings(cfg, engine, src.base, src.trust_remote_code)
     main, val_convs = watch.split_val(identity_data(cfg, log), cfg.val_share, cfg.seed)
     main, val_convs = dress_for_thinking(cfg, src, [main, val_convs], log)  # val: as trained
-    convs, n_reg = build_conversations(cfg, log, distill, main)
+    with parallel.whole_weights(accelerator):  # the base model answering, not sharded
+        convs, n_reg = build_conversations(cfg, log, distill, main)
     ident = identity_of(cfg, log)
-    compiled = cfg.compile and parallel.compiles(cfg.method, engine)
     if cfg.compile and not compiled:
         log(f"compile: off for {cfg.method} under ZeRO-3 (DeepSpeed's hooks inside each layer "
             "split the compiled graphs: half the uncompiled speed, BENCHMARKS.md)")  # fmt: skip
-    zero3_linear = parallel.zero3_linear(accelerator, cfg.method, compiled)  # before the load
     model, tokenizer, template, trc = load_for_training(cfg, str(accelerator.device), compiled)
     rows = prepare_rows(cfg, tokenizer, convs, n_reg, ident, log)
     per_epoch = steps_per_epoch(rows, cfg, accelerator.num_processes)
@@ -598,8 +600,8 @@ def setup(
             k: v for k, v in recipes.to_dict(cfg).items() if k not in ("eval_prompts", "data")
         },
     )
-    if zero3_linear is not None:  # which linear ZeRO-3 ran (parallel.zero3_linear)
-        info.settings["zero3_memory_efficient_linear"] = zero3_linear
+    if engine == "deepspeed_zero3":  # the linear the layers ran (parallel.zero3_linear)
+        info.settings["zero3_memory_efficient_linear"] = parallel.deepspeed_linear()
     # fp32 weights with bf16 matmuls: on CPUs that have them (~2x faster), and for full
     # fine-tuning on GPUs (fp32 master weights and optimizer state, as accelerate's bf16 mode
     # does it); LoRA on GPU is bf16 already, and FSDP2 casts a full fine-tune's weights itself
