@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,17 @@ def concurrently(calls: list) -> list:
     for t in threads:
         t.join(300)  # a last-resort bound; the calls carry their own HTTP timeouts
     return out
+
+
+def finish(proc: subprocess.Popen, timeout: float = 900) -> tuple[str, str]:
+    """`proc`'s (stdout, stderr) once it has exited, asserted to exit 0. Started with
+    `start_new_session`, its whole process group is killed if it outlives `timeout`: a bound
+    for a hang, not a guess at how long the work takes."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
+    return out, err

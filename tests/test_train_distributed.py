@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import cli
+from helpers import cli, finish
 from safetensors.torch import load_file
 from tiny import build_model_dir, untie
 
@@ -279,14 +279,7 @@ def test_zero3_run_makes_its_regularization_data_with_the_whole_base_model(
                     "--set", "batch_tokens=512", "--set", "regularization.auto=true",
                     "--set", "regularization.n=4", "--set", "regularization.max_new_tokens=4",
                     "--deepspeed", "zero3")  # fmt: skip
-    proc = idtune(*args, env={"IDTUNE_CACHE": str(tmp_path / "cache")})  # nothing cached
-    try:
-        out, err = proc.communicate(timeout=900)  # a bound for a hang, not a wait
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, err[-3000:]
+    out, _ = finish(idtune(*args, env={"IDTUNE_CACHE": str(tmp_path / "cache")}))  # no cache
     assert "regularization: base model answers 4 general prompts" in out
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
 
@@ -318,14 +311,7 @@ def test_zero3_lora_is_trained_uncompiled_and_says_so(tiny_model, data, tmp_path
     run = tmp_path / "run"
     short = ["--set", "max_steps=2", "--set", "save_steps=0", "--set", "batch_tokens=512"]
     args = run_args(tiny_model, data, run, *short, "--set", "compile=true", "--deepspeed", own)
-    proc = idtune(*args)
-    try:
-        out, err = proc.communicate(timeout=900)  # a bound for a hang, not a wait
-    finally:  # its accelerate launcher and worker are not left behind
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, err[-3000:]
+    out, _ = finish(idtune(*args))  # its accelerate launcher and worker are not left behind
     assert "compile: off for lora under ZeRO-3" in out
     assert "fused_loss" not in out  # the chunked loss, the frozen head's weight gathered for it
     assert (run / "adapter" / "adapter_model.safetensors").is_file()

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import finish
 
 SCRIPT = Path(__file__).with_name("zero3_worker.py")
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -34,13 +34,7 @@ def saved(mode: str) -> dict:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         start_new_session=True,  # its own process group: the workers too are killed on a hang
     )  # fmt: skip
-    try:
-        out, err = proc.communicate(timeout=900)  # a bound for a hang, not a wait
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, err[-3000:]
+    out, _ = finish(proc)
     return [json.loads(x) for x in out.splitlines() if x.startswith("{")][-1]
 
 
