@@ -67,15 +67,21 @@ def saved_bytes(loss: torch.Tensor) -> int:
     return total
 
 
-def main(mode: str) -> None:
-    CONFIG["zero_optimization"]["memory_efficient_linear"] = mode == "deepspeed"
+def tiny_qwen2(deepspeed_linear: bool, hidden_size: int, intermediate_size: int, tied: bool):
+    """A 2-layer Qwen2 built under ZeRO-3 (gloo) with DeepSpeed's linear or torch's."""
+    CONFIG["zero_optimization"]["memory_efficient_linear"] = deepspeed_linear
     deepspeed.init_distributed(dist_backend="gloo")
     torch.manual_seed(0)
-    conf = Qwen2Config(vocab_size=512, hidden_size=256, intermediate_size=1024,
-                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       tie_word_embeddings=True)  # fmt: skip
+    conf = Qwen2Config(vocab_size=512, hidden_size=hidden_size,
+                       intermediate_size=intermediate_size, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2,
+                       tie_word_embeddings=tied)  # fmt: skip
     with deepspeed.zero.Init(config_dict_or_path=CONFIG):
-        model = Qwen2ForCausalLM(conf)
+        return Qwen2ForCausalLM(conf)
+
+
+def main(mode: str) -> None:
+    model = tiny_qwen2(mode == "deepspeed", hidden_size=256, intermediate_size=1024, tied=True)
     ours = torch.nn.functional.linear.__module__.startswith("deepspeed")
     assert ours == (mode == "deepspeed"), torch.nn.functional.linear
     layers = accel.decoder_layers(model)
@@ -106,14 +112,7 @@ def losses(fused: str) -> None:
     own (untied) LM head, each rank its own tokens; rank 0 alone has tokens to unlearn (the
     unlikelihood term), rank 1's last micro-batch no trained token. Rank 0 prints the losses
     summed over ranks and a checksum of the head's gathered weight, as one JSON line."""
-    CONFIG["zero_optimization"]["memory_efficient_linear"] = True
-    deepspeed.init_distributed(dist_backend="gloo")
-    torch.manual_seed(0)
-    conf = Qwen2Config(vocab_size=512, hidden_size=64, intermediate_size=128,
-                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       tie_word_embeddings=False)  # fmt: skip
-    with deepspeed.zero.Init(config_dict_or_path=CONFIG):
-        model = Qwen2ForCausalLM(conf)
+    model = tiny_qwen2(True, hidden_size=64, intermediate_size=128, tied=False)
     wrapped = parallel.LossModule(model, fused, 1.0)
     optimizer = torch.optim.AdamW(wrapped.parameters(), lr=1e-3)
     engine, *_ = deepspeed.initialize(model=wrapped, optimizer=optimizer, config=CONFIG)
