@@ -267,10 +267,10 @@ def fill_deepspeed_config(
             zero3_leaf_layers(model)
 
 
-def zero3_linear(accelerator: Any, method: str, compiled: bool) -> Any:
+def zero3_linear(accelerator: Any, method: str, compiled: bool) -> None:
     """Choose ZeRO-3's `memory_efficient_linear` where the JSON leaves it "auto" (or unset),
     before any model is built: DeepSpeed's first `zero.Init` replaces torch's linear for the
-    whole process, for good. Returns the value set (None: not ZeRO-3).
+    whole process, for good (`deepspeed_linear` tells which one ran).
 
     Off (torch's linear) for a compiled full fine-tune: its decoder layers are ZeRO-3 leaves
     compiled whole, and a compiled layer saves the weight parameters themselves for backward,
@@ -284,17 +284,12 @@ def zero3_linear(accelerator: Any, method: str, compiled: bool) -> Any:
 
     plugin = accelerator.state.deepspeed_plugin
     if plugin is None:
-        return None
-    value = None
+        return
     # accelerate keeps two copies: the engine's, and the one transformers' zero.Init reads
     for conf in (plugin.deepspeed_config, deepspeed_config()):
         zero = (conf or {}).get("zero_optimization") or {}
-        if zero.get("stage") != 3:
-            continue
-        if zero.get("memory_efficient_linear", "auto") == "auto":
+        if zero.get("stage") == 3 and zero.get("memory_efficient_linear", "auto") == "auto":
             zero["memory_efficient_linear"] = not (method == "full" and compiled)
-        value = zero["memory_efficient_linear"]  # as DeepSpeed will read it
-    return value
 
 
 def deepspeed_linear() -> bool:
