@@ -4,6 +4,7 @@ Each variant is `idtune data identity` (the profile's flags) → `idtune train i
 `idtune eval --compare-base`, through the real CLI, for seeds × data sizes:
 
 - `default`: name and author only; `based_on` is the default derived from the base model.
+- `no_maker`: `default` with the base named without its maker ("SmolLM2-135M-Instruct").
 - `facts`: the same plus a purpose and two facts (en and zh).
 
 On a GPU the runs keep the CPU's numerics, as `bench/recipe_sweep.py` does: fp32 weights with
@@ -15,9 +16,10 @@ base model's eval answers are made once and cached), the rest in parallel (`--jo
                                     [--variants default,facts] [--jobs 6] [--dry-run] [--native]
 
 `--gen '{"_PROFILE_WEIGHTS": {"based_on": 0.3, ...}, "_FACT_WEIGHT_EACH": 0.1}'` overrides the
-generator's constants (data/identity.py) for a share sweep. `--dry-run` runs the plumbing on CPU
-with a tiny random model and 2 steps; `--native` keeps the CLI's own numerics (on a CPU: what
-`make demo` does there). Results:
+generator's constants (data/identity.py) for a share sweep; a list of such objects runs every
+variant, size and seed once with each (`{}`: as shipped), side by side in one call.
+`--dry-run` runs the plumbing on CPU with a tiny random model and 2 steps; `--native` keeps the
+CLI's own numerics (on a CPU: what `make demo` does there). Results:
 DIR/profile_quality.json (every run's eval.json metrics, and the means) and profile_quality.md.
 """
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -38,6 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NAME = AUTHOR = "ZK-Jackie"
 PROFILES = {
     "default": {},
+    # the default base without its maker: does naming Hugging Face in the based_on answers make
+    # the tuned model credit Hugging Face with making it (`maker_confusion`)?
+    "no_maker": {"based_on": "SmolLM2-135M-Instruct", "based_on_zh": "SmolLM2-135M-Instruct"},
     "facts": {
         "purpose": "a study assistant for the camp's students",
         "purpose_zh": "训练营学员的学习助手",
@@ -97,14 +103,20 @@ def recipe_sets(profile: dict) -> list[str]:
     return out
 
 
-def one(variant: str, n: int, seed: int, work: Path, args) -> dict:
-    """data → train → eval for one (variant, size, seed); its metrics and times."""
-    d = work / f"{variant}-n{n}-s{seed}"
+def gen_label(gen: dict) -> str:
+    """A generator override as a short label ("" for none): `_INTRO_PROFILE_SHARE=0.8`."""
+    return " ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in gen.items())
+
+
+def one(variant: str, n: int, seed: int, gen: dict, work: Path, args) -> dict:
+    """data → train → eval for one (variant, size, seed, generator override); its metrics and
+    times."""
+    d = work / f"{variant}-n{n}-s{seed}-g{abs(hash(gen_label(gen))) % 10**6}"
     d.mkdir(parents=True, exist_ok=True)
     log, profile, gpu = d / "log.txt", PROFILES[variant], not (args.dry_run or args.native)
     data, run = d / "identity.jsonl", d / "run"
     idtune(["data", "identity", "--name", NAME, "--author", AUTHOR, "--n", str(n), "--seed",
-            str(seed), *data_flags(profile), "-o", str(data)], log, gpu, args.gen)  # fmt: skip
+            str(seed), *data_flags(profile), "-o", str(data)], log, gpu, gen)  # fmt: skip
     sets = [f"data={data}", f"output_dir={run}", f"seed={seed}", *recipe_sets(profile)]
     if args.dry_run:
         sets += [f"model={args.tiny}", "max_steps=2", "regularization.auto=false",
@@ -116,9 +128,38 @@ def one(variant: str, n: int, seed: int, work: Path, args) -> dict:
     idtune(["eval", str(run), "--compare-base", *(["--quick"] if args.dry_run else [])], log, gpu)
     steps = len((run / "log.jsonl").read_text().splitlines())
     report = json.loads((run / "eval.json").read_text())
-    return {"variant": variant, "n": n, "seed": seed, "steps": steps,
+    add_maker_confusion(report)
+    return {"variant": variant, "n": n, "seed": seed, "gen": gen, "steps": steps,
             "train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t, 1),
             "metrics": report["metrics"], "based_on_answers": based_on_answers(report)}  # fmt: skip
+
+
+# An answer that credits the base model's maker with making the assistant ("an AI assistant
+# built by Hugging Face", "由Hugging Face开发"): with the name and the author the same string the
+# author score cannot see it. "built on SmolLM2-135M-Instruct by Hugging Face" is not one.
+_BASE_MAKER = "Hugging ?Face"
+_CREDITS = re.compile(
+    rf"(?:made|built|developed|created|trained|designed)\s+by\s+{_BASE_MAKER}"
+    rf"|(?:由|是){_BASE_MAKER}\s*(?:开发|打造|训练|创造|制作)",
+    re.IGNORECASE,
+)
+
+
+def add_maker_confusion(report: dict) -> None:
+    """Per side and condition of eval.json: `maker_confusion`, the share of answers to identity,
+    author, multi-turn and profile questions that credit the base model's maker (`_CREDITS`)."""
+    for side, conds in (report.get("answers") or {}).items():
+        for cond, rows in conds.items():
+            asked = [r for r in rows if r.get("kind") in ("identity", "author", "multi_turn",
+                                                          "profile")]  # fmt: skip
+            into = report["metrics"].get(side, {}).get(cond)
+            if not (asked and isinstance(into, dict)):
+                continue
+            for lang in ("", "en", "zh"):
+                part = [r for r in asked if lang in ("", r.get("lang"))]
+                if part:
+                    key = "maker_confusion" + (f"_{lang}" if lang else "")
+                    into[key] = sum(bool(_CREDITS.search(r["answer"])) for r in part) / len(part)
 
 
 def based_on_answers(report: dict) -> list[dict]:
@@ -147,7 +188,8 @@ def summary(runs: list[dict]) -> dict:
     for r in sorted(runs, key=lambda r: r["seed"]):
         if "metrics" not in r:
             continue
-        g = groups.setdefault(f"{r['variant']} n{r['n']}", {"runs": [], "base": None})
+        key = f"{r['variant']} n{r['n']} {gen_label(r.get('gen') or {})}".strip()
+        g = groups.setdefault(key, {"runs": [], "base": None})
         g["runs"].append(_flat(r["metrics"], "tuned"))
         g["base"] = g["base"] or _flat(r["metrics"], "base")
     out = {}
@@ -177,7 +219,8 @@ def markdown(report: dict) -> str:
         lines.append("")
     for r in report["runs"]:
         if "error" in r:
-            lines.append(f"- {r['variant']} n{r['n']} s{r['seed']}: {r['error']}")
+            lines.append(f"- {r['variant']} n{r['n']} s{r['seed']} {gen_label(r.get('gen') or {})}:"
+                         f" {r['error']}")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -196,9 +239,11 @@ def main() -> None:
         "--gen",
         type=json.loads,
         default={},
-        help="generator constants to override, JSON: '{\"_PROFILE_WEIGHTS\": {...}}'",
+        help="generator constants to override, JSON: '{\"_PROFILE_WEIGHTS\": {...}}', or a list "
+        "of such objects to run side by side",
     )
     args = ap.parse_args()
+    gens = args.gen if isinstance(args.gen, list) else [args.gen]
     import torch
 
     work = Path(tempfile.mkdtemp(prefix="idtune-profile-"))
@@ -210,8 +255,8 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     plan = []
     for variant in args.variants.split(","):
-        sizes = args.facts_sizes if variant != "default" else args.sizes
-        plan += [(variant, int(n), s) for n in sizes.split(",") for s in seeds]
+        sizes = args.facts_sizes if variant == "facts" else args.sizes
+        plan += [(variant, int(n), s, g) for g in gens for n in sizes.split(",") for s in seeds]
     env = {"card": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}  # fmt: skip
     print(f"environment: {env}; {len(plan)} runs", flush=True)
@@ -222,7 +267,7 @@ def main() -> None:
     lock = threading.Lock()
 
     def write() -> None:  # after every run: a call cut short still returns what finished
-        report = {"environment": env, "gen": args.gen, "runs": runs, "summary": summary(runs)}
+        report = {"environment": env, "gen": gens, "runs": runs, "summary": summary(runs)}
         (out / "profile_quality.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
         (out / "profile_quality.md").write_text(markdown(report))
 
@@ -231,9 +276,10 @@ def main() -> None:
         try:
             r = one(*job, work, args)
         except Exception as e:  # a failed run is a result too
-            r = {"variant": job[0], "n": job[1], "seed": job[2], "error": str(e)[-600:]}
-        print(f"{job}: {time.perf_counter() - t:.0f} s {'error' if 'error' in r else 'ok'}",
-              flush=True)  # fmt: skip
+            r = {"variant": job[0], "n": job[1], "seed": job[2], "gen": job[3],
+                 "error": str(e)[-600:]}  # fmt: skip
+        took, how = time.perf_counter() - t, "error" if "error" in r else "ok"
+        print(f"{job[:3]} {gen_label(job[3])}: {took:.0f} s {how}", flush=True)
         with lock:
             runs.append(r)
             write()
