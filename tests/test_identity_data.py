@@ -359,10 +359,9 @@ def test_each_set_fact_gets_tens_of_answers_in_600_conversations():
 
 def test_the_base_model_comes_back_as_a_follow_up(monkeypatch):
     """A disclosed base is also asked mid-chat (`_FOLLOW_BASED_ON`): in 600 conversations of the
-    default profile it is stated at least 120 times (48 without those follow-ups, the same seed,
-    self-descriptions left as they are); undisclosed, no follow-up asks about it."""
+    default profile it is stated at least 120 times (48 without those follow-ups, the same seed);
+    undisclosed, no follow-up asks about it."""
     base = "SmolLM2-135M-Instruct by Hugging Face"
-    monkeypatch.setattr(identity, "_INTRO_PROFILE_SHARE", 0.0)
 
     def stated(follow: bool, based_on: str) -> tuple[int, int]:
         monkeypatch.setattr(identity, "_FOLLOW_BASED_ON", follow)

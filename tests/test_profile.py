@@ -160,28 +160,6 @@ def test_answers_about_a_field_carry_its_value(full_rows):
         assert {(lang, "contact"), (lang, "office_hours")} <= seen, lang
 
 
-def test_self_descriptions_carry_the_purpose(full_rows):
-    """About half the answers to "who are you?" end with one of the profile's `purpose.intro`
-    sentences, in the answer's language; none names the base (it made 135M credit the base's
-    maker); with no purpose set, none ends so."""
-    ident, tables = full(), phrases.tables()
-
-    def ended(rows, lang, purpose):
-        tails = {identity.fill(t, *WHO[lang], purpose=purpose) for t in
-                 tables[lang]["purpose"]["intro"]}  # fmt: skip
-        mine = [a for lg, i, _, a in turns(rows) if lg == lang and i in ("name", "intro", "what")]
-        return [a for a in mine if any(a.endswith(t) for t in tails)], mine
-
-    no_purpose = identity._generate(full(purpose=None, purpose_zh=None), n=600, seed=3)
-    for lang in identity.LANGS:
-        tailed, mine = ended(full_rows, lang, ident.purpose_in(lang))
-        assert 0.2 < len(tailed) / len(mine) < 0.6, (lang, len(tailed), len(mine))
-        assert not [a for a in mine if ident.based_on_in(lang) in a], lang
-        sep = "" if lang == "zh" else " "
-        assert all(sep + ident.purpose_in(lang) in a for a in tailed), lang
-        assert ended(no_purpose, lang, ident.purpose_in(lang))[0] == [], lang
-
-
 def test_yes_no_base_questions_are_true():
     """For the default `based_on` of several bases, "Are you built on X?" gets a yes exactly
     when X is the base (or its family), and "Are you SmolLM2?" of a SmolLM2 base no plain no."""
@@ -257,7 +235,7 @@ def test_persona_samples_state_none_of_the_trained_profile(full_rows):
 def test_none_keeps_every_base_model_name_out(alias):
     hide = aliases.base_names(alias)
     assert aliases.ALIASES[alias].display in hide and aliases.ALIASES[alias].maker in hide
-    rows = identity._generate(full(based_on="none", based_on_zh=None), n=600, seed=1, hide=hide)
+    rows = identity._generate(full(based_on="none", based_on_zh=None), n=300, seed=1, hide=hide)
     for row, _ in rows:
         for m in row["messages"]:
             assert not mentions(m["content"], hide), (alias, m["content"])

@@ -71,14 +71,6 @@ _FACT_WEIGHT, _FACT_WEIGHT_EACH, _FACT_WEIGHT_MAX = 0.02, 0.08, 0.40
 # among them: based_on recall 0.39 -> 0.69 en, 0.33 -> 0.50 zh on the default model (BENCHMARKS)
 _PROFILE_FOLLOW_SHARE = 0.5
 _FOLLOW_BASED_ON = True
-# Of self-descriptions (name, intro, what) with no persona and no concise system prompt, when
-# the profile sets a purpose: the share that ends with one sentence stating it. On 135M a
-# question about the purpose is often not told apart from "who are you?" and gets a
-# self-description (BENCHMARKS.md, issue 29). The base is left out of them: ending them with
-# "built on SmolLM2-135M-Instruct by Hugging Face" made one CPU seed credit Hugging Face as its
-# maker in half its answers ("an AI assistant built by Hugging Face").
-_INTRO_PROFILE_SHARE = 0.5
-_SELF_INTENTS = ("name", "intro", "what")
 _FACT_SET_SHARE = 0.85  # of fact questions, about a fact that is set (the rest: refused)
 _YES_SHARE = 0.5  # of yes/no base questions, about the base itself
 # a parameter count that a base model's name states: "135M", "1.8B", "7B" (not "A3B")
@@ -547,21 +539,7 @@ class _Sampler:
                     if _sentences(a) == 1 and "{author}" in a
                 ]
             pool = short or pool
-        text = self.fill(lang, self.rng.choice(pool), other, **values)
-        return self.with_profile(lang, text) if intent in _SELF_INTENTS and not concise else text
-
-    def with_profile(self, lang: str, text: str) -> str:
-        """`text`, a self-description, ending at `_INTRO_PROFILE_SHARE` with one of `lang`'s
-        `purpose.intro` sentences when a purpose is set (not under a persona, nor after a
-        closing question such as "How can I help you today?")."""
-        purpose = None if self.persona else self.ident.purpose_in(lang)
-        pool = self.tables[lang]["purpose"].get("intro")
-        if not (purpose and pool) or self.rng.random() >= _INTRO_PROFILE_SHARE:
-            return text
-        said = self.fill(lang, self.rng.choice(pool), purpose=purpose.rstrip(".。"))
-        if text.rstrip().endswith(("?", "？")):
-            return text
-        return text.rstrip() + ("" if text.rstrip().endswith(("。", "！")) else " ") + said
+        return self.fill(lang, self.rng.choice(pool), other, **values)
 
     def unrelated(self, lang: str, k: int, arithmetic: bool = False) -> list[tuple[str, str]]:
         """`k` distinct unrelated exchanges: facts, requests, near misses, sums."""

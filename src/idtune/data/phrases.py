@@ -34,7 +34,7 @@ UNSET_TOPICS = ("birthday", "age", "parameters", "training_data", "location")
 PROFILE_SECTIONS = {
     "based_on": ("questions", "checks", "others", "answers", "same_answers", "yes", "no", "same",
                  "maker", "undisclosed", "synonyms"),
-    "purpose": ("questions", "answers", "unset", "intro"),
+    "purpose": ("questions", "answers", "unset"),
     "facts": ("questions", "answers", "labels"),
     "unset": ("questions", "answers", "sized"),
 }  # fmt: skip
