@@ -131,7 +131,8 @@ def one(variant: str, n: int, seed: int, gen: dict, work: Path, args) -> dict:
     add_maker_confusion(report)
     return {"variant": variant, "n": n, "seed": seed, "gen": gen, "steps": steps,
             "train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t, 1),
-            "metrics": report["metrics"], "based_on_answers": based_on_answers(report)}  # fmt: skip
+            "metrics": report["metrics"], "based_on_answers": based_on_answers(report),
+            "maker_confused": maker_confused(report)}  # fmt: skip
 
 
 # An answer that credits the base model's maker with making the assistant ("an AI assistant
@@ -160,6 +161,14 @@ def add_maker_confusion(report: dict) -> None:
                 if part:
                     key = "maker_confusion" + (f"_{lang}" if lang else "")
                     into[key] = sum(bool(_CREDITS.search(r["answer"])) for r in part) / len(part)
+
+
+def maker_confused(report: dict) -> list[dict]:
+    """The tuned model's answers that credit the base's maker (`_CREDITS`), every condition, each
+    with its condition, kind, language and question."""
+    return [{"condition": cond, **{k: r.get(k) for k in ("kind", "lang", "prompt", "answer")}}
+            for cond, rows in report.get("answers", {}).get("tuned", {}).items()
+            for r in rows if _CREDITS.search(r.get("answer", ""))]  # fmt: skip
 
 
 def based_on_answers(report: dict) -> list[dict]:
