@@ -5,7 +5,7 @@ Each variant is `idtune data identity` (the profile's flags) → `idtune train i
 
 - `default`: name and author only; `based_on` is the default derived from the base model.
 - `no_maker`: `default` with the base named without its maker ("SmolLM2-135M-Instruct").
-- `facts`: the same plus a purpose and two facts (en and zh).
+- `facts`: `default` plus a purpose and two facts (en and zh).
 
 On a GPU the runs keep the CPU's numerics, as `bench/recipe_sweep.py` does: fp32 weights with
 bf16 autocast in training (the AVX512-BF16 CPUs of BENCHMARKS.md's figures), fp32 generation.
@@ -111,7 +111,8 @@ def gen_label(gen: dict) -> str:
 def one(variant: str, n: int, seed: int, gen: dict, work: Path, args) -> dict:
     """data → train → eval for one (variant, size, seed, generator override); its metrics and
     times."""
-    d = work / f"{variant}-n{n}-s{seed}-g{abs(hash(gen_label(gen))) % 10**6}"
+    tag = re.sub(r"[^A-Za-z0-9.=_-]+", "_", gen_label(gen))[:80]
+    d = work / f"{variant}-n{n}-s{seed}" / (tag or "shipped")
     d.mkdir(parents=True, exist_ok=True)
     log, profile, gpu = d / "log.txt", PROFILES[variant], not (args.dry_run or args.native)
     data, run = d / "identity.jsonl", d / "run"
