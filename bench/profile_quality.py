@@ -254,6 +254,8 @@ def main() -> None:
     )
     args = ap.parse_args()
     gens = args.gen if isinstance(args.gen, list) else [args.gen]
+    if not all(isinstance(g, dict) for g in gens):
+        ap.error("--gen: a JSON object of generator constants, or a list of them")
     import torch
 
     work = Path(tempfile.mkdtemp(prefix="idtune-profile-"))
