@@ -172,6 +172,17 @@ def based_on(spec: str) -> tuple[str, str]:
     return f"{alias.display} by {alias.maker}", f"{maker_zh}的{display_zh}"
 
 
+def based_on_plain(spec: str) -> dict[str, str]:
+    """The default `based_on` of `spec` (both languages) → the model it names without its maker:
+    {"SmolLM2-135M-Instruct by Hugging Face": "SmolLM2-135M-Instruct", "Hugging
+    Face的SmolLM2-135M-Instruct": "SmolLM2-135M-Instruct"}; empty when it names no maker."""
+    alias, _ = _base_alias(spec)
+    if alias is None or not alias.display or not alias.maker:
+        return {}
+    en, zh = based_on(spec)
+    return {en: alias.display, zh: alias.display_zh or alias.display}
+
+
 def _hub_of(spec: str, depth: int = 0) -> str | None:
     """The hub id (`ORG/NAME`) `spec` stands for, following a local directory to what it was
     made from (idtune.json, config.json; a few steps at most); None when there is none."""
