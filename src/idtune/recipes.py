@@ -312,14 +312,10 @@ def resolve_based_on(ident: Identity, model: str) -> Identity:
 def generator_profile(ident: Identity, model: str) -> dict:
     """The keyword arguments of `data.identity.generate` for this identity's profile, tuned from
     `model`: `based_on` resolved (see `resolve_based_on`), and the base model's names to keep
-    out of the data (`hide`, used when based_on is "none"), and the default based_on's model
-    without its maker (`based_on_plain`)."""
+    out of the data (`hide`, used when based_on is "none")."""
     ident = resolve_based_on(dataclasses.replace(ident), model)
     fields = ("based_on", "based_on_zh", "purpose", "purpose_zh", "facts", "facts_zh")
-    return {f: getattr(ident, f) for f in fields} | {
-        "hide": aliases.base_names(model),
-        "based_on_plain": aliases.based_on_plain(model),
-    }
+    return {f: getattr(ident, f) for f in fields} | {"hide": aliases.base_names(model)}
 
 
 def _check_profile(ident: Identity, source: Callable[[str], str]) -> None:

@@ -73,10 +73,6 @@ _PROFILE_FOLLOW_SHARE = 0.5
 _FOLLOW_BASED_ON = True
 _FACT_SET_SHARE = 0.85  # of fact questions, about a fact that is set (the rest: refused)
 _YES_SHARE = 0.5  # of yes/no base questions, about the base itself
-# Of answers stating a default `based_on` ("SmolLM2-135M-Instruct by Hugging Face"), the share that
-# names the base's maker too; the rest name the model alone (`based_on_plain`). Answers to "Did
-# Hugging Face make you?" always do.
-_BASED_ON_MAKER_SHARE = 1.0
 # a parameter count that a base model's name states: "135M", "1.8B", "7B" (not "A3B")
 _SIZE = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)\s?([MmBb])(?![A-Za-z0-9])")
 # a fact's key: a short name ("contact", "office_hours"); asked as its label or with _ as spaces
@@ -324,11 +320,9 @@ def _pick_weighted(rng: random.Random, weights: dict[str, float]) -> str:
 
 class _Sampler:
     def __init__(
-        self, tables: dict[str, Table], ident: Identity, langs: list[str], rng: random.Random,
-        plain: dict[str, str] | None = None,
-    ):  # fmt: skip
+        self, tables: dict[str, Table], ident: Identity, langs: list[str], rng: random.Random
+    ):
         self.tables, self.langs, self.rng, self.ident = tables, langs, rng, ident
-        self.plain = plain or {}  # a based_on value → the model it names, without its maker
         self.who = {lang: (ident.name_in(lang), ident.author_in(lang)) for lang in tables}
         self.concise = {s for t in tables.values() for s in t["system_prompts"].get("concise", [])}
         self.persona: tuple[str, str] | None = None  # the operator's (name, maker) in this sample
@@ -395,21 +389,6 @@ class _Sampler:
 
     def fill(self, lang: str, text: str, other: str = "", **values: str) -> str:
         return fill(text, *(self.persona or self.who[lang]), other, **values)
-
-    def maker_or_not(self, base: str, intent: str, other: str) -> str:
-        """`base` as an answer states it: with its maker in `_BASED_ON_MAKER_SHARE` of answers,
-        else the model alone; always whole when asked about its maker or about what only the
-        whole names ("Are you built on a Hugging Face model?")."""
-        plain = self.plain.get(base)
-        if not plain or _BASED_ON_MAKER_SHARE >= 1 or intent == "neg_maker":
-            return base
-        if (
-            other
-            and base_relation(other, base, self.synonyms)
-            and not base_relation(other, plain, self.synonyms)
-        ):
-            return base
-        return plain if self.rng.random() >= _BASED_ON_MAKER_SHARE else base
 
     def system(self, lang: str, weights: dict[str, float]) -> tuple[str, str | None]:
         kind = _pick_weighted(self.rng, weights)
@@ -549,8 +528,6 @@ class _Sampler:
             pool = list(table["answers"][intent])
             if name == author:
                 pool += table["same_answers"].get(intent, [])
-        if "based_on" in values:
-            values["based_on"] = self.maker_or_not(values["based_on"], intent, other)
         if concise and values:  # an answer about the profile keeps its value
             pool = [a for a in pool if _sentences(a) == 1] or pool
         elif concise:
@@ -734,7 +711,6 @@ def _shows(row: dict, hidden: Sequence[str]) -> bool:
 def _generate(
     ident: Identity, langs: Sequence[str] = ("zh", "en"), n: int = 1000, seed: int = 0,
     phrase_files: Sequence[str | Path] = (), hide: Sequence[str] = (),
-    based_on_plain: dict[str, str] | None = None,
 ) -> list[tuple[dict, list[str | None]]]:  # fmt: skip
     """`generate` for a checked identity, with each assistant turn's intent (None: unrelated)."""
     if isinstance(langs, str):
@@ -752,7 +728,7 @@ def _generate(
             f"--lang {','.join([*langs, left_out[0]])}"
         )
     check_count(n)
-    sampler = _Sampler(tables, ident, langs, random.Random(seed), based_on_plain)
+    sampler = _Sampler(tables, ident, langs, random.Random(seed))
     hidden = _hidden(ident, hide, langs, tables)
     seen: set[str] = set()
     out = []
@@ -795,7 +771,6 @@ def generate(
     facts: dict[str, str] | None = None,
     facts_zh: dict[str, str] | None = None,
     hide: Sequence[str] = (),
-    based_on_plain: dict[str, str] | None = None,
 ) -> list[dict]:
     """Identity conversations as [{"messages": [{"role": ..., "content": ...}, ...]}, ...].
 
@@ -805,14 +780,12 @@ def generate(
     undisclosed in both languages, never in one only) is asked about too, each answer about a
     field carrying its value; with the base undisclosed, no text names any of `hide` (the base
     model's names, `aliases.base_names`) or a name of the tables that may stand for one of them.
-    `based_on_plain` maps a `based_on` value that names the base's maker to the model alone
-    (`aliases.based_on_plain`): most answers then say the model only. `phrase_files` add
-    phrasings or languages (see `phrases.py`). Deterministic for a given `seed`.
+    `phrase_files` add phrasings or languages (see `phrases.py`). Deterministic for a given `seed`.
     """
     check_count(n)
     ident = profile(name, author, name_zh, author_zh, based_on, based_on_zh, purpose,
                     purpose_zh, facts, facts_zh)  # fmt: skip
-    return [row for row, _ in _generate(ident, langs, n, seed, phrase_files, hide, based_on_plain)]
+    return [row for row, _ in _generate(ident, langs, n, seed, phrase_files, hide)]
 
 
 def check_count(n: object) -> int:
