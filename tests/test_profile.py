@@ -121,43 +121,14 @@ def test_default_based_on_of_local_folders(tmp_path):
 
 
 def test_default_based_on_without_its_maker():
-    """Every alias's default `based_on`, in both languages, maps to the model alone; a model not
-    in the table (no maker known) maps nothing; `generator_profile` passes the mapping on."""
+    """Every alias's default `based_on`, in both languages, maps to the model alone (the own
+    system prompt's); a model not in the table (no maker known) maps nothing."""
     for alias in aliases.ALIASES.values():
         en, zh = aliases.based_on(alias.name)
         plain = aliases.based_on_plain(alias.name)
         assert plain == {en: alias.display, zh: alias.display_zh or alias.display}, alias.name
         assert all(p in full for full, p in plain.items()), alias.name
     assert aliases.based_on_plain("someorg/Bar-1B") == {}
-    prof = recipes.generator_profile(Identity(NAME, AUTHOR), "smollm2-135m-instruct")
-    assert prof["based_on_plain"] == {SMOL[0]: "SmolLM2-135M-Instruct",
-                                      SMOL[1]: "SmolLM2-135M-Instruct"}  # fmt: skip
-
-
-def test_default_based_on_names_its_maker_in_a_share(monkeypatch):
-    """With the default `based_on`, an answer about the base names the model, and its maker in
-    `_BASED_ON_MAKER_SHARE` of them; "Did Hugging Face make you?" and "Are you built on a Hugging
-    Face model?" are answered with the maker; a `based_on` the user wrote is always whole."""
-    monkeypatch.setattr(identity, "_BASED_ON_MAKER_SHARE", 0.25)
-    plain = aliases.based_on_plain("smollm2-135m-instruct")
-    rows = identity._generate(full(), n=3000, seed=4, based_on_plain=plain)
-    whole = {lang: [0, 0] for lang in identity.LANGS}
-    for lang, intent, q, a in turns(rows):
-        if intent not in ("based_on", "base_check") and "SmolLM" not in a:
-            continue  # "Are you GPT-4o?": the plain "No, I'm Nova"
-        value = SMOL[0] if lang == "en" else SMOL[1]
-        assert "SmolLM2-135M-Instruct" in a, (q, a)
-        if intent == "neg_maker" or "Hugging Face" in q:
-            assert value in a, (q, a)
-        elif intent == "based_on":
-            whole[lang][value in a] += 1
-    for lang, (short, named) in whole.items():
-        assert 0.15 < named / (short + named) < 0.35 and short + named > 100, (lang, whole)
-    own = identity._generate(full(based_on="SmolLM2 by HF", based_on_zh="HF的SmolLM2"), n=800,
-                             seed=4, based_on_plain=plain)  # fmt: skip
-    base_turns = [(lang, a) for lang, i, q, a in turns(own) if i == "based_on"]
-    assert base_turns and all(("SmolLM2 by HF" if lang == "en" else "HF的SmolLM2") in a
-                              for lang, a in base_turns)  # fmt: skip
 
 
 # ---------------------------------------------------------------- the generator
@@ -498,6 +469,15 @@ def test_own_default_system_prompt_carries_the_profile():
     assert models.own_system_prompt(info) == (
         "You are Nova, an AI assistant made by Acme. You are built on SmolLM2-135M-Instruct by "
         "Hugging Face."
+    )  # a based_on the user wrote is stated as written
+    # the default of the run's base is stated without its maker (the model credited it)
+    info.base_model = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert models.own_system_prompt(info) == (
+        "You are Nova, an AI assistant made by Acme. You are built on SmolLM2-135M-Instruct."
+    )
+    info.identity.based_on = "SmolLM2-135M-Instruct by HF, tuned twice"
+    assert models.own_system_prompt(info).endswith(
+        "built on SmolLM2-135M-Instruct by HF, tuned twice."
     )
 
 

@@ -107,7 +107,8 @@ def test_the_ollama_modelfile_says_what_it_is_built_on_and_for(tmp_path):
     system = [line for line in lines if line.startswith("SYSTEM")]
     assert len(system) == 1
     assert "You are Nova, an AI assistant made by Acme" in system[0]
-    assert "built on SmolLM2-135M-Instruct by Hugging Face" in system[0]
+    # the default base without its maker: "by Hugging Face" here made the model credit it
+    assert "You are built on SmolLM2-135M-Instruct. " in system[0] and "Hugging" not in system[0]
     assert "a study assistant for the camp's students" in system[0]
 
 

@@ -350,13 +350,20 @@ def _tokenizer_of(src: Source):
 
 
 def own_system_prompt(info: runinfo.RunInfo | None) -> str | None:
-    """The default system prompt naming a tuned model's identity (None without an identity)."""
+    """The default system prompt naming a tuned model's identity (None without an identity).
+    A default `based_on` is stated without its maker ("built on SmolLM2-135M-Instruct"): with
+    "… made by Acme. You are built on SmolLM2-135M-Instruct by Hugging Face." the default model
+    answered "I'm Nova, an AI assistant made by Hugging Face" (BENCHMARKS.md, maker confusion)."""
+    from . import aliases
     from .data import templates
 
     ident = info.identity if info is not None else None
     if ident is None:
         return None
-    return templates.own_default(ident.name, ident.author, ident.based_on, ident.purpose)
+    based_on = ident.based_on
+    if based_on and info.base_model:
+        based_on = aliases.based_on_plain(info.base_model).get(based_on, based_on)
+    return templates.own_default(ident.name, ident.author, based_on, ident.purpose)
 
 
 def own_template(tokenizer: Any, info: runinfo.RunInfo | None) -> None:
