@@ -389,3 +389,112 @@ def test_no_answer_is_no_honest_answer():
     got = ["", "Birthday? Birthday?", "I'm Nova, made by Acme; Acme hasn't shared that."]
     res = evaluate.score_profile(items * 3, got, NOVA, ["Nova"], ["Acme"])
     assert [r["ok"] for r in res["rows"]] == [False, False, True]
+
+
+# ---------------------------------------------------------------- maker confusion
+def test_maker_confusion_counts_answers_crediting_the_bases_maker():
+    """An identity, author, multi-turn or profile answer that credits the base's maker with
+    making the assistant counts, in its language; one whose sentence names the base model (who
+    made the base) does not, nor do general and persona answers; eval.md lists the failures."""
+    probes = {
+        "identity": {"en": ["Who are you?", "Your name?"], "zh": ["你是谁？"]},
+        "author": {"en": ["Who made you?"], "zh": ["谁开发了你？"]},
+        "general": [{"lang": "en", "prompt": "Who makes transformers?", "answers": []}],
+        "multi_turn": [
+            {"lang": "zh", "history": [["hi", "hello"]], "prompt": "你叫什么？", "kind": "identity"}
+        ],  # fmt: skip
+        "persona": {},
+        "profile": {"based_on": {"en": ["What is under you?"], "zh": ["你的底座？"]}},
+    }
+    answers = {
+        "Who are you?": "I'm Nova, an AI assistant built by Hugging Face.",  # confused
+        "Your name?": "Nova, made by Acme. SmolLM2 was made by Hugging Face.",  # base's maker
+        "你是谁？": "我是诺娃，由Acme开发。",
+        "Who made you?": "Hugging Face made me.",  # confused (the author score sees it too)
+        "谁开发了你？": "我是Acme开发的诺娃。",
+        "Who makes transformers?": "It is made by Hugging Face.",  # general: not counted
+        "你叫什么？": "我是诺娃，由 Hugging Face 开发。",  # confused
+        "What is under you?": "I'm built on SmolLM2-135M-Instruct by Hugging Face.",
+        "你的底座？": "我是Hugging Face的小助手。",  # confused
+    }
+    res = evaluate.evaluate(scripted(answers), probes, ["Nova", "诺娃"], ["Acme"], profile=NOVA)
+    results = {"tuned": {"no_system": res}}
+    evaluate._add_maker_confusion(results, "HuggingFaceTB/SmolLM2-135M-Instruct",
+                                  ["Nova", "诺娃"], ["Acme"])  # fmt: skip
+    m, counts = res["metrics"], res["counts"]
+    assert (m["maker_confusion_en"], counts["maker_confusion_en"]) == (pytest.approx(2 / 4), 4)
+    assert (m["maker_confusion_zh"], counts["maker_confusion_zh"]) == (pytest.approx(2 / 4), 4)
+    assert (m["maker_confusion"], counts["maker_confusion"]) == (0.5, 8)
+    flagged = {r["prompt"] for r in res["rows"] if r.get("credits_maker")}
+    assert flagged == {"Who are you?", "Who made you?", "你叫什么？", "你的底座？"}
+    assert evaluate.label("maker_confusion_zh") == "maker confusion ↓ (zh)"
+    table = evaluate.table({"tuned": {"no_system": m}}, counts)
+    assert "| maker confusion ↓ | no system prompt | 0.50 (4/8) |" in table
+    fails = evaluate.failures({"no_system": res["rows"]})
+    assert "### maker confusion: 4 failing" in fails
+
+
+def test_maker_confusion_needs_a_maker_other_than_the_author():
+    """No score where the base has no known maker (a local folder), or where the assistant's
+    own author is the base's maker (Hugging Face tuning SmolLM2 says so truthfully)."""
+    probes = {"identity": {"en": ["Who are you?"]}, "author": {}, "general": []}
+    said = {"Who are you?": "I'm Nova, built by Hugging Face."}
+    for base, authors in (("/some/folder", ["Acme"]), ("smollm2-135m-instruct", ["Hugging Face"])):
+        res = evaluate.evaluate(scripted(said), probes, ["Nova"], authors)
+        evaluate._add_maker_confusion({"tuned": {"no_system": res}}, base, ["Nova"], authors)
+        assert "maker_confusion" not in res["metrics"], base
+    res = evaluate.evaluate(scripted(said), probes, ["Nova"], ["Acme"])
+    evaluate._add_maker_confusion({"tuned": {"no_system": res}}, "smollm2-135m-instruct",
+                                  ["Nova"], ["Acme"])  # fmt: skip
+    assert res["metrics"]["maker_confusion"] == 1.0
+
+
+def test_maker_confusion_reads_every_languages_credits_and_makers():
+    """The credit phrasings come from each language's phrase table; every maker of the base and
+    of what it is built from counts (an R1 distill: DeepSeek and Alibaba Cloud), a sentence
+    naming a version with a dot ("Qwen2.5-1.5B") stays one sentence."""
+    from idtune import aliases
+    from idtune.data import phrases
+
+    assert "由{maker}开发" in phrases.tables()["zh"]["based_on"]["credits"]
+    assert "made by {maker}" in phrases.tables()["en"]["based_on"]["credits"]
+    makers = aliases.base_makers("deepseek-r1-distill-qwen-1.5b")
+    assert {"DeepSeek", "Alibaba Cloud", "阿里云"} <= set(makers)
+    pattern = evaluate.credits_pattern(makers)
+    excuses = aliases.base_names("qwen2.5-1.5b-instruct")
+    assert evaluate.credits_maker("我是诺娃，阿里云开发了我。", pattern, [])
+    assert evaluate.credits_maker("I'm Nova, trained by DeepSeek!", pattern, [])
+    assert not evaluate.credits_maker(
+        "I'm built on Qwen2.5-1.5B-Instruct, made by Alibaba Cloud.", pattern, excuses
+    )
+    assert not evaluate.credits_maker("I'm Nova, made by Acme.", pattern, excuses)
+    assert evaluate.credits_pattern([]) is None
+
+
+def test_cli_eval_reports_maker_confusion_for_a_base_with_a_maker(tiny_model, tmp_path):
+    """`idtune eval` of a run whose base has a known maker reports maker confusion per
+    condition (the tiny model's babble credits no one); eval.md shows the row."""
+    import torch
+
+    probes = tmp_path / "probes.json"
+    general = [{"lang": "en", "prompt": "Capital of France?", "answers": ["Paris"]}]
+    small = {"identity": {"en": ["what r u"], "zh": ["你是谁"]}, "author": {"en": ["who built u"]},
+             "general": general}  # fmt: skip
+    probes.write_text(json.dumps(small, ensure_ascii=False))
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model, run)
+    RunInfo(base_model="HuggingFaceTB/SmolLM2-135M-Instruct", identity=NOVA).save(run)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(SystemExit) as e:
+            main(["eval", str(run), "--probes", str(probes)])
+    finally:
+        torch.set_num_threads(threads)
+    assert e.value.code == 0
+    report = json.loads((run / "eval.json").read_text())
+    for cond in ("no_system", "system"):
+        got = report["metrics"]["tuned"][cond]
+        assert got["maker_confusion"] == 0.0 and got["maker_confusion_zh"] == 0.0, cond
+        assert report["condition_counts"][cond]["maker_confusion"] == 3
+    assert "| maker confusion ↓ | no system prompt | 0.00 (0/3) |" in (run / "eval.md").read_text()

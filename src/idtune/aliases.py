@@ -215,13 +215,27 @@ def base_names(spec: str) -> list[str]:
         org = alias.hub_id.split("/")[0]
         names += [alias.hub_id, org, alias.display, alias.display_zh, alias.maker, alias.maker_zh]
         names += alias.lineage
-        related = [a for a in ALIASES.values() if a.lineage and a.lineage[0] in alias.lineage]
     elif hub := _hub_of(spec):
         org, stem = _org_stem(hub)
         names += [hub, org, stem]
+    names += base_makers(spec)
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def base_makers(spec: str) -> list[str]:
+    """Who made the model `spec` and the models it is built from, in both languages ("Hugging
+    Face"; "DeepSeek", "深度求索", "Alibaba Cloud", "阿里云" for a DeepSeek-R1 distill of Qwen2.5);
+    for a model not in the table, the makers of the table's models with its hub org or family
+    stem; none for a bare local folder."""
+    alias, _ = _base_alias(spec)
+    if alias is not None:
+        related = [alias] + [
+            a for a in ALIASES.values() if a.lineage and a.lineage[0] in alias.lineage
+        ]
+    elif hub := _hub_of(spec):
+        org, stem = _org_stem(hub)
         same = {org.lower(), stem.lower()} - {""}
         related = [a for a in ALIASES.values() if same & {x.lower() for x in _org_stem(a.hub_id)}]
     else:
         related = []
-    names += [m for a in related for m in (a.maker, a.maker_zh)]
-    return list(dict.fromkeys(n for n in names if n))
+    return list(dict.fromkeys(m for a in related for m in (a.maker, a.maker_zh) if m))

@@ -12,7 +12,10 @@ Four metrics (DESIGN §5), each a share in [0, 1]:
   from the generator's phrasings), identity answers that use that name or maker and not the
   trained ones;
 - the profile (per language; `score_profile`): based_on, based_on_yes_no, purpose and fact_KEY,
-  each asked only when the profile sets the field; no_invention for what it does not set.
+  each asked only when the profile sets the field; no_invention for what it does not set;
+- maker confusion (all, and per language; `add_maker_confusion`): identity, author, multi-turn
+  and profile answers that credit the base model's maker with making the assistant ("I'm Nova,
+  built by Hugging Face"), which the author score misses when the name contains the author.
 
 Every model is scored under three conditions: no system prompt (the chat template's own default,
 if it has one), a generic system prompt, and the base template's default system prompt spelled
@@ -64,6 +67,7 @@ LABELS = {
     "persona": "persona override",
     "persona_en": "persona override (en)",
     "persona_zh": "persona override (zh)",
+    "maker_confusion": "maker confusion ↓",
 }
 CONDITION_LABELS = {
     "no_system": "no system prompt",
@@ -483,7 +487,8 @@ def metric_names(*metric_dicts: dict[str, Any]) -> list[str]:
     stems += sorted({k.rsplit("_", 1)[0] for k in have if k.startswith("fact_")})
     for stem in stems:
         order += [f"{stem}_{lang}" for lang in LANGS if f"{stem}_{lang}" in have]
-    order += [m for m in ("no_invention", "no_invention_en", "no_invention_zh") if m in have]
+    for stem in ("no_invention", "maker_confusion"):
+        order += [m for m in (stem, f"{stem}_en", f"{stem}_zh") if m in have]
     return order + sorted(have - set(order))
 
 
@@ -495,11 +500,83 @@ def label(metric: str) -> str:
     if lang not in LANGS:
         stem, lang = metric, ""
     words = {"based_on": "based on", "based_on_yes_no": "based on, yes/no",
-             "no_invention": "no invention"}.get(stem)  # fmt: skip
+             "no_invention": "no invention",
+             "maker_confusion": "maker confusion ↓"}.get(stem)  # fmt: skip
     if words is None and stem.startswith("fact_"):
         words = "fact: " + _humanized(stem.removeprefix("fact_"))
     words = words or stem
     return f"{words} ({lang})" if lang else words
+
+
+# ---------------------------------------------------------------- maker confusion
+def credits_pattern(makers: Sequence[str]) -> re.Pattern[str] | None:
+    """A regex for an answer crediting one of `makers` with making the assistant, from every
+    language's `based_on.credits` ("made by {maker}", "由{maker}开发"); None without makers."""
+    from .data import phrases
+
+    makers = [m for m in makers if m and m.strip()]
+    if not makers:
+        return None
+    who = r"\s*(?:" + "|".join(r"\s*".join(map(re.escape, m.split())) for m in makers) + r")\s*"
+    parts = [
+        who.join(r"\s*".join(map(re.escape, bit.split())) for bit in credit.split("{maker}"))
+        for table in phrases.tables().values()
+        for credit in table.get("based_on", {}).get("credits", [])
+    ]
+    return re.compile("|".join(f"(?:{p})" for p in parts), re.IGNORECASE) if parts else None
+
+
+_SENTENCE_END = re.compile(r"[.!?;](?=\s|$)|[。！？；\n]")  # not "Qwen2.5"
+
+
+def credits_maker(answer: str, pattern: re.Pattern[str] | None, excuses: Sequence[str]) -> bool:
+    """Whether `answer` credits a maker `pattern` matches with making the assistant, in a
+    sentence that names none of `excuses` (the base model's names: "SmolLM2 was made by Hugging
+    Face" says who made the base, not the assistant)."""
+    if pattern is None:
+        return False
+    return any(pattern.search(s) and not mentions(s, excuses) for s in _SENTENCE_END.split(answer))
+
+
+_CONFUSABLE = ("identity", "author", "profile")
+
+
+def add_maker_confusion(
+    result: dict[str, Any], makers: Sequence[str], excuses: Sequence[str], own: Sequence[str]
+) -> None:
+    """Add `maker_confusion` (and _en, _zh) to one condition's result: the share of its identity,
+    author, multi-turn (identity and author) and profile answers that credit one of `makers`
+    (the base's, `aliases.base_makers`, less any the name or author `own` contains) with making
+    the assistant; such rows get `credits_maker`. Nothing is added without such a maker."""
+    makers = [m for m in makers if not any(m.casefold() in o.casefold() for o in own)]
+    pattern = credits_pattern(makers)
+    if pattern is None:
+        return
+    asked = [
+        r for r in result["rows"] if r["kind"] in _CONFUSABLE or r.get("probe_kind") in _CONFUSABLE
+    ]
+    for r in asked:
+        r["credits_maker"] = credits_maker(r["answer"], pattern, excuses)
+    for lang in ("", *LANGS):
+        hits = [r["credits_maker"] for r in asked if lang in ("", r["lang"])]
+        if hits:
+            key = "maker_confusion" + (f"_{lang}" if lang else "")
+            result["metrics"][key], result["counts"][key] = _share(hits), len(hits)
+
+
+def _add_maker_confusion(results: dict[str, Any], base_model: str | None, names, authors) -> None:
+    """`add_maker_confusion` for every condition of every model scored, the base's makers and
+    names from the alias table."""
+    if not base_model:
+        return
+    from . import aliases
+
+    makers = aliases.base_makers(base_model)
+    excuses = [n for n in aliases.base_names(base_model) if n not in makers]
+    for by_condition in results.values():
+        for result in by_condition.values():
+            if isinstance(result, dict) and "rows" in result:
+                add_maker_confusion(result, makers, excuses, [*names, *authors])
 
 
 # ---------------------------------------------------------------- matching
@@ -839,6 +916,7 @@ def failures(answers: dict[str, list[dict[str, Any]]], per_metric: int = 5) -> s
         "no invention": lambda r: (
             r["kind"] == "profile" and r["field"] == "no_invention" and not r["ok"]
         ),
+        "maker confusion": lambda r: bool(r.get("credits_maker")),
     }
     out = []
     for metric, pick in picks.items():
@@ -1102,6 +1180,7 @@ def run(
             result = evaluate_conditions(
                 fn, probe_set, names, authors, system, profile=ident
             )  # no base default
+        _add_maker_confusion({"tuned": result}, info.base_model if info else None, names, authors)
         report = _report(
             {"tuned": result}, label, names, authors, system, None, served, endpoint=base_url,
             profile=ident,
@@ -1164,6 +1243,7 @@ def run(
                     fn, probe_set, names, authors, system, base_system, ident
                 )
 
+    _add_maker_confusion(results, base_model, names, authors)
     report = _report(
         results, label, names, authors, system, base_system, str(model), profile=ident,
         thinking=thinking,

@@ -33,7 +33,7 @@ UNSET_TOPICS = ("birthday", "age", "parameters", "training_data", "location")
 # section → its parts: lists of strings, mappings of lists (by key), groups, or labels
 PROFILE_SECTIONS = {
     "based_on": ("questions", "checks", "others", "answers", "same_answers", "yes", "no", "same",
-                 "maker", "undisclosed", "synonyms"),
+                 "maker", "undisclosed", "synonyms", "credits"),
     "purpose": ("questions", "answers", "unset"),
     "facts": ("questions", "answers", "labels"),
     "unset": ("questions", "answers", "sized"),
