@@ -18,6 +18,9 @@ base model's eval answers are made once and cached), the rest in parallel (`--jo
 `--gen '{"_PROFILE_WEIGHTS": {"based_on": 0.3, ...}, "_FACT_WEIGHT_EACH": 0.1}'` overrides the
 generator's constants (data/identity.py) for a share sweep; a list of such objects runs every
 variant, size and seed once with each (`{}`: as shipped), side by side in one call.
+`--maker-in-system` scores each trained run a second time with the own system prompt as it was
+before 2026-12-06 (a default based_on with its maker: "… built on SmolLM2-135M-Instruct by
+Hugging Face"), reported as variant `VARIANT+maker_in_system`.
 `--dry-run` runs the plumbing on CPU with a tiny random model and 2 steps; `--native` keeps the
 CLI's own numerics (on a CPU: what `make demo` does there). Results:
 DIR/profile_quality.json (every run's eval.json metrics, and the means) and profile_quality.md.
@@ -60,16 +63,22 @@ _CLI = (
     "if gpu: models.cpu_autocast = lambda device: True\n"
     "for k, v in json.loads(os.environ.get('IDTUNE_BENCH_GEN') or '{}').items(): "
     "setattr(identity, k, v)\n"
+    "if os.environ.get('IDTUNE_BENCH_MAKER_IN_SYSTEM') == '1': "
+    "from idtune import aliases; aliases.based_on_plain = lambda spec: {}\n"
     "from idtune.cli import main; sys.argv[0] = 'idtune'; main()"
 )
 
 
-def idtune(args: list[str], log: Path, gpu: bool, gen: dict | None = None) -> None:
-    """One CLI call, its output appended to `log`; raise on failure."""
+def idtune(
+    args: list[str], log: Path, gpu: bool, gen: dict | None = None, maker_in_system: bool = False
+) -> None:
+    """One CLI call, its output appended to `log`; raise on failure. `maker_in_system`: the own
+    system prompt states a default based_on with its maker, as before 2026-12-06."""
     path = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1",
            "IDTUNE_BENCH_CPU_NUMERICS": "1" if gpu else "0",
-           "IDTUNE_BENCH_GEN": json.dumps(gen or {})}  # fmt: skip
+           "IDTUNE_BENCH_GEN": json.dumps(gen or {}),
+           "IDTUNE_BENCH_MAKER_IN_SYSTEM": "1" if maker_in_system else "0"}  # fmt: skip
     with log.open("a") as fh:
         fh.write(f"$ idtune {' '.join(args)}\n")
         fh.flush()
@@ -130,15 +139,26 @@ def one(variant: str, n: int, seed: int, gen: dict, work: Path, args) -> dict:
     steps = len((run / "log.jsonl").read_text().splitlines())
     report = json.loads((run / "eval.json").read_text())
     add_maker_confusion(report)
-    return {"variant": variant, "n": n, "seed": seed, "gen": gen, "steps": steps,
-            "train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t, 1),
-            "metrics": report["metrics"], "based_on_answers": based_on_answers(report),
-            "maker_confused": maker_confused(report)}  # fmt: skip
+    out = {"variant": variant, "n": n, "seed": seed, "gen": gen, "steps": steps,
+           "train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t, 1),
+           "metrics": report["metrics"], "based_on_answers": based_on_answers(report),
+           "maker_confused": maker_confused(report)}  # fmt: skip
+    if args.maker_in_system:  # the same run scored again with the old own system prompt
+        again = d / "maker_in_system"
+        idtune(["eval", str(run), "-o", str(again), *(["--quick"] if args.dry_run else [])],
+               log, gpu, maker_in_system=True)  # fmt: skip
+        old = json.loads((again / "eval.json").read_text())
+        out["twin"] = {**out, "variant": f"{variant}+maker_in_system", "metrics": old["metrics"],
+                       "based_on_answers": based_on_answers(old),
+                       "maker_confused": maker_confused(old)}  # fmt: skip
+    return out
 
 
 # An answer that credits the base model's maker with making the assistant ("an AI assistant
 # built by Hugging Face", "由Hugging Face开发"): with the name and the author the same string the
 # author score cannot see it. "built on SmolLM2-135M-Instruct by Hugging Face" is not one.
+# `idtune eval` reports its own `maker_confusion` (more phrasings; a sentence naming the base is
+# not counted); this regex scores only eval.json files written before it did.
 _BASE_MAKER = "Hugging ?Face"
 _CREDITS = re.compile(
     rf"(?:made|built|developed|created|trained|designed)\s+by\s+{_BASE_MAKER}"
@@ -149,13 +169,14 @@ _CREDITS = re.compile(
 
 def add_maker_confusion(report: dict) -> None:
     """Per side and condition of eval.json: `maker_confusion`, the share of answers to identity,
-    author, multi-turn and profile questions that credit the base model's maker (`_CREDITS`)."""
+    author, multi-turn and profile questions that credit the base model's maker (`_CREDITS`);
+    a condition that eval scored already keeps eval's."""
     for side, conds in (report.get("answers") or {}).items():
         for cond, rows in conds.items():
             asked = [r for r in rows if r.get("kind") in ("identity", "author", "multi_turn",
                                                           "profile")]  # fmt: skip
             into = report["metrics"].get(side, {}).get(cond)
-            if not (asked and isinstance(into, dict)):
+            if not (asked and isinstance(into, dict)) or "maker_confusion" in into:
                 continue
             for lang in ("", "en", "zh"):
                 part = [r for r in asked if lang in ("", r.get("lang"))]
@@ -165,11 +186,16 @@ def add_maker_confusion(report: dict) -> None:
 
 
 def maker_confused(report: dict) -> list[dict]:
-    """The tuned model's answers that credit the base's maker (`_CREDITS`), every condition, each
-    with its condition, kind, language and question."""
+    """The tuned model's answers that credit the base's maker (eval's `credits_maker`, else
+    `_CREDITS`), every condition, each with its condition, kind, language and question."""
+    tuned = report.get("answers", {}).get("tuned", {})
+    scored = any("credits_maker" in r for rows in tuned.values() for r in rows)
+
+    def credits(r: dict) -> bool:
+        return bool(r.get("credits_maker")) if scored else bool(_CREDITS.search(r["answer"]))
+
     return [{"condition": cond, **{k: r.get(k) for k in ("kind", "lang", "prompt", "answer")}}
-            for cond, rows in report.get("answers", {}).get("tuned", {}).items()
-            for r in rows if _CREDITS.search(r.get("answer", ""))]  # fmt: skip
+            for cond, rows in tuned.items() for r in rows if credits(r)]  # fmt: skip
 
 
 def based_on_answers(report: dict) -> list[dict]:
@@ -243,6 +269,9 @@ def main() -> None:
     ap.add_argument("--facts-sizes", default="600", help="sizes the `facts` variant runs at")
     ap.add_argument("--jobs", type=int, default=6)
     ap.add_argument("--dry-run", action="store_true", help="CPU, a tiny random model")
+    ap.add_argument("--maker-in-system", action="store_true",
+                    help="also score each run with the own system prompt naming the base's "
+                    "maker (as before 2026-12-06), as variant VARIANT+maker_in_system")  # fmt: skip
     ap.add_argument("--native", action="store_true",
                     help="the CLI numerics (make demo's), not the CPU's on a GPU")  # fmt: skip
     ap.add_argument(
@@ -294,6 +323,8 @@ def main() -> None:
         print(f"{job[:3]} {gen_label(job[3])}: {took:.0f} s {how}", flush=True)
         with lock:
             runs.append(r)
+            if "twin" in r:
+                runs.append(r.pop("twin"))
             write()
         return r
 
