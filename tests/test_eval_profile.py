@@ -468,6 +468,10 @@ def test_maker_confusion_reads_every_languages_credits_and_makers():
         "I'm built on Qwen2.5-1.5B-Instruct, made by Alibaba Cloud.", pattern, excuses
     )
     assert not evaluate.credits_maker("I'm Nova, made by Acme.", pattern, excuses)
+    # a denial is no credit; a "No," that answers another question does not make one a denial
+    assert not evaluate.credits_maker("No, I'm not built by DeepSeek. I'm Nova.", pattern, [])
+    assert not evaluate.credits_maker("不是，我不是由阿里云开发的。", pattern, [])
+    assert evaluate.credits_maker("No, I'm Nova, an AI assistant made by DeepSeek.", pattern, [])
     assert evaluate.credits_pattern([]) is None
 
 

@@ -532,10 +532,18 @@ _SENTENCE_END = re.compile(r"[.!?;](?=\s|$)|[。！？；\n]")  # not "Qwen2.5"
 def credits_maker(answer: str, pattern: re.Pattern[str] | None, excuses: Sequence[str]) -> bool:
     """Whether `answer` credits a maker `pattern` matches with making the assistant, in a
     sentence that names none of `excuses` (the base model's names: "SmolLM2 was made by Hugging
-    Face" says who made the base, not the assistant)."""
+    Face" says who made the base, not the assistant) and not right after a negation ("I'm not
+    built by Hugging Face", "不是由Hugging Face开发")."""
+    from .data.profile_match import negates
+
     if pattern is None:
         return False
-    return any(pattern.search(s) and not mentions(s, excuses) for s in _SENTENCE_END.split(answer))
+    for s in _SENTENCE_END.split(answer):
+        if mentions(s, excuses):
+            continue
+        if any(not negates(s[: m.start()][-12:]) for m in pattern.finditer(s)):
+            return True
+    return False
 
 
 _CONFUSABLE = ("identity", "author", "profile")

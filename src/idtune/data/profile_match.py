@@ -62,6 +62,11 @@ _NEGATION = {
 }
 
 
+def negates(text: str) -> bool:
+    """Whether `text` holds a negation ("not", "不是"), in either language."""
+    return any(p.search(text.lower()) for p in _NEGATION.values())
+
+
 def normalized(text: str) -> str:
     """NFKC, case-folded, with spaces, punctuation and symbols dropped."""
     text = unicodedata.normalize("NFKC", text).casefold()
