@@ -144,11 +144,12 @@ def one(variant: str, n: int, seed: int, gen: dict, work: Path, args) -> dict:
            "metrics": report["metrics"], "based_on_answers": based_on_answers(report),
            "maker_confused": maker_confused(report)}  # fmt: skip
     if args.maker_in_system:  # the same run scored again with the old own system prompt
-        again = d / "maker_in_system"
+        again, t = d / "maker_in_system", time.perf_counter()
         idtune(["eval", str(run), "-o", str(again), *(["--quick"] if args.dry_run else [])],
                log, gpu, maker_in_system=True)  # fmt: skip
         old = json.loads((again / "eval.json").read_text())
         out["twin"] = {**out, "variant": f"{variant}+maker_in_system", "metrics": old["metrics"],
+                       "eval_s": round(time.perf_counter() - t, 1),
                        "based_on_answers": based_on_answers(old),
                        "maker_confused": maker_confused(old)}  # fmt: skip
     return out
