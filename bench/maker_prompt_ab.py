@@ -26,9 +26,8 @@ def main() -> None:
     for run in sys.argv[1:]:
         loaded = models.load(run)
         ident, base = loaded.info.identity, loaded.info.base_model
-        makers = aliases.base_makers(base)
+        makers, excuses = evaluate.maker_terms(base, [*ident.names, *ident.authors])
         pattern = evaluate.credits_pattern(makers)
-        excuses = [n for n in aliases.base_names(base) if n not in makers]
         plain = aliases.based_on_plain(base).get(ident.based_on, ident.based_on)
         prompts = {
             "own, based_on with its maker (before)": templates.own_default(

@@ -145,13 +145,17 @@ def one(variant: str, n: int, seed: int, gen: dict, work: Path, args) -> dict:
            "maker_confused": maker_confused(report)}  # fmt: skip
     if args.maker_in_system:  # the same run scored again with the old own system prompt
         again, t = d / "maker_in_system", time.perf_counter()
-        idtune(["eval", str(run), "-o", str(again), *(["--quick"] if args.dry_run else [])],
-               log, gpu, maker_in_system=True)  # fmt: skip
-        old = json.loads((again / "eval.json").read_text())
-        out["twin"] = {**out, "variant": f"{variant}+maker_in_system", "metrics": old["metrics"],
-                       "eval_s": round(time.perf_counter() - t, 1),
-                       "based_on_answers": based_on_answers(old),
-                       "maker_confused": maker_confused(old)}  # fmt: skip
+        twin = {"variant": f"{variant}+maker_in_system", "n": n, "seed": seed, "gen": gen}
+        try:  # a failure here leaves the run's own result whole
+            idtune(["eval", str(run), "-o", str(again), *(["--quick"] if args.dry_run else [])],
+                   log, gpu, maker_in_system=True)  # fmt: skip
+            old = json.loads((again / "eval.json").read_text())
+            out["twin"] = {**out, **twin, "metrics": old["metrics"],
+                           "eval_s": round(time.perf_counter() - t, 1),
+                           "based_on_answers": based_on_answers(old),
+                           "maker_confused": maker_confused(old)}  # fmt: skip
+        except Exception as e:
+            out["twin"] = {**twin, "error": str(e)[-600:]}
     return out
 
 

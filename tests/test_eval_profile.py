@@ -430,6 +430,11 @@ def test_maker_confusion_counts_answers_crediting_the_bases_maker():
     assert evaluate.label("maker_confusion_zh") == "maker confusion ↓ (zh)"
     table = evaluate.table({"tuned": {"no_system": m}}, counts)
     assert "| maker confusion ↓ | no system prompt | 0.50 (4/8) |" in table
+    # a thinking column asks no multi-turn probes: its n is its own
+    both = {"tuned": {"no_system": m}, "tuned_thinking": {"no_system": {"maker_confusion": 0.5}}}
+    own_n = {"tuned_thinking": {"no_system": {"maker_confusion": 6}}}
+    table = evaluate.table(both, counts, None, None, own_n)
+    assert "| maker confusion ↓ | no system prompt | 0.50 (4/8) | 0.50 (3/6) |" in table
     fails = evaluate.failures({"no_system": res["rows"]})
     assert "### maker confusion: 4 failing" in fails
 
@@ -458,9 +463,9 @@ def test_maker_confusion_reads_every_languages_credits_and_makers():
 
     assert "由{maker}开发" in phrases.tables()["zh"]["based_on"]["credits"]
     assert "made by {maker}" in phrases.tables()["en"]["based_on"]["credits"]
-    makers = aliases.base_makers("deepseek-r1-distill-qwen-1.5b")
-    assert {"DeepSeek", "Alibaba Cloud", "阿里云"} <= set(makers)
-    pattern = evaluate.credits_pattern(makers)
+    groups = aliases.base_makers("deepseek-r1-distill-qwen-1.5b")
+    assert ("DeepSeek", "深度求索") in groups and ("Alibaba Cloud", "阿里云") in groups
+    pattern = evaluate.credits_pattern([m for g in groups for m in g])
     excuses = aliases.base_names("qwen2.5-1.5b-instruct")
     assert evaluate.credits_maker("我是诺娃，阿里云开发了我。", pattern, [])
     assert evaluate.credits_maker("I'm Nova, trained by DeepSeek!", pattern, [])
@@ -475,11 +480,76 @@ def test_maker_confusion_reads_every_languages_credits_and_makers():
     assert evaluate.credits_pattern([]) is None
 
 
-def test_cli_eval_reports_maker_confusion_for_a_base_with_a_maker(tiny_model, tmp_path):
+@pytest.mark.parametrize(
+    ("base", "answer", "own", "counted"),
+    [
+        # the hub org "google" is inside the maker "Google DeepMind": no excuse
+        ("google/gemma-3-1b-it", "I'm Nova, an AI assistant made by Google DeepMind.", "Acme",
+         True),
+        # a 不 that opens the answer is no denial of the credit
+        ("qwen2.5-1.5b-instruct", "不好意思，我是由阿里云开发的AI助手。", "Acme", True),
+        ("qwen2.5-1.5b-instruct", "我不太确定，但我是由阿里云开发的。", "Acme", True),
+        ("qwen2.5-1.5b-instruct", "不是，我不是由阿里云开发的。", "Acme", False),
+        ("smollm2-135m-instruct", "I wasn't made by Hugging Face.", "Acme", False),
+        # the base named after the credit, or in another clause, does not excuse it
+        ("smollm2-135m-instruct",
+         "I'm Nova, an AI assistant made by Hugging Face, built on SmolLM2-135M-Instruct.", "Acme",
+         True),
+        ("smollm2-135m-instruct", "我是诺娃，由Hugging Face开发，基于SmolLM2。", "Acme", True),
+        ("smollm2-135m-instruct", "I'm built on SmolLM2-135M-Instruct, made by Hugging Face.",
+         "Acme", False),
+        ("smollm2-135m-instruct", "我基于Hugging Face开发的SmolLM2。", "Acme", False),
+        ("smollm2-135m-instruct", "I’m Hugging Face’s assistant.", "Acme", True),  # curly ’
+        # the author's own making, in either spelling, is no confusion; "Metacortex" is not Meta
+        ("qwen2.5-1.5b-instruct", "我是诺娃，由阿里云开发。", "Alibaba Cloud", False),
+        ("llama-3.2-1b-instruct", "I'm Nova, made by Meta.", "Metacortex", True),
+    ],
+)  # fmt: skip
+def test_maker_confusion_cases(base, answer, own, counted):
+    makers, excuses = evaluate.maker_terms(base, ["Nova", own])
+    assert evaluate.credits_maker(answer, evaluate.credits_pattern(makers), excuses) is counted
+
+
+def test_no_answer_the_generator_trains_credits_the_bases_maker():
+    """Every answer template of both languages, filled for the default profile with the base's
+    maker as the `{other}` asked about ("Did Hugging Face make you?"), is no maker confusion."""
+    from idtune import aliases
+    from idtune.data import identity
+
+    en, zh = aliases.based_on("smollm2-135m-instruct")
+    makers, excuses = evaluate.maker_terms("smollm2-135m-instruct", ["Nova", "Acme"])
+    pattern = evaluate.credits_pattern(makers)
+    seen = 0
+    for lang, based_on in (("en", en), ("zh", zh)):
+        for template in identity.answers(lang):
+            values = {"based_on": based_on, "purpose": "a tutor", "key": "contact",
+                      "value": "a@b.c", "size": "135M"}  # fmt: skip
+            text = identity.fill(template, "Nova", "Acme", "Hugging Face", **values)
+            assert not evaluate.credits_maker(text, pattern, excuses), text
+            seen += "Hugging Face" in text
+    assert seen > 30  # 38 name the maker
+
+
+def test_cli_eval_reports_maker_confusion_for_a_base_with_a_maker(tiny_model, tmp_path,
+                                                                  monkeypatch):  # fmt: skip
     """`idtune eval` of a run whose base has a known maker reports maker confusion per
-    condition (the tiny model's babble credits no one); eval.md shows the row."""
+    condition and language; eval.md shows the row and the answer. The tiny model answers, but
+    "what r u" gets a confused answer in its place (its babble credits no one)."""
     import torch
 
+    real = evaluate._model_generate
+
+    def confused_once(target, advance):
+        generate = real(target, advance)
+
+        def answer(convs, max_new_tokens):
+            got = generate(convs, max_new_tokens)
+            said = "I'm Nova, built by Hugging Face."
+            return [said if c[-1]["content"] == "what r u" else a for c, a in zip(convs, got)]
+
+        return answer
+
+    monkeypatch.setattr(evaluate, "_model_generate", confused_once)
     probes = tmp_path / "probes.json"
     general = [{"lang": "en", "prompt": "Capital of France?", "answers": ["Paris"]}]
     small = {"identity": {"en": ["what r u"], "zh": ["你是谁"]}, "author": {"en": ["who built u"]},
@@ -499,6 +569,10 @@ def test_cli_eval_reports_maker_confusion_for_a_base_with_a_maker(tiny_model, tm
     report = json.loads((run / "eval.json").read_text())
     for cond in ("no_system", "system"):
         got = report["metrics"]["tuned"][cond]
-        assert got["maker_confusion"] == 0.0 and got["maker_confusion_zh"] == 0.0, cond
+        assert got["maker_confusion"] == pytest.approx(1 / 3), cond
+        assert (got["maker_confusion_en"], got["maker_confusion_zh"]) == (0.5, 0.0), cond
         assert report["condition_counts"][cond]["maker_confusion"] == 3
-    assert "| maker confusion ↓ | no system prompt | 0.00 (0/3) |" in (run / "eval.md").read_text()
+    md = (run / "eval.md").read_text()
+    assert "| maker confusion ↓ | no system prompt | 0.33 (1/3) |" in md
+    # no system prompt, the generic one and the base's default spelled out: one answer each
+    assert "### maker confusion: 3 failing" in md and "built by Hugging Face" in md

@@ -272,6 +272,7 @@ def test_cli_eval_run_dir_compare_base(tiny_model, small_probes, tmp_path, capsy
         "metrics",
         "counts",
         "condition_counts",
+        "model_condition_counts",
         "answers",
     }
     assert report["thinking"] is None  # a model that does not think: one pass, as before

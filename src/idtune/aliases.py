@@ -218,15 +218,15 @@ def base_names(spec: str) -> list[str]:
     elif hub := _hub_of(spec):
         org, stem = _org_stem(hub)
         names += [hub, org, stem]
-    names += base_makers(spec)
+    names += [m for group in base_makers(spec) for m in group]
     return list(dict.fromkeys(n for n in names if n))
 
 
-def base_makers(spec: str) -> list[str]:
-    """Who made the model `spec` and the models it is built from, in both languages ("Hugging
-    Face"; "DeepSeek", "深度求索", "Alibaba Cloud", "阿里云" for a DeepSeek-R1 distill of Qwen2.5);
-    for a model not in the table, the makers of the table's models with its hub org or family
-    stem; none for a bare local folder."""
+def base_makers(spec: str) -> list[tuple[str, ...]]:
+    """Who made the model `spec` and the models it is built from, each maker's spellings together
+    ([("Hugging Face",)]; [("DeepSeek", "深度求索"), ("Alibaba Cloud", "阿里云")] for a DeepSeek-R1
+    distill of Qwen2.5); for a model not in the table, the makers of the table's models with its
+    hub org or family stem; none for a bare local folder."""
     alias, _ = _base_alias(spec)
     if alias is not None:
         related = [alias] + [
@@ -238,4 +238,5 @@ def base_makers(spec: str) -> list[str]:
         related = [a for a in ALIASES.values() if same & {x.lower() for x in _org_stem(a.hub_id)}]
     else:
         related = []
-    return list(dict.fromkeys(m for a in related for m in (a.maker, a.maker_zh) if m))
+    groups = (tuple(dict.fromkeys(m for m in (a.maker, a.maker_zh) if m)) for a in related)
+    return list(dict.fromkeys(g for g in groups if g))

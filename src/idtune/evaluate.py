@@ -530,19 +530,26 @@ _SENTENCE_END = re.compile(r"[.!?;](?=\s|$)|[。！？；\n]")  # not "Qwen2.5"
 
 
 def credits_maker(answer: str, pattern: re.Pattern[str] | None, excuses: Sequence[str]) -> bool:
-    """Whether `answer` credits a maker `pattern` matches with making the assistant, in a
-    sentence that names none of `excuses` (the base model's names: "SmolLM2 was made by Hugging
-    Face" says who made the base, not the assistant) and not right after a negation ("I'm not
-    built by Hugging Face", "不是由Hugging Face开发")."""
-    from .data.profile_match import negates
+    """Whether `answer` credits a maker `pattern` matches with making the assistant: not right
+    after a negation ("I'm not built by Hugging Face", "不是由Hugging Face开发"), and not where
+    the base model is the one credited, i.e. one of `excuses` (its names) stands before the
+    credit in its sentence ("SmolLM2 was made by Hugging Face", "built on SmolLM2, made by
+    Hugging Face") or, in Chinese, anywhere in its clause ("基于Hugging Face开发的SmolLM2"). "I'm
+    Nova, made by Hugging Face, built on SmolLM2" and "我是诺娃，由Hugging Face开发，基于SmolLM2"
+    count."""
+    from .data.profile_match import ends_negated
 
     if pattern is None:
         return False
-    for s in _SENTENCE_END.split(answer):
-        if mentions(s, excuses):
-            continue
-        if any(not negates(s[: m.start()][-12:]) for m in pattern.finditer(s)):
-            return True
+    for sentence in _SENTENCE_END.split(answer.replace("\u2019", "'")):
+        for clause in re.split(r"[，、]", sentence):
+            for m in pattern.finditer(clause):
+                if ends_negated(clause[: m.start()]):
+                    continue
+                chinese = _CJK.search(m.group()) is not None
+                if mentions(clause if chinese else clause[: m.start()], excuses):
+                    continue
+                return True
     return False
 
 
@@ -550,13 +557,12 @@ _CONFUSABLE = ("identity", "author", "profile")
 
 
 def add_maker_confusion(
-    result: dict[str, Any], makers: Sequence[str], excuses: Sequence[str], own: Sequence[str]
+    result: dict[str, Any], makers: Sequence[str], excuses: Sequence[str]
 ) -> None:
     """Add `maker_confusion` (and _en, _zh) to one condition's result: the share of its identity,
     author, multi-turn (identity and author) and profile answers that credit one of `makers`
-    (the base's, `aliases.base_makers`, less any the name or author `own` contains) with making
-    the assistant; such rows get `credits_maker`. Nothing is added without such a maker."""
-    makers = [m for m in makers if not any(m.casefold() in o.casefold() for o in own)]
+    (`maker_terms`) with making the assistant; such rows get `credits_maker`. Nothing is added
+    without a maker."""
     pattern = credits_pattern(makers)
     if pattern is None:
         return
@@ -572,19 +578,31 @@ def add_maker_confusion(
             result["metrics"][key], result["counts"][key] = _share(hits), len(hits)
 
 
-def _add_maker_confusion(results: dict[str, Any], base_model: str | None, names, authors) -> None:
-    """`add_maker_confusion` for every condition of every model scored, the base's makers and
-    names from the alias table."""
-    if not base_model:
-        return
+def maker_terms(base_model: str, own: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(makers, excuses) of `base_model`: who made it and what it is built from
+    (`aliases.base_makers`, each maker's spellings dropped together when the assistant's name or
+    author `own` names one: Alibaba Cloud tuning Qwen says so truthfully), and the base's other
+    names that excuse a clause ("SmolLM2 was made by …"), less those inside a maker's name (the
+    hub org "google" of "Google DeepMind")."""
     from . import aliases
 
-    makers = aliases.base_makers(base_model)
-    excuses = [n for n in aliases.base_names(base_model) if n not in makers]
+    groups = aliases.base_makers(base_model)
+    makers = [m for g in groups if not any(mentions(o, g) for o in own) for m in g]
+    every = [m for g in groups for m in g]
+    excuses = [n for n in aliases.base_names(base_model)
+               if n not in every and not any(mentions(m, [n]) for m in every)]  # fmt: skip
+    return makers, excuses
+
+
+def _add_maker_confusion(results: dict[str, Any], base_model: str | None, names, authors) -> None:
+    """`add_maker_confusion` for every condition of every model scored (`maker_terms`)."""
+    if not base_model:
+        return
+    makers, excuses = maker_terms(base_model, [*names, *authors])
     for by_condition in results.values():
         for result in by_condition.values():
             if isinstance(result, dict) and "rows" in result:
-                add_maker_confusion(result, makers, excuses, [*names, *authors])
+                add_maker_confusion(result, makers, excuses)
 
 
 # ---------------------------------------------------------------- matching
@@ -882,10 +900,12 @@ def table(
     counts: dict[str, int],
     condition_counts: dict[str, dict[str, int]] | None = None,
     heads: dict[str, str] | None = None,
+    model_counts: dict[str, dict[str, dict[str, int]]] | None = None,
 ) -> str:
     """Markdown table: metric | condition | one column per scored model ("base", "tuned", and
     for a hybrid thinking family "base_thinking", "tuned_thinking"; `heads` names them).
-    A (metric, condition) row that no tuned column has is left out."""
+    A (metric, condition) row that no tuned column has is left out. A cell's n is its model's
+    (`model_counts`: model → condition → metric), else the tuned model's."""
     models = [m for m in MODELS if m in metrics]
     lines = [
         "| metric | condition | " + " | ".join((heads or {}).get(m, m) for m in models) + " |",
@@ -898,7 +918,8 @@ def table(
             if all(v is None for v in key):
                 continue
             n = (condition_counts or {}).get(cond, {}).get(metric, counts.get(metric, 0))
-            cells = [_fmt(v, n) for v in values]
+            own = [(model_counts or {}).get(m, {}).get(cond, {}).get(metric, n) for m in models]
+            cells = [_fmt(v, k) for v, k in zip(values, own, strict=True)]
             row = f"| {label(metric)} | {CONDITION_LABELS[cond]} | " + " | ".join(cells) + " |"
             lines.append(row)
     return "\n".join(lines)
@@ -964,7 +985,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"{thinking.get('budget')} more new tokens for it"
         )
     tab = table(report["metrics"], report["counts"], report.get("condition_counts"),
-                headers(thinking))  # fmt: skip
+                headers(thinking), report.get("model_condition_counts"))  # fmt: skip
     parts = ["\n".join(head), tab]
     fails = failures(report["answers"]["tuned"])
     if fails:
@@ -1310,6 +1331,7 @@ def _report(
         "metrics": {m: {c: r[c]["metrics"] for c in r} for m, r in results.items()},
         "counts": results["tuned"]["no_system"]["counts"],
         "condition_counts": {c: r["counts"] for c, r in results["tuned"].items()},
+        "model_condition_counts": {m: {c: r[c]["counts"] for c in r} for m, r in results.items()},
         "answers": {m: {c: r[c]["rows"] for c in r} for m, r in results.items()},
     }
 

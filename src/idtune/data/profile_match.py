@@ -62,9 +62,15 @@ _NEGATION = {
 }
 
 
-def negates(text: str) -> bool:
-    """Whether `text` holds a negation ("not", "不是"), in either language."""
-    return any(p.search(text.lower()) for p in _NEGATION.values())
+_ENDS_NEGATED = re.compile(
+    r"(?:\b(?:not|never|no)|n't|n’t)\s*$|(?:不是|并非|并不是|并不|没有|不)\s*$", re.IGNORECASE
+)
+
+
+def ends_negated(text: str) -> bool:
+    """Whether `text` ends with a negation ("I'm not ", "I wasn't ", "我不是"), either language:
+    what follows is denied."""
+    return _ENDS_NEGATED.search(text) is not None
 
 
 def normalized(text: str) -> str:
