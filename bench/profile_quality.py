@@ -162,8 +162,8 @@ def one(variant: str, n: int, seed: int, gen: dict, work: Path, args) -> dict:
 # An answer that credits the base model's maker with making the assistant ("an AI assistant
 # built by Hugging Face", "由Hugging Face开发"): with the name and the author the same string the
 # author score cannot see it. "built on SmolLM2-135M-Instruct by Hugging Face" is not one.
-# `idtune eval` reports its own `maker_confusion` (more phrasings; a sentence naming the base is
-# not counted); this regex scores only eval.json files written before it did.
+# `idtune eval` reports its own `maker_confusion` (more phrasings; a denial, or a credit of the
+# base itself, is not counted); this regex scores only eval.json files written before it did.
 _BASE_MAKER = "Hugging ?Face"
 _CREDITS = re.compile(
     rf"(?:made|built|developed|created|trained|designed)\s+by\s+{_BASE_MAKER}"
