@@ -557,15 +557,12 @@ _CONFUSABLE = ("identity", "author", "profile")
 
 
 def add_maker_confusion(
-    result: dict[str, Any], makers: Sequence[str], excuses: Sequence[str]
+    result: dict[str, Any], pattern: re.Pattern[str], excuses: Sequence[str]
 ) -> None:
     """Add `maker_confusion` (and _en, _zh) to one condition's result: the share of its identity,
-    author, multi-turn (identity and author) and profile answers that credit one of `makers`
-    (`maker_terms`) with making the assistant; such rows get `credits_maker`. Nothing is added
-    without a maker."""
-    pattern = credits_pattern(makers)
-    if pattern is None:
-        return
+    author, multi-turn (identity and author) and profile answers that credit a maker `pattern`
+    matches (`credits_pattern` of `maker_terms`) with making the assistant; such rows get
+    `credits_maker`."""
     asked = [
         r for r in result["rows"] if r["kind"] in _CONFUSABLE or r.get("probe_kind") in _CONFUSABLE
     ]
@@ -599,10 +596,13 @@ def _add_maker_confusion(results: dict[str, Any], base_model: str | None, names,
     if not base_model:
         return
     makers, excuses = maker_terms(base_model, [*names, *authors])
+    pattern = credits_pattern(makers)  # None without a maker: nothing is added
+    if pattern is None:
+        return
     for by_condition in results.values():
         for result in by_condition.values():
             if isinstance(result, dict) and "rows" in result:
-                add_maker_confusion(result, makers, excuses)
+                add_maker_confusion(result, pattern, excuses)
 
 
 # ---------------------------------------------------------------- matching
